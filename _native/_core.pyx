@@ -1,0 +1,616 @@
+# The scheduler core: the only compilation unit of kernel._core.  Components are included in
+# dependency order; Scheduler is the one Python-visible class that owns their arrays.
+#
+# Every state change has exactly one apply_* method, used by live operation (after the
+# kernel appended the event) and by replay alike.  The live-only methods (choose, decide)
+# never change state.  Times are int64 ns passed in by the caller.
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.math cimport pow
+from libc.stdio cimport snprintf
+
+from kernel.errors import KernelInternalError
+
+include "debug.pxi"
+include "common.pxi"
+include "arrays.pxi"
+include "heap.pxi"
+include "timers.pxi"
+include "dag.pxi"
+include "leases.pxi"
+include "pools.pxi"
+
+DEBUG_BUILD = bool(ESKERNEL_DEBUG)
+cdef const char* SCHEMA_CLAIMED = b'{"v":1,"t":"claimed","ts":%lld,"task":"%s","lease":%lld,"agent":"%s","attempt":%d,"expires":%lld}'
+
+
+cdef class Lease:
+    """A granted lease: the right to run one attempt of a task until ``expires_at``.
+
+    The lease id is monotonic across the kernel and doubles as a fencing token: once a
+    lease expires, is released or its task is cancelled, completing with it is rejected.
+    """
+    cdef readonly int64_t lease_id
+    cdef readonly str task_id
+    cdef readonly str agent_id
+    cdef readonly int attempt
+    cdef readonly int64_t expires_ns
+    cdef readonly int32_t _task
+    cdef readonly bytes _event
+
+    @property
+    def expires_at(self):
+        """Expiry time in seconds (float), on the kernel's clock."""
+        return self.expires_ns / 1e9
+
+    def __repr__(self):
+        return (f"Lease(lease_id={self.lease_id}, task_id={self.task_id!r}, "
+                f"agent_id={self.agent_id!r}, attempt={self.attempt}, "
+                f"expires_at={self.expires_ns / 1e9!r})")
+
+    def __eq__(self, other):
+        if not isinstance(other, Lease):
+            return NotImplemented
+        return (<Lease>other).lease_id == self.lease_id and (<Lease>other).task_id == self.task_id
+
+    def __hash__(self):
+        return hash((self.lease_id, self.task_id))
+
+
+cdef class Scheduler:
+    """Priority heaps, DAG readiness counters, lease table and timers over integer handles."""
+    cdef Task* tasks
+    cdef readonly Py_ssize_t n_tasks
+    cdef Py_ssize_t cap_tasks
+    cdef Edge* edges
+    cdef Py_ssize_t n_edges, cap_edges
+    cdef Queue* queues
+    cdef Py_ssize_t n_queues, cap_queues
+    cdef Agent* agents
+    cdef Py_ssize_t n_agents, cap_agents
+    cdef int32_t* caps
+    cdef ReadyHeap* pinned
+    cdef Py_ssize_t n_caps, cap_caps, cap_pinned
+    cdef Policy* policies
+    cdef Py_ssize_t n_policies, cap_policies
+    cdef LeaseSlot* slots
+    cdef Py_ssize_t n_slots, cap_slots
+    cdef int32_t free_slot
+    cdef TimeHeap timers
+    cdef TimeHeap expiry
+    cdef readonly int64_t next_lease_id
+    cdef readonly int64_t n_live_leases
+    cdef int64_t st_counts[7]
+    cdef readonly list task_ids
+    cdef readonly list queue_names
+    cdef readonly list agent_names
+
+    def __cinit__(self):
+        self.free_slot = -1
+        self.next_lease_id = 1
+        memset(&self.timers, 0, sizeof(TimeHeap))
+        memset(&self.expiry, 0, sizeof(TimeHeap))
+        memset(self.st_counts, 0, sizeof(self.st_counts))
+        self.task_ids = []
+        self.queue_names = []
+        self.agent_names = []
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self.n_queues):
+            PyMem_Free(self.queues[i].heap.keys)
+        for i in range(self.n_caps):
+            PyMem_Free(self.pinned[i].keys)
+        PyMem_Free(self.tasks); PyMem_Free(self.edges); PyMem_Free(self.queues)
+        PyMem_Free(self.agents); PyMem_Free(self.caps); PyMem_Free(self.pinned)
+        PyMem_Free(self.policies); PyMem_Free(self.slots)
+        PyMem_Free(self.timers.e); PyMem_Free(self.timers.pos)
+        PyMem_Free(self.expiry.e); PyMem_Free(self.expiry.pos)
+
+    # --- queues, agents and backoff policies ---
+
+    def add_queue(self, str name, int max_concurrent, bint paused):
+        """Apply queue_declared for a new queue; returns its handle."""
+        arr_reserve(<void**>&self.queues, &self.cap_queues, self.n_queues + 1, sizeof(Queue))
+        cdef Queue* q = &self.queues[self.n_queues]
+        memset(q, 0, sizeof(Queue))
+        q.max_concurrent = max_concurrent
+        q.paused = paused
+        self.queue_names.append(name)
+        self.n_queues += 1
+        return self.n_queues - 1
+
+    def set_queue(self, int q, int max_concurrent, bint paused):
+        """Apply a change of a queue's limit or paused flag."""
+        self.queues[q].max_concurrent = max_concurrent
+        self.queues[q].paused = paused
+
+    def queue_info(self, int q):
+        """(max_concurrent, paused, running, ready) of queue q."""
+        cdef Queue* Q = &self.queues[q]
+        return Q.max_concurrent, bool(Q.paused), Q.running, Q.ready
+
+    def add_agent(self, str name, int capacity, list caps):
+        """Apply agent_registered for a new agent serving queue handles `caps`."""
+        cdef Py_ssize_t i, k = len(caps)
+        arr_reserve(<void**>&self.agents, &self.cap_agents, self.n_agents + 1, sizeof(Agent))
+        arr_reserve(<void**>&self.caps, &self.cap_caps, self.n_caps + k, sizeof(int32_t))
+        arr_reserve(<void**>&self.pinned, &self.cap_pinned, self.n_caps + k, sizeof(ReadyHeap))
+        cdef Agent* a = &self.agents[self.n_agents]
+        a.capacity = capacity
+        a.active = 0
+        a.online = 1
+        a.caps_off = <int32_t>self.n_caps
+        a.n_caps = <int32_t>k
+        for i in range(k):
+            self.caps[self.n_caps + i] = <int32_t>caps[i]
+            memset(&self.pinned[self.n_caps + i], 0, sizeof(ReadyHeap))
+        self.n_caps += k
+        self.agent_names.append(name)
+        self.n_agents += 1
+        return self.n_agents - 1
+
+    def set_agent(self, int a, int capacity, bint online):
+        """Apply a change of an agent's capacity or online flag."""
+        self.agents[a].capacity = capacity
+        self.agents[a].online = online
+
+    def agent_info(self, int a):
+        """(capacity, active, online, [queue handles]) of agent a."""
+        cdef Agent* A = &self.agents[a]
+        return (A.capacity, A.active, bool(A.online),
+                [self.caps[A.caps_off + i] for i in range(A.n_caps)])
+
+    def agent_serves(self, int a, int q):
+        """True when agent a serves queue q."""
+        return self._cap_index(a, q) >= 0
+
+    cdef inline int32_t _cap_index(self, int32_t a, int32_t q) noexcept:
+        cdef Agent* A = &self.agents[a]
+        cdef int32_t i
+        for i in range(A.n_caps):
+            if self.caps[A.caps_off + i] == q:
+                return i
+        return -1
+
+    def add_policy(self, tick_t initial, double factor, tick_t maximum, double jitter):
+        """Intern a backoff policy; returns its index."""
+        arr_reserve(<void**>&self.policies, &self.cap_policies, self.n_policies + 1,
+                    sizeof(Policy))
+        cdef Policy* p = &self.policies[self.n_policies]
+        p.initial = initial
+        p.factor = factor
+        p.maximum = maximum
+        p.jitter = jitter
+        self.n_policies += 1
+        return self.n_policies - 1
+
+    # --- task lifecycle ---
+    #
+    # Live-only methods decide (choose, retry_due, next_expired, next_due, cancel_closure)
+    # and never change state; the others are the transitions, shared with replay.
+    # claim/complete/fail/release/heartbeat check the lease first and change nothing when
+    # it is stale (they return -1).
+
+    cdef inline int _set(self, Task* t, uint8_t to) except -1:
+        self.st_counts[t.status] -= 1
+        status_set(t, to)
+        self.st_counts[to] += 1
+        return 0
+
+    cdef inline ReadyHeap* _heap_of(self, Task* t) noexcept:
+        cdef int32_t i
+        if t.pinned >= 0:
+            i = self._cap_index(t.pinned, t.queue)
+            return &self.pinned[self.agents[t.pinned].caps_off + i]
+        return &self.queues[t.queue].heap
+
+    cdef int _make_ready(self, handle_t h) except -1:
+        cdef Task* t = &self.tasks[h]
+        self._set(t, ST_READY)
+        heap_push(self._heap_of(t), self.tasks, h)
+        self.queues[t.queue].ready += 1
+        return 0
+
+    cdef int _wait_or_ready(self, handle_t h, tick_t now) except -1:
+        # A task whose dependencies are met: READY now, or into the timer heap until due.
+        cdef Task* t = &self.tasks[h]
+        if t.due > now:
+            time_push(&self.timers, h, t.due, h)
+        else:
+            self._make_ready(h)
+        return 0
+
+    def add_task(self, str task_id, int queue, int prio, int max_attempts, tick_t timeout,
+                 int pinned, tick_t not_before, int policy, list deps, tick_t now):
+        """Apply task_submitted; returns the new handle.  deps are existing handles."""
+        cdef handle_t h = <handle_t>self.n_tasks
+        cdef handle_t d
+        arr_reserve(<void**>&self.tasks, &self.cap_tasks, self.n_tasks + 1, sizeof(Task))
+        cdef Task* t = &self.tasks[h]
+        memset(t, 0, sizeof(Task))
+        t.due = not_before
+        t.timeout = timeout
+        t.submitted = now
+        t.queue = queue
+        t.pinned = pinned
+        t.heap_pos = -1
+        t.lease_slot = -1
+        t.last_agent = -1
+        t.max_attempts = max_attempts
+        t.dependents = -1
+        t.n_deps = <int32_t>len(deps)
+        t.policy = policy
+        t.prio = <int16_t>prio
+        t.status = ST_PENDING
+        self.st_counts[ST_PENDING] += 1
+        self.task_ids.append(task_id)
+        self.n_tasks += 1
+        time_track(&self.timers, h)
+        for d in deps:
+            dag_link(&self.edges, &self.n_edges, &self.cap_edges, self.tasks, d, h)
+            if self.tasks[d].status != ST_COMPLETED:
+                self.tasks[h].unmet += 1
+        if self.tasks[h].unmet == 0:
+            self._wait_or_ready(h, now)
+        return h
+
+    cdef handle_t _choose(self, int32_t a) noexcept:
+        # Best READY task for agent a: the lowest packed key among the heads of the shared
+        # and pinned heaps of the queues it serves that are not paused and below their
+        # limit.  -2: agent offline, -3: agent at capacity, -1: nothing eligible.
+        cdef Agent* A = &self.agents[a]
+        cdef Queue* Q
+        cdef ReadyHeap* P
+        cdef uint64_t best = <uint64_t>-1
+        cdef int32_t i
+        if not A.online:
+            return -2
+        if A.active >= A.capacity:
+            return -3
+        for i in range(A.n_caps):
+            Q = &self.queues[self.caps[A.caps_off + i]]
+            if Q.ready == 0 or Q.paused or (Q.max_concurrent > 0 and Q.running >= Q.max_concurrent):
+                continue
+            if Q.heap.n and Q.heap.keys[0] < best:
+                best = Q.heap.keys[0]
+            P = &self.pinned[A.caps_off + i]
+            if P.n and P.keys[0] < best:
+                best = P.keys[0]
+        if best == <uint64_t>-1:
+            return -1
+        return <handle_t>(best & HANDLE_MASK)
+
+    def choose(self, int a):
+        """The handle claim(a) would take, or a negative code; changes nothing."""
+        return self._choose(a)
+
+    def claim(self, int a, tick_t now):
+        """Choose and apply a claim for agent a; returns a Lease (with its encoded event),
+        None when nothing is eligible, or -2 (offline) / -3 (at capacity)."""
+        cdef handle_t h = self._choose(a)
+        if h < 0:
+            return None if h == -1 else h
+        return self._grant(h, a, now)
+
+    def claim_many(self, int a, int n, tick_t now):
+        """Up to n claims for agent a, in the order single claims would give them."""
+        cdef list out = []
+        cdef handle_t h
+        while len(out) < n:
+            h = self._choose(a)
+            if h < 0:
+                break
+            out.append(self._grant(h, a, now))
+        return out
+
+    cdef Lease _grant(self, handle_t h, int32_t a, tick_t now):
+        cdef int64_t lid = self.next_lease_id
+        cdef Task* t = &self.tasks[h]
+        cdef tick_t expires = now + t.timeout
+        cdef Lease lease
+        cdef char buf[640]
+        cdef Py_ssize_t tl, al
+        cdef const char* tid
+        cdef const char* aid
+        cdef int n
+        self._apply_claim(h, lid, a, now, expires)
+        t = &self.tasks[h]
+        lease = Lease.__new__(Lease)
+        lease.lease_id = lid
+        lease.task_id = <str>PyList_GET_ITEM(self.task_ids, h)
+        lease.agent_id = <str>PyList_GET_ITEM(self.agent_names, a)
+        lease.attempt = t.attempts
+        lease.expires_ns = expires
+        lease._task = h
+        tid = PyUnicode_AsUTF8AndSize(lease.task_id, &tl)
+        aid = PyUnicode_AsUTF8AndSize(lease.agent_id, &al)
+        n = snprintf(buf, sizeof(buf), SCHEMA_CLAIMED, <long long>now, tid, <long long>lid,
+                     aid, t.attempts, <long long>expires)
+        if n <= 0 or n >= <int>sizeof(buf):
+            raise KernelInternalError(f"claimed event for task {lease.task_id!r} does not fit "
+                                      "its buffer; this is a bug in eskernel, please report it")
+        lease._event = PyBytes_FromStringAndSize(buf, n)
+        return lease
+
+    def apply_claim(self, int h, int64_t lid, int a, tick_t now, tick_t expires):
+        """Apply task_claimed (replay)."""
+        if h < 0 or h >= self.n_tasks or self.tasks[h].status != ST_READY:
+            raise KernelInternalError(f"claimed event for handle {h} whose task is not READY")
+        if lid != self.next_lease_id:
+            raise KernelInternalError(f"claimed event has lease {lid}, expected {self.next_lease_id}")
+        self._apply_claim(h, lid, a, now, expires)
+
+    cdef int _apply_claim(self, handle_t h, int64_t lid, int32_t a, tick_t now,
+                          tick_t expires) except -1:
+        cdef Task* t = &self.tasks[h]
+        cdef int32_t s
+        cdef LeaseSlot* sl
+        heap_remove(self._heap_of(t), self.tasks, t.heap_pos)
+        self.queues[t.queue].ready -= 1
+        self._set(t, ST_RUNNING)
+        s = lease_alloc(&self.slots, &self.n_slots, &self.cap_slots, &self.free_slot)
+        t.attempts += 1
+        sl = &self.slots[s]
+        sl.lease_id = lid
+        sl.expires = expires
+        sl.task = h
+        sl.agent = a
+        sl.attempt = t.attempts
+        time_push(&self.expiry, s, expires, lid)
+        t.lease_slot = s
+        t.started = now
+        t.last_agent = a
+        self.queues[t.queue].running += 1
+        self.agents[a].active += 1
+        self.next_lease_id = lid + 1
+        self.n_live_leases += 1
+        return 0
+
+    cdef inline int32_t _slot_of(self, handle_t h, int64_t lid) noexcept:
+        cdef int32_t s
+        if h < 0 or h >= self.n_tasks:
+            return -1
+        s = self.tasks[h].lease_slot
+        if s < 0 or self.slots[s].lease_id != lid:
+            return -1
+        return s
+
+    def lease_current(self, int h, int64_t lid):
+        """True when lease lid is task h's live lease."""
+        return self._slot_of(h, lid) >= 0
+
+    cdef void _drop_lease(self, Task* t) noexcept:
+        cdef int32_t s = t.lease_slot
+        time_remove(&self.expiry, s)
+        self.queues[t.queue].running -= 1
+        self.agents[self.slots[s].agent].active -= 1
+        lease_free(self.slots, s, &self.free_slot)
+        t.lease_slot = -1
+        self.n_live_leases -= 1
+
+    def heartbeat(self, int h, int64_t lid, tick_t now):
+        """Extend lease lid to now + the task's timeout; returns the new expiry, -1 if stale."""
+        cdef int32_t s = self._slot_of(h, lid)
+        if s < 0:
+            return -1
+        cdef tick_t expires = now + self.tasks[h].timeout
+        self.slots[s].expires = expires
+        time_update(&self.expiry, s, expires)
+        return expires
+
+    def apply_heartbeat(self, int h, int64_t lid, tick_t expires):
+        """Apply lease_extended (replay); -1 when the lease is not current."""
+        cdef int32_t s = self._slot_of(h, lid)
+        if s < 0:
+            return -1
+        self.slots[s].expires = expires
+        time_update(&self.expiry, s, expires)
+        return expires
+
+    def complete(self, int h, int64_t lid, tick_t now):
+        """Apply task_completed; returns 0, or -1 (nothing changed) when the lease is stale."""
+        if self._slot_of(h, lid) < 0:
+            return -1
+        cdef Task* t = &self.tasks[h]
+        cdef int32_t e
+        cdef handle_t d
+        self._drop_lease(t)
+        self._set(t, ST_COMPLETED)
+        t.finished = now
+        e = t.dependents
+        while e >= 0:
+            d = self.edges[e].target
+            if self.tasks[d].status == ST_PENDING:
+                self.tasks[d].unmet -= 1
+                if self.tasks[d].unmet == 0:
+                    self._wait_or_ready(d, now)
+            e = self.edges[e].next
+        return 0
+
+    def retry_due(self, int h, tick_t now, bint retryable, double u):
+        """Decide what a failed attempt of task h leads to: the due time of its retry
+        (>= now), or -1 when it is dead-lettered.  u in [0, 1) draws the jitter."""
+        cdef Task* t = &self.tasks[h]
+        cdef Policy* p = &self.policies[t.policy]
+        cdef double delay
+        if not retryable or t.attempts >= t.max_attempts:
+            return -1
+        delay = <double>p.initial * pow(p.factor, t.attempts - 1)
+        if delay > <double>p.maximum:
+            delay = <double>p.maximum
+        delay *= 1.0 - p.jitter * u
+        return now + <tick_t>delay
+
+    def fail(self, int h, int64_t lid, tick_t now, tick_t due):
+        """Apply task_failed / lease_expired with the decided due time (-1: dead-letter).
+        Returns 0, or -1 (nothing changed) when the lease is stale."""
+        if self._slot_of(h, lid) < 0:
+            return -1
+        cdef Task* t = &self.tasks[h]
+        self._drop_lease(t)
+        if due < 0:
+            self._set(t, ST_FAILED)
+            t.flags |= FLAG_DEAD
+            t.finished = now
+        elif due <= now:
+            self._make_ready(h)
+        else:
+            self._set(t, ST_RETRYING)
+            t.due = due
+            time_push(&self.timers, h, due, h)
+        return 0
+
+    def release(self, int h, int64_t lid, tick_t now):
+        """Apply task_released: back to READY without using an attempt; -1 when stale."""
+        if self._slot_of(h, lid) < 0:
+            return -1
+        cdef Task* t = &self.tasks[h]
+        self._drop_lease(t)
+        t.attempts -= 1
+        self._make_ready(h)
+        return 0
+
+    def next_expired(self, tick_t now):
+        """(handle, lease id) of the earliest lease expired at `now`, or None."""
+        if self.expiry.n == 0 or self.expiry.e[0].at > now:
+            return None
+        return self.slots[self.expiry.e[0].id].task, self.expiry.e[0].tie
+
+    def next_due(self, tick_t now):
+        """Handle of the earliest task whose delay or backoff is due at `now`, or -1."""
+        if self.timers.n == 0 or self.timers.e[0].at > now:
+            return -1
+        return self.timers.e[0].id
+
+    def apply_ready(self, int h, tick_t now):
+        """Apply task_ready: a delayed or retrying task whose time has come."""
+        cdef Task* t = &self.tasks[h]
+        if self.timers.pos[h] < 0 or (t.status != ST_PENDING and t.status != ST_RETRYING):
+            raise KernelInternalError(f"ready event for handle {h} that is not waiting on a timer")
+        time_remove(&self.timers, h)
+        self._make_ready(h)
+
+    def cancel_closure(self, int h):
+        """Non-terminal dependents of h, transitively, in breadth-first order (h excluded)."""
+        cdef list out = []
+        cdef list frontier = [h]
+        cdef list nxt
+        cdef int32_t e
+        cdef handle_t d
+        cdef set seen = set()
+        while frontier:
+            nxt = []
+            for x in frontier:
+                e = self.tasks[<handle_t>x].dependents
+                while e >= 0:
+                    d = self.edges[e].target
+                    if d not in seen and not status_terminal(self.tasks[d].status):
+                        seen.add(d)
+                        out.append(d)
+                        nxt.append(d)
+                    e = self.edges[e].next
+            frontier = nxt
+        return out
+
+    def cancel(self, int h, tick_t now, bint upstream):
+        """Apply task_cancelled to one task (revoking its lease if it is RUNNING)."""
+        cdef Task* t = &self.tasks[h]
+        if t.status == ST_RUNNING:
+            self._drop_lease(t)
+        elif t.status == ST_READY:
+            heap_remove(self._heap_of(t), self.tasks, t.heap_pos)
+            self.queues[t.queue].ready -= 1
+        elif self.timers.pos[h] >= 0:
+            time_remove(&self.timers, h)
+        self._set(t, ST_CANCELLED)
+        if upstream:
+            t.flags |= FLAG_UPSTREAM
+        t.finished = now
+
+    def requeue(self, int h, tick_t now):
+        """Apply task_requeued: a FAILED task back to READY with a fresh set of attempts."""
+        cdef Task* t = &self.tasks[h]
+        t.attempts = 0
+        t.flags = 0
+        t.finished = 0
+        self._make_ready(h)
+
+    # --- read-only views ---
+
+    def task_row(self, int h):
+        """(status, attempts, max_attempts, queue, prio, pinned, last_agent, lease_id,
+        expires, submitted, started, finished, due, flags, unmet) of task h."""
+        cdef Task* t = &self.tasks[h]
+        cdef int64_t lid = 0
+        cdef tick_t exp = 0
+        if t.lease_slot >= 0:
+            lid = self.slots[t.lease_slot].lease_id
+            exp = self.slots[t.lease_slot].expires
+        return (STATUS_NAMES[t.status], t.attempts, t.max_attempts, t.queue, t.prio, t.pinned,
+                t.last_agent, lid, exp, t.submitted, t.started, t.finished, t.due, t.flags,
+                t.unmet)
+
+    def status_of(self, int h):
+        """Status code (index into STATUS_NAMES) of task h."""
+        return self.tasks[h].status
+
+    def dependents_of(self, int h):
+        """Handles of the tasks that depend on h, in no particular order."""
+        cdef list out = []
+        cdef int32_t e = self.tasks[h].dependents
+        while e >= 0:
+            out.append(self.edges[e].target)
+            e = self.edges[e].next
+        return out
+
+    def handles(self, int status=-1, int queue=-1, int agent=-1):
+        """Handles in submission order, filtered by status code, queue and last agent."""
+        cdef list out = []
+        cdef Py_ssize_t h
+        cdef Task* t
+        for h in range(self.n_tasks):
+            t = &self.tasks[h]
+            if status >= 0 and t.status != status:
+                continue
+            if queue >= 0 and t.queue != queue:
+                continue
+            if agent >= 0 and t.last_agent != agent:
+                continue
+            out.append(h)
+        return out
+
+    def status_counts(self):
+        """Number of tasks per status code."""
+        return [self.st_counts[i] for i in range(N_STATUS)]
+
+    def leases_of(self, int a):
+        """(lease id, handle, attempt, expires) of the live leases held by agent a."""
+        cdef Py_ssize_t s
+        return [(self.slots[s].lease_id, self.slots[s].task, self.slots[s].attempt,
+                 self.slots[s].expires)
+                for s in range(self.n_slots)
+                if self.slots[s].lease_id != 0 and self.slots[s].agent == a]
+
+    def state_bytes(self):
+        """Canonical bytes of the scheduler state (for digests): independent of heap layout
+        and slot numbering."""
+        return sched_state_bytes(self)
+
+    def dump(self):
+        """The C state as one bytes blob for a snapshot (same machine and build only)."""
+        return sched_dump(self)
+
+    @staticmethod
+    def load(bytes blob, list task_ids, list queue_names, list agent_names):
+        """A Scheduler restored from dump(); raises ValueError when the blob does not fit."""
+        return sched_load(blob, task_ids, queue_names, agent_names)
+
+    def _check(self):
+        """O(n) invariant checker; raises KernelInternalError naming the broken invariant."""
+        return sched_check(self)
+
+
+include "snapshot.pxi"
+include "check.pxi"

@@ -1,0 +1,208 @@
+"""The kernel's state and its one apply path (DESIGN principle 3).
+
+:class:`KernelState` holds the compiled :class:`~kernel._core.Scheduler` plus the boundary
+data keyed by the same dense handles (ids, payloads, results, errors, metadata).  Live
+commands and replay change it only through :meth:`KernelState.apply` (or, on the hot path,
+the same core transitions that ``apply`` calls), so the two can never drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from typing import Any, Callable
+
+from . import events
+from ._core import Scheduler
+from .errors import KernelInternalError
+
+SNAPSHOT_FORMAT = 1
+
+
+class KernelState:
+    """Scheduler + boundary data.  Not thread-safe; the Kernel serializes calls."""
+
+    def __init__(self) -> None:
+        self.sched = Scheduler()
+        self.task_index: dict[str, int] = {}
+        self.queue_index: dict[str, int] = {}
+        self.agent_index: dict[str, int] = {}
+        self.agent_caps: list[tuple[str, ...]] = []
+        self.payloads: list[bytes] = []
+        self.results: list[bytes | None] = []
+        self.errors: list[str | None] = []
+        self.meta: list[tuple[Any, ...]] = []      # (name, tags, key, parent, depends_on)
+        self.keys: dict[str, str] = {}
+        self.policies: dict[tuple[int, float, int, float], int] = {}
+        self.last_ts = 0
+        self.applied = 0
+        self._dispatch: dict[str, Callable[[dict[str, Any]], None]] = {
+            name: getattr(self, "_on_" + name) for name in events.EVENT_TYPES}
+
+    # -- the apply path -------------------------------------------------------------
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        """Apply one decoded event."""
+        self._dispatch[ev["t"]](ev)
+        self.last_ts = ev["ts"]
+        self.applied += 1
+
+    def policy(self, initial: int, factor: float, maximum: int, jitter: float) -> int:
+        key = (initial, factor, maximum, jitter)
+        idx = self.policies.get(key)
+        if idx is None:
+            idx = self.policies[key] = self.sched.add_policy(initial, factor, maximum, jitter)
+        return idx
+
+    def _on_queue_declared(self, ev: dict[str, Any]) -> None:
+        q = self.queue_index.get(ev["queue"])
+        if q is None:
+            self.queue_index[ev["queue"]] = self.sched.add_queue(
+                ev["queue"], ev["max_concurrent"], ev["paused"])
+        else:
+            self.sched.set_queue(q, ev["max_concurrent"], ev["paused"])
+
+    def _set_paused(self, name: str, paused: bool) -> None:
+        q = self.queue_index[name]
+        self.sched.set_queue(q, self.sched.queue_info(q)[0], paused)
+
+    def _on_queue_paused(self, ev: dict[str, Any]) -> None:
+        self._set_paused(ev["queue"], True)
+
+    def _on_queue_resumed(self, ev: dict[str, Any]) -> None:
+        self._set_paused(ev["queue"], False)
+
+    def _on_agent_registered(self, ev: dict[str, Any]) -> None:
+        caps = [self.queue_index[q] for q in ev["capabilities"]]
+        self.agent_index[ev["agent"]] = self.sched.add_agent(ev["agent"], ev["capacity"], caps)
+        self.agent_caps.append(tuple(ev["capabilities"]))
+
+    def _set_online(self, name: str, online: bool) -> None:
+        a = self.agent_index[name]
+        self.sched.set_agent(a, self.sched.agent_info(a)[0], online)
+
+    def _on_agent_offline(self, ev: dict[str, Any]) -> None:
+        self._set_online(ev["agent"], False)
+
+    def _on_agent_online(self, ev: dict[str, Any]) -> None:
+        self._set_online(ev["agent"], True)
+
+    def _on_submitted(self, ev: dict[str, Any]) -> None:
+        b = ev["backoff"]
+        pol = self.policy(b["initial"], b["factor"], b["max"], b["jitter"])
+        deps = [self.task_index[d] for d in ev["depends_on"]]
+        pinned = self.agent_index[ev["agent"]] if ev["agent"] is not None else -1
+        tid = ev["task"]
+        h = self.sched.add_task(tid, self.queue_index[ev["queue"]], ev["priority"],
+                                ev["max_attempts"], ev["timeout"], pinned, ev["not_before"],
+                                pol, deps, ev["ts"])
+        self.task_index[tid] = h
+        self.payloads.append(events.dumps(ev["payload"]))
+        self.results.append(None)
+        self.errors.append(None)
+        self.meta.append((ev["name"], ev["tags"], ev["key"], ev["parent"],
+                          tuple(ev["depends_on"])))
+        if ev["key"] is not None:
+            self.keys[ev["key"]] = tid
+
+    def _on_claimed(self, ev: dict[str, Any]) -> None:
+        self.sched.apply_claim(self.task_index[ev["task"]], ev["lease"],
+                               self.agent_index[ev["agent"]], ev["ts"], ev["expires"])
+
+    def _on_heartbeat(self, ev: dict[str, Any]) -> None:
+        if self.sched.apply_heartbeat(self.task_index[ev["task"]], ev["lease"], ev["expires"]) < 0:
+            raise _inconsistent(ev)
+
+    def complete(self, h: int, lease: int, ts: int, result: bytes) -> int:
+        """The completed transition (live and replay); -1 when the lease is stale."""
+        rc = self.sched.complete(h, lease, ts)
+        if rc == 0:
+            self.results[h] = result
+        return rc
+
+    def _on_completed(self, ev: dict[str, Any]) -> None:
+        if self.complete(self.task_index[ev["task"]], ev["lease"], ev["ts"],
+                         events.dumps(ev["result"])) < 0:
+            raise _inconsistent(ev)
+
+    def _fail(self, ev: dict[str, Any], error: str) -> None:
+        h = self.task_index[ev["task"]]
+        due = ev["retry_at"]
+        if self.sched.fail(h, ev["lease"], ev["ts"], -1 if due is None else due) < 0:
+            raise _inconsistent(ev)
+        self.errors[h] = error
+
+    def _on_failed(self, ev: dict[str, Any]) -> None:
+        self._fail(ev, ev["error"])
+
+    def _on_expired(self, ev: dict[str, Any]) -> None:
+        self._fail(ev, f"lease {ev['lease']} expired")
+
+    def _on_released(self, ev: dict[str, Any]) -> None:
+        if self.sched.release(self.task_index[ev["task"]], ev["lease"], ev["ts"]) < 0:
+            raise _inconsistent(ev)
+
+    def _on_ready(self, ev: dict[str, Any]) -> None:
+        self.sched.apply_ready(self.task_index[ev["task"]], ev["ts"])
+
+    def _on_cancelled(self, ev: dict[str, Any]) -> None:
+        h = self.task_index[ev["task"]]
+        upstream = ev["reason"] == "upstream"
+        self.sched.cancel(h, ev["ts"], upstream)
+        if upstream:
+            self.errors[h] = f"cancelled: upstream task {ev['cause']!r} failed or was cancelled"
+
+    def _on_requeued(self, ev: dict[str, Any]) -> None:
+        self.sched.requeue(self.task_index[ev["task"]], ev["ts"])
+
+    # -- digest and snapshots -----------------------------------------------------------
+
+    def digest(self) -> str:
+        """A hash over the canonical state: equal for live and replayed kernels."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.sched.state_bytes())
+        for parts in (self.sched.task_ids, self.sched.queue_names, self.sched.agent_names):
+            h.update("\x00".join(parts).encode())
+        h.update(pickle.dumps((self.agent_caps, self.errors, self.meta,
+                               sorted(self.keys.items())), protocol=5))
+        for blob in self.payloads:
+            h.update(blob)
+        for res in self.results:
+            h.update(res if res is not None else b"\x00")
+        return h.hexdigest()
+
+    def dump(self) -> bytes:
+        """Snapshot blob: the core's C state and the boundary tables."""
+        s = self.sched
+        return pickle.dumps((SNAPSHOT_FORMAT, self.applied, self.last_ts, s.dump(),
+                             s.task_ids, s.queue_names, s.agent_names, self.agent_caps,
+                             self.payloads, self.results, self.errors, self.meta, self.keys,
+                             list(self.policies)), protocol=5)
+
+    @classmethod
+    def load(cls, blob: bytes) -> "KernelState":
+        """Restore from :meth:`dump`; raises ValueError when the blob does not fit."""
+        try:
+            (fmt, applied, last_ts, core, task_ids, queue_names, agent_names, agent_caps,
+             payloads, results, errors, meta, keys, policies) = pickle.loads(blob)
+        except Exception as err:  # any unpickling failure means: not a snapshot we can use
+            raise ValueError(f"snapshot does not decode: {err}") from err
+        if fmt != SNAPSHOT_FORMAT:
+            raise ValueError(f"snapshot format {fmt} is not {SNAPSHOT_FORMAT}")
+        st = cls()
+        st.sched = Scheduler.load(core, task_ids, queue_names, agent_names)
+        st.task_index = {tid: h for h, tid in enumerate(task_ids)}
+        st.queue_index = {q: h for h, q in enumerate(queue_names)}
+        st.agent_index = {a: h for h, a in enumerate(agent_names)}
+        st.agent_caps, st.payloads, st.results, st.errors = agent_caps, payloads, results, errors
+        st.meta, st.keys = meta, keys
+        st.policies = {tuple(p): i for i, p in enumerate(policies)}
+        st.applied, st.last_ts = applied, last_ts
+        return st
+
+
+def _inconsistent(ev: dict[str, Any]) -> KernelInternalError:
+    return KernelInternalError(
+        f"event {ev!r:.200} does not apply to the replayed state (its lease is not current); "
+        "this is a bug in eskernel or a log written by another program; please report it "
+        "with the log")

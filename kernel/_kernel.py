@@ -1,0 +1,522 @@
+"""The Kernel: the public API.  Every command validates, decides, appends its event, applies.
+
+The claim, complete and heartbeat paths are fused for speed: the compiled core decides and
+applies in one call and the event is appended right after.  If that append fails the kernel
+is *poisoned* — every later call raises :class:`KernelFailedError` — so no caller ever
+observes state the log does not hold; reopening replays to the last durable event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from . import events
+from ._apply import KernelState
+from ._clock import Clock, SystemClock
+from ._core import Lease
+from ._memlog import MemoryLog
+from ._submit import batch_events, new_id, spec_dict, submitted_event
+from ._views import Views
+from ._validate import (NS, check_backoff, check_capabilities, check_id, check_int,
+                        check_priority, check_tags, seconds_to_ns)
+from .errors import (AgentAtCapacityError, AgentOfflineError, DependencyError,
+                     DuplicateTaskError, EskernelError, InvalidSpecError, InvalidStateError,
+                     KernelClosedError, KernelFailedError, StaleLeaseError, UnknownAgentError,
+                     UnknownQueueError, UnknownTaskError)
+from .models import BackoffPolicy, Priority, TaskSpec
+
+_TERMINAL = frozenset({4, 5, 6})      # COMPLETED, FAILED, CANCELLED status codes
+_DEFAULT_BACKOFF = BackoffPolicy()
+_MAX_ATTEMPTS = 1_000_000
+
+
+class Kernel(Views):
+    """An event-sourced task scheduler.  Open one with :meth:`open` or :meth:`in_memory`.
+
+    >>> from kernel import Kernel, ManualClock
+    >>> k = Kernel.in_memory(clock=ManualClock())
+    >>> k.declare_queue("render", max_concurrent=4)
+    >>> k.register_agent("gpu-1", capabilities=["render"], capacity=2)
+    >>> t = k.submit("render", {"frame": 7}, id="frame-7")
+    >>> lease = k.claim("gpu-1")
+    >>> lease.task_id
+    'frame-7'
+    >>> k.complete(lease, result={"ok": True})
+    >>> k.task("frame-7").status
+    'COMPLETED'
+    """
+
+    # -- construction -------------------------------------------------------------------
+
+    def __init__(self, log: Any, state: KernelState, *, clock: Clock | None, seed: int,
+                 snapshot_every: int, max_payload_bytes: int, read_only: bool = False) -> None:
+        self._log = log
+        self._state = state
+        self._sched = state.sched
+        self._clock = clock if clock is not None else SystemClock()
+        self._now = self._clock.time_ns
+        self._seed = seed
+        self._snapshot_every = snapshot_every
+        self._max_payload = max_payload_bytes
+        self._read_only = read_only
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._last_snapshot = state.applied
+        self._append = log.append
+
+    @classmethod
+    def in_memory(cls, *, clock: Clock | None = None, seed: int = 0,
+                  max_payload_bytes: int = 1 << 20) -> "Kernel":
+        """A kernel whose log lives in memory (nothing durable).
+
+        Args:
+            clock: time source with ``time_ns()``; defaults to the wall clock.
+            seed: seeds the retry jitter (the drawn values are recorded in events).
+            max_payload_bytes: the largest JSON-encoded payload or result accepted.
+        """
+        return cls(MemoryLog(), KernelState(), clock=clock, seed=seed, snapshot_every=0,
+                   max_payload_bytes=max_payload_bytes)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, durability: str = "write",
+             clock: Clock | None = None, seed: int = 0, snapshot_every: int = 100_000,
+             max_payload_bytes: int = 1 << 20, **log_options: Any) -> "Kernel":
+        """Open (or create) a durable kernel in directory ``path``.
+
+        Loads the newest valid snapshot, then replays the log's tail through the same apply
+        path live operation uses.  ``durability`` is the event log's mode (``"fsync"``,
+        ``"write"`` or ``"buffer"``; see :class:`eventlog.Durability`).  A snapshot is taken
+        every ``snapshot_every`` events (0: only on :meth:`snapshot`).
+
+        Raises:
+            LogLockedError: another process holds the directory.
+            LogCorruptError: a record before the tail is damaged.
+        """
+        from ._replay import open_durable
+        return open_durable(cls, path, durability=durability, clock=clock, seed=seed,
+                            snapshot_every=snapshot_every, max_payload_bytes=max_payload_bytes,
+                            log_options=log_options)
+
+    @classmethod
+    def replay(cls, path: str | os.PathLike[str], *, until: int | None = None,
+               until_time: float | None = None) -> "Kernel":
+        """A read-only kernel holding the state as of offset ``until`` (events ``[0,
+        until)``) or as of time ``until_time`` (events with ``ts <= until_time``): the audit
+        path.  Takes no lock; works while a live kernel writes the log."""
+        from ._replay import replay_readonly
+        return replay_readonly(cls, path, until=until, until_time=until_time)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _writable(self) -> None:
+        if self._failed is not None:
+            raise KernelFailedError(
+                f"an earlier append failed ({self._failed}); the kernel refuses further calls: "
+                "reopen it to replay the log to its last durable event") from self._failed
+        if self._closed:
+            raise KernelClosedError("the kernel is closed; open it again")
+        if self._read_only:
+            raise InvalidStateError("this kernel is a read-only replay; open the directory "
+                                    "with Kernel.open to change it")
+
+    def _commit(self, evs: list[dict[str, Any]]) -> None:
+        """Append events (one record each, one batch) then apply them."""
+        records = [events.encode(ev) for ev in evs]
+        self._write(records)
+        for ev in evs:
+            self._state.apply(ev)
+        self._maybe_snapshot()
+
+    def _write(self, records: list[bytes]) -> None:
+        try:
+            if len(records) == 1:
+                self._append(records[0])
+            else:
+                self._log.append_many(records)
+        except EskernelError as err:
+            self._failed = err
+            raise
+        except Exception as err:
+            self._failed = err
+            raise KernelFailedError(f"appending to the log failed: {err}") from err
+
+    def _append_hot(self, record: bytes, now: int) -> None:
+        # The hot paths applied in the core already: count the event, then append it.
+        try:
+            self._append(record)
+        except BaseException as err:
+            self._failed = err
+            if isinstance(err, EskernelError):
+                raise
+            raise KernelFailedError(f"appending to the log failed: {err}") from err
+        st = self._state
+        st.applied += 1
+        st.last_ts = now
+
+    def _maybe_snapshot(self) -> None:
+        if self._snapshot_every and self._state.applied - self._last_snapshot >= self._snapshot_every:
+            self.snapshot()
+
+    def _task(self, task_id: Any) -> int:
+        h = self._state.task_index.get(task_id) if type(task_id) is str else None
+        if h is None:
+            check_id(task_id, "task")
+            raise UnknownTaskError(f"no task has id {task_id!r}; check the id (kernel.tasks() "
+                                   "lists them)")
+        return h
+
+    def _queue(self, name: Any) -> int:
+        q = self._state.queue_index.get(name) if type(name) is str else None
+        if q is None:
+            check_id(name, "queue")
+            raise UnknownQueueError(f"queue {name!r} is not declared; call "
+                                    f"declare_queue({name!r}) first")
+        return q
+
+    def _agent(self, agent_id: Any) -> int:
+        a = self._state.agent_index.get(agent_id) if type(agent_id) is str else None
+        if a is None:
+            check_id(agent_id, "agent")
+            raise UnknownAgentError(f"agent {agent_id!r} is not registered; call "
+                                    f"register_agent({agent_id!r}, ...) first")
+        return a
+
+    def _lease(self, lease: Any) -> tuple[int, int]:
+        if type(lease) is not Lease:
+            raise InvalidSpecError(f"expected a Lease returned by claim(), got {lease!r:.80}")
+        h = lease._task
+        if h >= self._sched.n_tasks or self._sched.task_ids[h] != lease.task_id:
+            raise StaleLeaseError(f"lease {lease.lease_id} for task {lease.task_id!r} was not "
+                                  "issued by this kernel; do not report on it here")
+        return h, lease.lease_id
+
+    def _stale(self, lease: Lease, verb: str) -> StaleLeaseError:
+        row = self._sched.task_row(lease._task)
+        status, cur = row[0], row[7]
+        why = (f"the task was re-leased as {cur}" if cur else f"the task is {status}")
+        return StaleLeaseError(
+            f"lease {lease.lease_id} for task {lease.task_id!r} is stale: {why}; stop work on "
+            f"it and do not {verb} it")
+
+    # -- queues and agents -------------------------------------------------------------
+
+    def declare_queue(self, name: str, max_concurrent: int = 0, paused: bool = False) -> None:
+        """Declare a queue, or change its limit and paused flag.
+
+        Args:
+            name: the queue's id.
+            max_concurrent: most tasks of this queue RUNNING at once; 0 = unlimited.
+            paused: when true, its tasks stay READY but are not claimed.
+        """
+        self._writable()
+        check_id(name, "queue")
+        check_int(max_concurrent, "max_concurrent", 0, 2**31 - 1)
+        if type(paused) is not bool:
+            raise InvalidSpecError(f"paused must be a bool, got {paused!r}")
+        q = self._state.queue_index.get(name)
+        if q is not None and self._sched.queue_info(q)[:2] == (max_concurrent, paused):
+            return
+        self._commit([{"t": "queue_declared", "ts": self._now(), "queue": name,
+                       "max_concurrent": max_concurrent, "paused": paused}])
+
+    def pause_queue(self, name: str) -> None:
+        """Stop claims from queue ``name`` (its READY tasks wait). Idempotent."""
+        self._writable()
+        if not self._sched.queue_info(self._queue(name))[1]:
+            self._commit([{"t": "queue_paused", "ts": self._now(), "queue": name}])
+
+    def resume_queue(self, name: str) -> None:
+        """Let claims take tasks from queue ``name`` again. Idempotent."""
+        self._writable()
+        if self._sched.queue_info(self._queue(name))[1]:
+            self._commit([{"t": "queue_resumed", "ts": self._now(), "queue": name}])
+
+    def register_agent(self, agent_id: str, capabilities: Iterable[str], capacity: int = 1) -> None:
+        """Register an agent serving the queues in ``capabilities`` with ``capacity``
+        concurrent leases.  Registering again with the same spec is a no-op.
+
+        Raises:
+            UnknownQueueError: a capability names an undeclared queue.
+            InvalidStateError: the agent exists with a different spec.
+        """
+        self._writable()
+        check_id(agent_id, "agent")
+        caps = check_capabilities(list(capabilities) if not isinstance(capabilities, str)
+                                  else capabilities)
+        check_int(capacity, "capacity", 1, 2**31 - 1)
+        for q in caps:
+            self._queue(q)
+        a = self._state.agent_index.get(agent_id)
+        if a is not None:
+            old_caps, old_cap = self._state.agent_caps[a], self._sched.agent_info(a)[0]
+            if old_caps == tuple(caps) and old_cap == capacity:
+                return
+            raise InvalidStateError(
+                f"agent {agent_id!r} is registered with capabilities {list(old_caps)} and "
+                f"capacity {old_cap}; register under a new id to change them")
+        self._commit([{"t": "agent_registered", "ts": self._now(), "agent": agent_id,
+                       "capabilities": caps, "capacity": capacity}])
+
+    def agent_offline(self, agent_id: str) -> None:
+        """Mark an agent offline: it cannot claim; its leases run until they expire."""
+        self._writable()
+        if self._sched.agent_info(self._agent(agent_id))[2]:
+            self._commit([{"t": "agent_offline", "ts": self._now(), "agent": agent_id}])
+
+    def agent_online(self, agent_id: str) -> None:
+        """Mark an agent online again."""
+        self._writable()
+        if not self._sched.agent_info(self._agent(agent_id))[2]:
+            self._commit([{"t": "agent_online", "ts": self._now(), "agent": agent_id}])
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
+               name: str | None = None, priority: int = Priority.NORMAL,
+               depends_on: Iterable[str] = (), max_attempts: int = 3, timeout: float = 30.0,
+               backoff: BackoffPolicy | dict[str, float] | None = None,
+               delay: float | None = None, not_before: float | None = None,
+               agent: str | None = None, tags: dict[str, Any] | None = None,
+               key: str | None = None, parent: str | None = None) -> str:
+        """Submit a task; returns its id.
+
+        Args:
+            queue: a declared queue.
+            payload: any JSON-able value (at most ``max_payload_bytes`` encoded).
+            id: the task's id (generated as ``t-<n>`` when omitted).
+            priority: int in [0, 1000]; higher runs first (see :class:`Priority`).
+            depends_on: ids of tasks that must COMPLETE first.
+            max_attempts: attempts before the task is FAILED (dead-lettered).
+            timeout: lease duration per attempt, seconds (a heartbeat renews it).
+            backoff: retry delays (:class:`BackoffPolicy`); default 1 s doubling to 60 s.
+            delay / not_before: run no earlier than now + delay / this time (seconds).
+            agent: the only agent allowed to claim it (must serve ``queue``).
+            tags, name, parent: metadata kept with the task.
+            key: idempotency key: a second submit with the same key returns the first id.
+
+        Raises:
+            UnknownQueueError, UnknownTaskError, UnknownAgentError, DuplicateTaskError,
+            DependencyError, InvalidSpecError.
+        """
+        self._writable()
+        st = self._state
+        if key is not None and type(key) is str and key in st.keys:
+            return st.keys[key]
+        if id is None:
+            tid = _new_id(st)
+        else:
+            tid = check_id(id, "task")
+            if tid in st.task_index:
+                raise DuplicateTaskError(f"task id {tid!r} is already in use; pick another id "
+                                         "or omit it to have one generated")
+        ev = submitted_event(st, self._now(), self._max_payload, tid, None, queue, payload,
+                             None, name, priority, depends_on, max_attempts, timeout, backoff,
+                             delay, not_before, agent, tags, key, parent)
+        self._commit([ev])
+        return tid
+
+    def submit_many(self, specs: Iterable[TaskSpec | dict[str, Any]]) -> list[str]:
+        """Submit a batch atomically (one append); returns ids in input order.
+
+        Dependencies may point forward inside the batch; a cycle raises DependencyError
+        naming it.  Either every task is submitted or none is.
+        """
+        self._writable()
+        items = [spec_dict(s, i) for i, s in enumerate(specs)]
+        ids, evs = batch_events(self._state, self._now(), self._max_payload, items)
+        if evs:
+            self._commit(evs)
+        return ids
+
+    def claim(self, agent_id: str) -> Lease | None:
+        """Lease the best READY task agent ``agent_id`` may run, or return None.
+
+        Best = highest priority, then earliest submitted, among the queues the agent serves
+        that are not paused and below ``max_concurrent``.  O(log n + number of the agent's
+        queues); the sub-microsecond path.
+
+        Raises:
+            UnknownAgentError, AgentOfflineError, AgentAtCapacityError.
+        """
+        if self._failed is not None or self._closed or self._read_only:
+            self._writable()
+        a = self._state.agent_index.get(agent_id) if type(agent_id) is str else None
+        if a is None:
+            self._agent(agent_id)
+        now = self._now()
+        r = self._sched.claim(a, now)
+        if r is None:
+            return None
+        if type(r) is int:
+            raise self._refusal(agent_id, r)
+        self._append_hot(r._event, now)
+        return r
+
+    def _refusal(self, agent_id: str, code: int) -> EskernelError:
+        if code == -2:
+            return AgentOfflineError(f"agent {agent_id!r} is offline; call "
+                                     f"agent_online({agent_id!r}) before claiming")
+        cap = self._sched.agent_info(self._state.agent_index[agent_id])[0]
+        return AgentAtCapacityError(f"agent {agent_id!r} already holds {cap} lease(s), its "
+                                    "capacity; complete, fail or release one first")
+
+    def claim_many(self, agent_id: str, n: int) -> list[Lease]:
+        """Up to ``n`` leases for one agent in one append (the order single claims give).
+
+        Raises like :meth:`claim` when the agent can take none because it is offline or
+        at capacity.
+        """
+        self._writable()
+        a = self._agent(agent_id)
+        check_int(n, "n", 1, 2**31 - 1)
+        now = self._now()
+        leases = self._sched.claim_many(a, n, now)
+        if not leases:
+            code = self._sched.choose(a)
+            if code in (-2, -3):
+                raise self._refusal(agent_id, code)
+            return leases
+        self._write([lease._event for lease in leases])
+        self._state.applied += len(leases)
+        self._state.last_ts = now
+        return leases
+
+    def heartbeat(self, lease: Lease) -> float:
+        """Renew a lease to now + the task's timeout; returns the new expiry (seconds).
+
+        Raises:
+            StaleLeaseError: the lease is no longer current; stop work on the task.
+        """
+        if self._failed is not None or self._closed or self._read_only:
+            self._writable()
+        h, lid = self._lease(lease)
+        now = self._now()
+        exp = self._sched.heartbeat(h, lid, now)
+        if exp < 0:
+            raise self._stale(lease, "heartbeat")
+        self._append_hot(events.encode_heartbeat(now, lease.task_id, lid, exp), now)
+        return exp / NS
+
+    def complete(self, lease: Lease, result: Any = None) -> None:
+        """Complete the leased task with a JSON-able ``result``; its dependents whose
+        dependencies are all complete become READY.
+
+        Raises:
+            StaleLeaseError: the lease expired, was released, or the task was cancelled
+                or completed already.
+            InvalidSpecError: ``result`` is not JSON-serializable or too large.
+        """
+        if self._failed is not None or self._closed or self._read_only:
+            self._writable()
+        h, lid = self._lease(lease)
+        body = b"null" if result is None else events.dumps(result)
+        if len(body) > self._max_payload:
+            raise InvalidSpecError(f"result of task {lease.task_id!r} is {len(body)} bytes, over "
+                                   f"the {self._max_payload}-byte limit")
+        now = self._now()
+        if self._state.complete(h, lid, now, body) < 0:
+            raise self._stale(lease, "complete")
+        self._append_hot(events.encode_completed(now, lease.task_id, lid, body), now)
+
+    def _u(self, lease_id: int) -> float:
+        # The jitter draw for a failed attempt: a pure function of (seed, lease id), so a
+        # reopened kernel keeps drawing the same sequence; the result is recorded anyway.
+        d = hashlib.blake2b(b"%d:%d" % (self._seed, lease_id), digest_size=8).digest()
+        return int.from_bytes(d, "little") / 2**64
+
+    def _failure_events(self, h: int, due: int, head: dict[str, Any]) -> list[dict[str, Any]]:
+        evs = [head]
+        if due < 0:
+            tid = self._sched.task_ids[h]
+            evs += [{"t": "cancelled", "ts": head["ts"], "task": self._sched.task_ids[d],
+                     "reason": "upstream", "cause": tid}
+                    for d in self._sched.cancel_closure(h)]
+        return evs
+
+    def fail(self, lease: Lease, error: str = "", retryable: bool = True) -> None:
+        """Report a failed attempt.  With attempts left (and ``retryable``) the task is
+        RETRYING until its backoff is over; otherwise it is FAILED (dead-lettered) and its
+        pending dependents are cancelled.
+
+        Raises:
+            StaleLeaseError, InvalidSpecError (error not a str, retryable not a bool).
+        """
+        self._writable()
+        h, lid = self._lease(lease)
+        if type(error) is not str:
+            raise InvalidSpecError(f"error must be a str, got {error!r:.80}")
+        if type(retryable) is not bool:
+            raise InvalidSpecError(f"retryable must be a bool, got {retryable!r}")
+        if not self._sched.lease_current(h, lid):
+            raise self._stale(lease, "fail")
+        now = self._now()
+        due = self._sched.retry_due(h, now, retryable, self._u(lid))
+        self._commit(self._failure_events(h, due, {
+            "t": "failed", "ts": now, "task": lease.task_id, "lease": lid,
+            "error": error[:65536], "retryable": retryable, "retry_at": due if due >= 0 else None}))
+
+    def release(self, lease: Lease) -> None:
+        """Give a leased task back (READY again) without using up an attempt."""
+        self._writable()
+        h, lid = self._lease(lease)
+        if not self._sched.lease_current(h, lid):
+            raise self._stale(lease, "release")
+        self._commit([{"t": "released", "ts": self._now(), "task": lease.task_id, "lease": lid}])
+
+    def cancel(self, task_id: str) -> list[str]:
+        """Cancel a task and, transitively, its unfinished dependents; returns the ids
+        cancelled.  A RUNNING task's lease is revoked.
+
+        Raises:
+            UnknownTaskError; InvalidStateError when the task already finished.
+        """
+        self._writable()
+        h = self._task(task_id)
+        if self._sched.status_of(h) in _TERMINAL:
+            raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[0]}; "
+                                    "there is nothing to cancel")
+        now = self._now()
+        evs = [{"t": "cancelled", "ts": now, "task": task_id, "reason": "cancelled", "cause": None}]
+        evs += [{"t": "cancelled", "ts": now, "task": self._sched.task_ids[d],
+                 "reason": "upstream", "cause": task_id} for d in self._sched.cancel_closure(h)]
+        self._commit(evs)
+        return [ev["task"] for ev in evs]
+
+    def requeue(self, task_id: str) -> None:
+        """Bring a FAILED (dead-lettered) task back to READY with fresh attempts.
+
+        Raises:
+            UnknownTaskError; InvalidStateError when the task is not FAILED.
+        """
+        self._writable()
+        h = self._task(task_id)
+        if self._sched.status_of(h) != 5:
+            raise InvalidStateError(f"task {task_id!r} is {self._sched.task_row(h)[0]}; only "
+                                    "FAILED tasks can be requeued")
+        self._commit([{"t": "requeued", "ts": self._now(), "task": task_id}])
+
+    def tick(self) -> dict[str, int]:
+        """Expire overdue leases (each a failed, retryable attempt), then make READY the
+        tasks whose delay or backoff is over.  Returns ``{"expired": n, "ready": m}``."""
+        self._writable()
+        now = self._now()
+        sched, expired, ready = self._sched, 0, 0
+        while (x := sched.next_expired(now)) is not None:
+            h, lid = x
+            due = sched.retry_due(h, now, True, self._u(lid))
+            self._commit(self._failure_events(h, due, {
+                "t": "expired", "ts": now, "task": sched.task_ids[h], "lease": lid,
+                "retry_at": due if due >= 0 else None}))
+            expired += 1
+        while (h := sched.next_due(now)) >= 0:
+            self._commit([{"t": "ready", "ts": now, "task": sched.task_ids[h]}])
+            ready += 1
+        return {"expired": expired, "ready": ready}
+
+
+def _new_id(state: KernelState) -> str:
+    return new_id(state, set())
+

@@ -1,0 +1,52 @@
+"""An in-memory log with the subset of :class:`eventlog.EventLog`'s API the kernel uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from .errors import InvalidArgumentError
+
+
+class MemoryLog:
+    """Records in a list; nothing is durable.  Used by ``Kernel.in_memory()``."""
+
+    def __init__(self) -> None:
+        self._records: list[bytes] = []
+        self.closed = False
+        self.repair = None
+
+    @property
+    def next_offset(self) -> int:
+        return len(self._records)
+
+    def append(self, record: bytes) -> int:
+        self._records.append(record)
+        return len(self._records) - 1
+
+    def append_many(self, records: Sequence[bytes]) -> int:
+        first = len(self._records)
+        self._records.extend(records)
+        return first
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        stop = len(self._records) if end is None else end
+        if start < 0 or stop > len(self._records) or start > stop:
+            raise InvalidArgumentError(
+                f"read range [{start}, {end}) is outside the log's [0, {len(self._records)})")
+        for off in range(start, stop):
+            yield off, self._records[off]
+
+    def read_batch(self, start: int, max_records: int) -> list[bytes]:
+        return self._records[start:start + max_records]
+
+    def flush(self) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
+
+    def latest_snapshot(self, max_offset: int | None = None) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True

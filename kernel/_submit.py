@@ -1,0 +1,195 @@
+"""Building ``submitted`` events: validation of one task spec, and batches with forward
+references ordered topologically (stable: input order unless a dependency forces a move)."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from . import events
+from ._apply import KernelState
+from ._validate import (NS, check_backoff, check_id, check_int, check_priority, check_tags,
+                        seconds_to_ns)
+from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, UnknownAgentError,
+                     UnknownQueueError, UnknownTaskError)
+from .models import BackoffPolicy, Priority, TaskSpec
+
+SPEC_KEYS = frozenset(TaskSpec.model_fields)
+_DEFAULT_BACKOFF = {"initial": NS, "factor": 2.0, "max": 60 * NS, "jitter": 0.0}
+_DEAD = (5, 6)   # FAILED, CANCELLED
+
+
+def spec_dict(spec: Any, index: int) -> dict[str, Any]:
+    """A submit_many item (TaskSpec or dict) as a dict of TaskSpec keys."""
+    if isinstance(spec, TaskSpec):
+        return {k: getattr(spec, k) for k in spec.model_fields_set | {"queue"}}
+    if not isinstance(spec, dict):
+        raise InvalidSpecError(f"item {index} of submit_many is {spec!r:.80}; pass TaskSpec "
+                               "objects or dicts with TaskSpec's keys")
+    unknown = set(spec) - SPEC_KEYS
+    if unknown:
+        raise InvalidSpecError(f"item {index} of submit_many has unknown keys {sorted(unknown)}; "
+                               f"allowed: {sorted(SPEC_KEYS)}")
+    if "queue" not in spec:
+        raise InvalidSpecError(f"item {index} of submit_many has no 'queue'")
+    return spec
+
+
+def new_id(state: KernelState, taken: set[str]) -> str:
+    n = state.sched.n_tasks + len(taken)
+    tid = f"t-{n}"
+    k = 0
+    while tid in state.task_index or tid in taken:
+        k += 1
+        tid = f"t-{n}-{k}"
+    return tid
+
+
+def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
+                    batch: dict[str, dict[str, Any]] | None, queue: Any, payload: Any = None,
+                    id: Any = None, name: Any = None, priority: Any = Priority.NORMAL,
+                    depends_on: Any = (), max_attempts: Any = 3, timeout: Any = 30.0,
+                    backoff: Any = None, delay: Any = None, not_before: Any = None,
+                    agent: Any = None, tags: Any = None, key: Any = None,
+                    parent: Any = None) -> dict[str, Any]:
+    """Validate one spec; return its ``submitted`` event (nothing is changed)."""
+    q = state.queue_index.get(queue) if type(queue) is str else None
+    if q is None:
+        check_id(queue, "queue")
+        raise UnknownQueueError(f"queue {queue!r} is not declared; call declare_queue({queue!r}) first")
+    prio = check_priority(priority)
+    if isinstance(depends_on, (str, bytes)) or not hasattr(depends_on, "__iter__"):
+        raise InvalidSpecError(f"depends_on must be a list of task ids, got {depends_on!r:.80}")
+    deps = list(depends_on)
+    for d in deps:
+        if d == tid:
+            raise DependencyError(f"task {tid!r} depends on itself; remove it from depends_on")
+        h = state.task_index.get(d) if type(d) is str else None
+        if h is None:
+            if batch is not None and d in batch:
+                continue
+            check_id(d, "dependency")
+            raise UnknownTaskError(f"task {tid!r} depends on unknown task {d!r}; submit it first "
+                                   "(or in the same submit_many batch)")
+        if state.sched.status_of(h) in _DEAD:
+            status = state.sched.task_row(h)[0]
+            raise DependencyError(f"task {tid!r} depends on {d!r}, which is {status}; requeue "
+                                  f"{d!r} first or drop the dependency")
+    if len(set(deps)) != len(deps):
+        raise InvalidSpecError(f"task {tid!r} lists a dependency twice: {deps!r}")
+    attempts = check_int(max_attempts, "max_attempts", 1, 1_000_000)
+    timeout_ns = seconds_to_ns(timeout, "timeout", allow_zero=False)
+    pol = check_backoff(backoff)
+    bo = _DEFAULT_BACKOFF if pol is None else {
+        "initial": round(pol.initial * NS), "factor": pol.factor, "max": round(pol.max * NS),
+        "jitter": pol.jitter}
+    if delay is not None and not_before is not None:
+        raise InvalidSpecError("pass either delay or not_before, not both")
+    due = 0
+    if delay is not None:
+        due = now + seconds_to_ns(delay, "delay")
+    elif not_before is not None:
+        due = seconds_to_ns(not_before, "not_before")
+    if agent is not None:
+        a = state.agent_index.get(agent) if type(agent) is str else None
+        if a is None:
+            check_id(agent, "agent")
+            raise UnknownAgentError(f"preferred agent {agent!r} is not registered; register it first")
+        if not state.sched.agent_serves(a, q):
+            raise InvalidSpecError(f"preferred agent {agent!r} does not serve queue {queue!r}; "
+                                   "pin the task to an agent that does")
+    if name is not None and type(name) is not str:
+        raise InvalidSpecError(f"name must be a str, got {name!r:.80}")
+    if key is not None and (type(key) is not str or not key):
+        raise InvalidSpecError(f"key (idempotency key) must be a non-empty str, got {key!r:.80}")
+    if parent is not None:
+        check_id(parent, "parent task")
+    body = events.dumps(payload)
+    if len(body) > max_payload:
+        raise InvalidSpecError(f"payload of task {tid!r} is {len(body)} bytes, over the "
+                               f"{max_payload}-byte limit; store large data elsewhere and pass a "
+                               "reference")
+    return {"t": "submitted", "ts": now, "task": tid, "queue": queue, "priority": prio,
+            "payload": events.fragment(body), "depends_on": deps, "max_attempts": attempts,
+            "timeout": timeout_ns, "not_before": due, "agent": agent, "backoff": bo,
+            "name": name, "tags": check_tags(tags), "key": key, "parent": parent}
+
+
+def topo_order(ids: list[str], deps: list[list[str]]) -> list[int]:
+    """Indexes of a batch in stable topological order; DependencyError names a cycle."""
+    pos = {tid: i for i, tid in enumerate(ids)}
+    indeg = [0] * len(ids)
+    out_edges: list[list[int]] = [[] for _ in ids]
+    for i, ds in enumerate(deps):
+        for d in ds:
+            j = pos.get(d)
+            if j is not None:
+                indeg[i] += 1
+                out_edges[j].append(i)
+    ready = [i for i, n in enumerate(indeg) if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in out_edges[i]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                heapq.heappush(ready, j)
+    if len(order) < len(ids):
+        left = {i for i, n in enumerate(indeg) if n > 0}
+        cur = min(left)
+        path: list[int] = []
+        while cur not in path:
+            path.append(cur)
+            cur = next(pos[d] for d in deps[cur] if d in pos and pos[d] in left)
+        cycle = path[path.index(cur):] + [cur]
+        raise DependencyError("dependency cycle in submit_many: "
+                              + " -> ".join(repr(ids[i]) for i in cycle)
+                              + "; break the cycle")
+    return order
+
+
+def batch_events(state: KernelState, now: int, max_payload: int,
+                 specs: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Validate a batch; return (ids in input order, events in topological order)."""
+    ids: list[str] = []
+    fresh: dict[str, dict[str, Any]] = {}
+    taken: set[str] = set()
+    existing: dict[int, str] = {}
+    for i, spec in enumerate(specs):
+        key = spec.get("key")
+        if key is not None and key in state.keys:
+            existing[i] = state.keys[key]
+            ids.append(existing[i])
+            continue
+        tid = spec.get("id")
+        if tid is None:
+            tid = new_id(state, taken)
+        else:
+            check_id(tid, "task")
+            if tid in state.task_index or tid in taken:
+                raise DuplicateTaskError(f"task id {tid!r} is already in use; pick another id "
+                                         "or omit it to have one generated")
+        taken.add(tid)
+        fresh[tid] = spec
+        ids.append(tid)
+    live = [i for i in range(len(specs)) if i not in existing]
+    live_ids = [ids[i] for i in live]
+    for i in live:
+        d = specs[i].get("depends_on", ())
+        if isinstance(d, (str, bytes)) or not hasattr(d, "__iter__"):
+            raise InvalidSpecError(f"depends_on must be a list of task ids, got {d!r:.80}")
+    order = topo_order(live_ids, [list(specs[i].get("depends_on", ())) for i in live])
+    evs = []
+    keys_seen: set[str] = set()
+    for k in order:
+        spec = specs[live[k]]
+        fields = {f: v for f, v in spec.items() if f != "id"}
+        key = fields.get("key")
+        if key is not None:
+            if key in keys_seen:
+                raise InvalidSpecError(f"idempotency key {key!r} appears twice in one batch")
+            keys_seen.add(key)
+        evs.append(submitted_event(state, now, max_payload, live_ids[k], fresh, **fields))
+    return ids, evs

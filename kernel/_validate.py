@@ -1,0 +1,70 @@
+"""Input validation for the public calls: one function per kind of input, each raising a
+typed error that names the bad value and the fix.  Nothing here touches state."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .errors import InvalidSpecError
+from .models import PRIORITY_MAX, PRIORITY_MIN, BackoffPolicy
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/+\-]{1,200}")
+_ID_RULE = "1-200 characters from A-Z a-z 0-9 . _ : @ / + -"
+NS = 1_000_000_000
+
+
+def check_id(value: Any, what: str) -> str:
+    """Return ``value`` when it is a valid id for ``what`` (task, queue, agent...)."""
+    if type(value) is not str or ID_PATTERN.fullmatch(value) is None:
+        raise InvalidSpecError(f"{what} id {value!r} is invalid: use {_ID_RULE}")
+    return value
+
+
+def check_int(value: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidSpecError(f"{what} must be an int in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def check_priority(value: Any) -> int:
+    return check_int(value, "priority", PRIORITY_MIN, PRIORITY_MAX)
+
+
+def seconds_to_ns(value: Any, what: str, *, allow_zero: bool = True) -> int:
+    """Seconds (int or float, finite, >= 0; > 0 unless allow_zero) to integer ns."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < 0 or (not allow_zero and value == 0)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidSpecError(f"{what} must be a finite number of seconds {bound}, got {value!r}")
+    return round(value * NS)
+
+
+def check_backoff(value: Any) -> BackoffPolicy | None:
+    if value is None or isinstance(value, BackoffPolicy):
+        return value
+    if isinstance(value, dict):
+        try:
+            return BackoffPolicy(**value)
+        except ValueError as err:
+            raise InvalidSpecError(f"backoff {value!r} is invalid: {err}") from None
+    raise InvalidSpecError(f"backoff must be a BackoffPolicy or a dict, got {value!r}")
+
+
+def check_tags(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(type(k) is str for k in value):
+        raise InvalidSpecError(f"tags must be a dict with str keys, got {value!r:.80}")
+    return value
+
+
+def check_capabilities(value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not value:
+        raise InvalidSpecError(
+            f"capabilities must be a non-empty list of queue names, got {value!r}")
+    caps = [check_id(q, "queue") for q in value]
+    if len(set(caps)) != len(caps):
+        raise InvalidSpecError(f"capabilities {caps!r} list a queue twice")
+    return caps

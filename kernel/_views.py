@@ -1,0 +1,156 @@
+"""Read-only views of a Kernel (task, tasks, stats, history) and its lifecycle (snapshot,
+digest, check, close).  A mixin so that ``_kernel.py`` holds only the commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import events
+from ._validate import NS
+from .errors import InvalidSpecError
+from .models import AgentStats, QueueStats, Stats, TaskView
+
+STATUSES = ("PENDING", "READY", "RUNNING", "RETRYING", "COMPLETED", "FAILED", "CANCELLED")
+
+
+def _s(ns: int) -> float | None:
+    return ns / NS if ns else None
+
+
+class Views:
+    """Queries over the kernel's state; none of them writes an event."""
+
+    _state: Any
+    _sched: Any
+    _log: Any
+
+    def task(self, task_id: str) -> TaskView:
+        """The current state of one task.
+
+        Raises:
+            UnknownTaskError: no task has this id.
+        """
+        return self._view(self._task(task_id))  # type: ignore[attr-defined]
+
+    def _view(self, h: int) -> TaskView:
+        st, sched = self._state, self._sched
+        (status, attempts, max_attempts, q, prio, _pinned, last_agent, lease_id, expires,
+         submitted, started, finished, due, flags, _unmet) = sched.task_row(h)
+        name, tags, key, parent, deps = st.meta[h]
+        res = st.results[h]
+        return TaskView.model_construct(
+            id=sched.task_ids[h], queue=sched.queue_names[q], name=name, status=status,
+            priority=prio, attempts=attempts, max_attempts=max_attempts,
+            payload=events.loads(st.payloads[h]),
+            result=events.loads(res) if res is not None else None, error=st.errors[h],
+            agent=sched.agent_names[last_agent] if last_agent >= 0 else None,
+            lease_id=lease_id or None, expires_at=_s(expires), submitted_at=submitted / NS,
+            started_at=_s(started), finished_at=_s(finished),
+            due_at=_s(due) if status in ("PENDING", "RETRYING") else None,
+            depends_on=list(deps), tags=tags, key=key, parent=parent,
+            dead_lettered=bool(flags & 1), cancelled_upstream=bool(flags & 2))
+
+    def tasks(self, status: str | None = None, queue: str | None = None,
+              agent: str | None = None, limit: int | None = None) -> list[TaskView]:
+        """Tasks in submission order, filtered by status name, queue and (last) agent.
+
+        O(n) over all tasks; for analytics over history use :mod:`analytics`.
+        """
+        code = -1
+        if status is not None:
+            if status not in STATUSES:
+                raise InvalidSpecError(f"status {status!r} is not one of {list(STATUSES)}")
+            code = STATUSES.index(status)
+        q = self._queue(queue) if queue is not None else -1  # type: ignore[attr-defined]
+        a = self._agent(agent) if agent is not None else -1  # type: ignore[attr-defined]
+        hs = self._sched.handles(code, q, a)
+        if limit is not None:
+            hs = hs[:limit]
+        return [self._view(h) for h in hs]
+
+    def stats(self) -> Stats:
+        """Counts by status, queue and priority; queue depths; agents with their leases."""
+        sched, st = self._sched, self._state
+        counts = dict(zip(STATUSES, sched.status_counts()))
+        per_queue: list[dict[str, int]] = [dict.fromkeys(STATUSES, 0) for _ in sched.queue_names]
+        by_prio: dict[int, dict[str, int]] = {}
+        for h in range(sched.n_tasks):
+            row = sched.task_row(h)
+            per_queue[row[3]][row[0]] += 1
+            by_prio.setdefault(row[4], dict.fromkeys(STATUSES, 0))[row[0]] += 1
+        queues = []
+        for q, name in enumerate(sched.queue_names):
+            mc, paused, running, ready = sched.queue_info(q)
+            queues.append(QueueStats.model_construct(
+                name=name, max_concurrent=mc, paused=paused, ready=ready, running=running,
+                counts=per_queue[q]))
+        agents = []
+        for a, name in enumerate(sched.agent_names):
+            cap, active, online, _ = sched.agent_info(a)
+            leases = [{"lease_id": lid, "task_id": sched.task_ids[h], "attempt": att,
+                       "expires_at": exp / NS} for lid, h, att, exp in sched.leases_of(a)]
+            agents.append(AgentStats.model_construct(
+                id=name, capabilities=list(st.agent_caps[a]), capacity=cap, online=online,
+                active=active, leases=leases))
+        return Stats.model_construct(counts=counts, by_priority=dict(sorted(by_prio.items())),
+                                     queues=queues, agents=agents, tasks=sched.n_tasks,
+                                     events=st.applied)
+
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        """The events that name this task, in log order, each with its ``offset``.
+
+        Scans the log (O(log size)); meant for audits, not hot paths.
+        """
+        self._task(task_id)  # type: ignore[attr-defined]
+        needle = b'"task":"%s"' % task_id.encode()
+        out = []
+        for off, rec in self._log.read(0, self._state.applied):
+            if needle in rec:
+                ev = events.decode(rec)
+                if ev.get("task") == task_id:
+                    ev["offset"] = off
+                    out.append(ev)
+        return out
+
+    def dead_letters(self) -> list[TaskView]:
+        """FAILED tasks (attempts exhausted or a non-retryable error); see ``requeue``."""
+        return self.tasks(status="FAILED")
+
+    @property
+    def next_offset(self) -> int:
+        """Number of events in the state (the offset the next event will get)."""
+        return int(self._state.applied)
+
+    def digest(self) -> str:
+        """A hash of the full state; a replay of the same log gives the same digest."""
+        return str(self._state.digest())
+
+    def check(self) -> bool:
+        """Run the core's O(n) invariant checker; raises KernelInternalError on a breach."""
+        return bool(self._sched._check())
+
+    def snapshot(self) -> int:
+        """Write a snapshot of the state now; returns its offset (0-cost for in-memory)."""
+        if not hasattr(self._log, "write_snapshot"):
+            return int(self._state.applied)
+        self._writable()  # type: ignore[attr-defined]
+        self._log.write_snapshot(self._state.applied, self._state.dump())
+        self._last_snapshot = self._state.applied
+        return int(self._state.applied)
+
+    @property
+    def repair(self) -> Any:
+        """What opening repaired in the log (a torn tail), or None."""
+        return getattr(self._log, "repair", None)
+
+    def close(self) -> None:
+        """Flush the log and release the directory.  Idempotent."""
+        if not getattr(self, "_closed", False):
+            self._closed = True
+            self._log.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

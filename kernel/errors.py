@@ -1,0 +1,106 @@
+"""The kernel's branch of eskernel's error hierarchy, and the one place to import errors from.
+
+Every class derives from :class:`EskernelError`.  Branches are named by who must act:
+
+* caller mistakes — :class:`InvalidSpecError` (also a ``ValueError``), the ``Unknown*Error``
+  family (also ``LookupError``), :class:`DuplicateTaskError`, :class:`DependencyError`;
+* state conflicts — :class:`StaleLeaseError`, :class:`AgentOfflineError`,
+  :class:`AgentAtCapacityError`, :class:`InvalidStateError`;
+* storage — the ``Log*Error`` classes re-exported from :mod:`eventlog.errors`, and
+  :class:`KernelFailedError` once an append failed;
+* bugs — :class:`KernelInternalError`.
+
+A rejected call changes nothing and writes no event.
+
+>>> issubclass(UnknownTaskError, LookupError) and issubclass(UnknownTaskError, EskernelError)
+True
+"""
+
+from __future__ import annotations
+
+from eventlog.errors import (
+    EskernelError,
+    InvalidArgumentError,
+    LogClosedError,
+    LogCorruptError,
+    LogError,
+    LogFailedError,
+    LogLockedError,
+    LogReadOnlyError,
+    LogWriteError,
+)
+
+__all__ = [
+    "EskernelError", "InvalidArgumentError", "InvalidSpecError", "DuplicateTaskError",
+    "DependencyError", "NotFoundError", "UnknownTaskError", "UnknownQueueError",
+    "UnknownAgentError", "ConflictError", "StaleLeaseError", "AgentOfflineError",
+    "AgentAtCapacityError", "InvalidStateError", "KernelClosedError", "KernelFailedError",
+    "KernelInternalError", "LogError", "LogClosedError", "LogCorruptError", "LogFailedError",
+    "LogLockedError", "LogReadOnlyError", "LogWriteError",
+]
+
+
+class InvalidSpecError(InvalidArgumentError):
+    """A task, queue or agent specification (or an argument) is invalid."""
+
+
+class DuplicateTaskError(InvalidSpecError):
+    """A task id is already in use; pick another id or let the kernel generate one."""
+
+
+class DependencyError(InvalidSpecError):
+    """A dependency is impossible: a cycle, a self-dependency, or an upstream task that
+    already FAILED or was CANCELLED."""
+
+
+class NotFoundError(EskernelError, LookupError):
+    """Something named by id does not exist."""
+
+
+class UnknownTaskError(NotFoundError):
+    """No task has this id."""
+
+
+class UnknownQueueError(NotFoundError):
+    """No queue has this name; declare it with ``Kernel.declare_queue`` first."""
+
+
+class UnknownAgentError(NotFoundError):
+    """No agent has this id; register it with ``Kernel.register_agent`` first."""
+
+
+class ConflictError(EskernelError):
+    """The call is well-formed but the current state does not allow it."""
+
+
+class StaleLeaseError(ConflictError):
+    """The lease is no longer current (it expired, was released, or its task was cancelled
+    or re-leased).  Stop working on the task and do not report its result."""
+
+
+class AgentOfflineError(ConflictError):
+    """The agent is marked offline; bring it back with ``Kernel.agent_online``."""
+
+
+class AgentAtCapacityError(ConflictError):
+    """The agent already holds as many leases as its capacity; finish one first."""
+
+
+class InvalidStateError(ConflictError):
+    """The task's status does not allow this call (e.g. cancelling a COMPLETED task)."""
+
+
+class KernelClosedError(EskernelError):
+    """The kernel was closed; open it again."""
+
+
+class KernelFailedError(LogWriteError):
+    """An append to the log failed; the kernel refuses further calls until it is reopened,
+    which replays the log to its last durable event."""
+
+
+class KernelInternalError(EskernelError):
+    """An invariant of eskernel broke: this is a bug in eskernel; please report it with
+    the log."""
+
+

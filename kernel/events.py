@@ -1,0 +1,122 @@
+"""The event schema of eskernel's log, and its only serializer.
+
+Every record in the log is one event: a JSON object (orjson-encoded, UTF-8, no newlines)
+whose first keys are ``"v"`` (the schema version, :data:`SCHEMA_VERSION`), ``"t"`` (the
+event type) and ``"ts"`` (the kernel clock at the command, integer nanoseconds since the
+epoch).  Times and durations are integer nanoseconds everywhere in the log; ids are strings.
+
+======================  =================================================================
+type                    fields (besides v, t, ts)
+======================  =================================================================
+``queue_declared``      queue, max_concurrent (0 = unlimited), paused
+``queue_paused``        queue
+``queue_resumed``       queue
+``agent_registered``    agent, capabilities (queue names), capacity
+``agent_offline``       agent
+``agent_online``        agent
+``submitted``           task, queue, priority, payload, depends_on, max_attempts, timeout,
+                        not_before (0 = none), agent (preferred, or null), backoff
+                        {initial, factor, max, jitter}, name, tags, key, parent
+``claimed``             task, lease, agent, attempt, expires
+``heartbeat``           task, lease, expires
+``completed``           task, lease, result
+``failed``              task, lease, error, retryable, retry_at (null: dead-lettered)
+``expired``             task, lease, retry_at (null: dead-lettered)
+``released``            task, lease
+``ready``               task (its delay or backoff is over)
+``cancelled``           task, reason ("cancelled" or "upstream"), cause (task id or null)
+``requeued``            task
+======================  =================================================================
+
+Decisions that depend on the clock or the random source (which task a claim got, a lease's
+expiry, a retry's jittered due time) are recorded in these fields, so replay never reads a
+clock.  ``claimed`` is encoded in C by the scheduler core (byte-identical to
+:func:`encode` — a test holds them equal); all other events are encoded here.
+
+>>> ev = decode(encode({"t": "requeued", "ts": 5, "task": "a"}))
+>>> ev["v"], ev["t"], ev["task"]
+(1, 'requeued', 'a')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .errors import InvalidSpecError
+
+__all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "encode", "decode", "dumps", "loads",
+           "encode_completed", "encode_heartbeat", "fragment"]
+
+SCHEMA_VERSION = 1
+
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "queue_declared": ("queue", "max_concurrent", "paused"),
+    "queue_paused": ("queue",),
+    "queue_resumed": ("queue",),
+    "agent_registered": ("agent", "capabilities", "capacity"),
+    "agent_offline": ("agent",),
+    "agent_online": ("agent",),
+    "submitted": ("task", "queue", "priority", "payload", "depends_on", "max_attempts",
+                  "timeout", "not_before", "agent", "backoff", "name", "tags", "key",
+                  "parent"),
+    "claimed": ("task", "lease", "agent", "attempt", "expires"),
+    "heartbeat": ("task", "lease", "expires"),
+    "completed": ("task", "lease", "result"),
+    "failed": ("task", "lease", "error", "retryable", "retry_at"),
+    "expired": ("task", "lease", "retry_at"),
+    "released": ("task", "lease"),
+    "ready": ("task",),
+    "cancelled": ("task", "reason", "cause"),
+    "requeued": ("task",),
+}
+
+loads = orjson.loads
+fragment = orjson.Fragment
+
+
+def dumps(value: Any) -> bytes:
+    """JSON-encode a payload or result; raises InvalidSpecError when it is not JSON-able.
+
+    >>> dumps({"a": [1, 2]})
+    b'{"a":[1,2]}'
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError as err:
+        raise InvalidSpecError(
+            f"value {value!r:.80} is not JSON-serializable ({err}); pass dicts, lists, str, "
+            "int, float, bool or None") from err
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """Encode one event (a dict with at least ``t`` and ``ts``) as a log record.
+
+    The schema version is added first; the other keys follow in schema order.
+    """
+    fields = EVENT_TYPES[event["t"]]
+    out = {"v": SCHEMA_VERSION, "t": event["t"], "ts": event["ts"]}
+    for name in fields:
+        out[name] = event.get(name)
+    return orjson.dumps(out)
+
+
+def decode(record: bytes) -> dict[str, Any]:
+    """Decode one log record into its event dict; rejects unknown versions and types."""
+    ev = orjson.loads(record)
+    if ev.get("v") != SCHEMA_VERSION or ev.get("t") not in EVENT_TYPES:
+        raise ValueError(f"record {record[:80]!r} is not an eskernel v{SCHEMA_VERSION} event")
+    return ev
+
+
+def encode_completed(ts: int, task: str, lease: int, result: bytes) -> bytes:
+    """The ``completed`` record, with ``result`` already JSON-encoded (hot path)."""
+    return b'{"v":1,"t":"completed","ts":%d,"task":"%s","lease":%d,"result":%s}' % (
+        ts, task.encode(), lease, result)
+
+
+def encode_heartbeat(ts: int, task: str, lease: int, expires: int) -> bytes:
+    """The ``heartbeat`` record (hot path)."""
+    return b'{"v":1,"t":"heartbeat","ts":%d,"task":"%s","lease":%d,"expires":%d}' % (
+        ts, task.encode(), lease, expires)
