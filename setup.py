@@ -18,6 +18,8 @@ DIRECTIVES = {
     "initializedcheck": DEBUG,
     "cdivision": True,
     "embedsignature": True,
+    "auto_pickle": False,
+    "autotestdict": False,
 }
 MACROS = [("ESKERNEL_DEBUG", "1" if DEBUG else "0")]
 CFLAGS = ["-O3"] if not DEBUG else ["-O0", "-g"]
