@@ -101,7 +101,9 @@ operations = st.lists(st.one_of(
 ), max_size=25)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# At least 50 examples; the ``ci`` hypothesis profile (tests/conftest.py) raises it.
+@settings(max_examples=max(50, settings.default.max_examples), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(mode=st.sampled_from(["fsync", "write", "buffer"]), ops=operations)
 def test_readable_records_are_a_prefix_of_appends(mode: str, ops: list) -> None:
     with tempfile.TemporaryDirectory() as d:
