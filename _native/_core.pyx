@@ -347,6 +347,9 @@ cdef class Scheduler:
         cdef Task* t = &self.tasks[h]
         cdef int32_t s
         cdef LeaseSlot* sl
+        if ESKERNEL_DEBUG:
+            if self.agents[a].active >= self.agents[a].capacity:
+                raise KernelInternalError(f"claim for agent {a} beyond its capacity")
         heap_remove(self._heap_of(t), self.tasks, t.heap_pos)
         self.queues[t.queue].ready -= 1
         self._set(t, ST_RUNNING)
@@ -381,14 +384,18 @@ cdef class Scheduler:
         """True when lease lid is task h's live lease."""
         return self._slot_of(h, lid) >= 0
 
-    cdef void _drop_lease(self, Task* t) noexcept:
+    cdef int _drop_lease(self, Task* t) except -1:
         cdef int32_t s = t.lease_slot
+        if ESKERNEL_DEBUG:
+            if s < 0 or self.slots[s].lease_id == 0 or self.agents[self.slots[s].agent].active <= 0:
+                raise KernelInternalError(f"dropping lease slot {s} that is not live")
         time_remove(&self.expiry, s)
         self.queues[t.queue].running -= 1
         self.agents[self.slots[s].agent].active -= 1
         lease_free(self.slots, s, &self.free_slot)
         t.lease_slot = -1
         self.n_live_leases -= 1
+        return 0
 
     def heartbeat(self, int h, int64_t lid, tick_t now):
         """Extend lease lid to now + the task's timeout; returns the new expiry, -1 if stale."""

@@ -49,18 +49,22 @@ cdef int heap_push(ReadyHeap* hp, Task* tasks, handle_t h) except -1:
     heap_sift_up(hp, tasks, hp.n - 1)
     return 0
 
-cdef void heap_remove(ReadyHeap* hp, Task* tasks, Py_ssize_t i) noexcept nogil:
+cdef int heap_remove(ReadyHeap* hp, Task* tasks, Py_ssize_t i) except -1:
     # Remove the entry at index i (0 for a pop); the removed task's heap_pos becomes -1.
+    if ESKERNEL_DEBUG:
+        if i < 0 or i >= hp.n:
+            raise KernelInternalError(f"heap_remove at index {i} of a heap of {hp.n}")
     cdef handle_t h = <handle_t>(hp.keys[i] & HANDLE_MASK)
     hp.n -= 1
     tasks[h].heap_pos = -1
     if i == hp.n:
-        return
+        return 0
     hp.keys[i] = hp.keys[hp.n]
     if i > 0 and hp.keys[i] < hp.keys[(i - 1) >> 1]:
         heap_sift_up(hp, tasks, i)
     else:
         heap_sift_down(hp, tasks, i)
+    return 0
 
 cdef int heap_check(ReadyHeap* hp, Task* tasks) except -1:
     cdef Py_ssize_t i

@@ -64,14 +64,18 @@ cdef int time_push(TimeHeap* th, int32_t id, tick_t at, int64_t tie) except -1:
     time_sift(th, th.n - 1)
     return 0
 
-cdef void time_remove(TimeHeap* th, int32_t id) noexcept nogil:
+cdef int time_remove(TimeHeap* th, int32_t id) except -1:
     cdef Py_ssize_t i = th.pos[id]
+    if ESKERNEL_DEBUG:
+        if i < 0 or i >= th.n:
+            raise KernelInternalError(f"time_remove of id {id} that is not in the heap")
     th.pos[id] = -1
     th.n -= 1
     if i == th.n:
-        return
+        return 0
     th.e[i] = th.e[th.n]
     time_sift(th, i)
+    return 0
 
 cdef inline void time_update(TimeHeap* th, int32_t id, tick_t at) noexcept nogil:
     cdef Py_ssize_t i = th.pos[id]

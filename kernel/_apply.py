@@ -17,6 +17,7 @@ from ._core import Scheduler
 from .errors import KernelInternalError
 
 SNAPSHOT_FORMAT = 1
+_NO_META: tuple[Any, ...] = (None, None, None, None, ())
 
 
 class KernelState:
@@ -97,11 +98,16 @@ class KernelState:
                                 ev["max_attempts"], ev["timeout"], pinned, ev["not_before"],
                                 pol, deps, ev["ts"])
         self.task_index[tid] = h
-        self.payloads.append(events.dumps(ev["payload"]))
+        body = ev.get("_body")   # live submits carry the payload already encoded
+        self.payloads.append(body if body is not None else events.dumps(ev["payload"]))
         self.results.append(None)
         self.errors.append(None)
-        self.meta.append((ev["name"], ev["tags"], ev["key"], ev["parent"],
-                          tuple(ev["depends_on"])))
+        name, tags, key, parent, deps = (ev["name"], ev["tags"], ev["key"], ev["parent"],
+                                         ev["depends_on"])
+        if name is None and tags is None and key is None and parent is None and not deps:
+            self.meta.append(_NO_META)    # shared: most tasks carry no metadata
+        else:
+            self.meta.append((name, tags, key, parent, tuple(deps)))
         if ev["key"] is not None:
             self.keys[ev["key"]] = tid
 

@@ -66,6 +66,8 @@ class Kernel(Views):
         self._closed = False
         self._last_snapshot = state.applied
         self._append = log.append
+        self._agent_index = state.agent_index
+        self._blocked = read_only    # True once closed, failed or read-only: the slow check runs
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, seed: int = 0,
@@ -136,22 +138,23 @@ class Kernel(Views):
                 self._append(records[0])
             else:
                 self._log.append_many(records)
-        except EskernelError as err:
-            self._failed = err
-            raise
-        except Exception as err:
-            self._failed = err
-            raise KernelFailedError(f"appending to the log failed: {err}") from err
+        except BaseException as err:
+            raise self._poison(err) from err
+
+    def _poison(self, err: BaseException) -> BaseException:
+        # An append failed after the core applied the command: refuse everything from now on.
+        self._failed = err
+        self._blocked = True
+        if isinstance(err, EskernelError):
+            return err
+        return KernelFailedError(f"appending to the log failed: {err}; reopen the kernel")
 
     def _append_hot(self, record: bytes, now: int) -> None:
-        # The hot paths applied in the core already: count the event, then append it.
+        # The hot paths applied in the core already: append the event, then count it.
         try:
             self._append(record)
         except BaseException as err:
-            self._failed = err
-            if isinstance(err, EskernelError):
-                raise
-            raise KernelFailedError(f"appending to the log failed: {err}") from err
+            raise self._poison(err) from err
         st = self._state
         st.applied += 1
         st.last_ts = now
@@ -341,18 +344,25 @@ class Kernel(Views):
         Raises:
             UnknownAgentError, AgentOfflineError, AgentAtCapacityError.
         """
-        if self._failed is not None or self._closed or self._read_only:
+        if self._blocked:
             self._writable()
-        a = self._state.agent_index.get(agent_id) if type(agent_id) is str else None
-        if a is None:
-            self._agent(agent_id)
+        try:
+            a = self._agent_index[agent_id]
+        except (KeyError, TypeError):
+            a = self._agent(agent_id)   # raises the right error
         now = self._now()
         r = self._sched.claim(a, now)
         if r is None:
             return None
-        if type(r) is int:
+        if r.__class__ is int:
             raise self._refusal(agent_id, r)
-        self._append_hot(r._event, now)
+        try:
+            self._append(r._event)
+        except BaseException as err:
+            raise self._poison(err) from err
+        st = self._state
+        st.applied += 1
+        st.last_ts = now
         return r
 
     def _refusal(self, agent_id: str, code: int) -> EskernelError:
@@ -390,7 +400,7 @@ class Kernel(Views):
         Raises:
             StaleLeaseError: the lease is no longer current; stop work on the task.
         """
-        if self._failed is not None or self._closed or self._read_only:
+        if self._blocked:
             self._writable()
         h, lid = self._lease(lease)
         now = self._now()
@@ -409,7 +419,7 @@ class Kernel(Views):
                 or completed already.
             InvalidSpecError: ``result`` is not JSON-serializable or too large.
         """
-        if self._failed is not None or self._closed or self._read_only:
+        if self._blocked:
             self._writable()
         h, lid = self._lease(lease)
         body = b"null" if result is None else events.dumps(result)

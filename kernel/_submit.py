@@ -110,7 +110,7 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
                                f"{max_payload}-byte limit; store large data elsewhere and pass a "
                                "reference")
     return {"t": "submitted", "ts": now, "task": tid, "queue": queue, "priority": prio,
-            "payload": events.fragment(body), "depends_on": deps, "max_attempts": attempts,
+            "payload": events.fragment(body), "_body": body, "depends_on": deps, "max_attempts": attempts,
             "timeout": timeout_ns, "not_before": due, "agent": agent, "backoff": bo,
             "name": name, "tags": check_tags(tags), "key": key, "parent": parent}
 

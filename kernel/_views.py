@@ -147,6 +147,7 @@ class Views:
         """Flush the log and release the directory.  Idempotent."""
         if not getattr(self, "_closed", False):
             self._closed = True
+            self._blocked = True
             self._log.close()
 
     def __enter__(self) -> Any:
