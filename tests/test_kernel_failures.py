@@ -1,0 +1,100 @@
+"""DESIGN principle 4: when an append fails, the kernel refuses further calls, and reopening
+replays to the last durable event.  Nothing acknowledged is lost."""
+
+import errno
+
+import pytest
+
+from kernel import Kernel, KernelClosedError, KernelFailedError, LogWriteError, ManualClock
+
+
+class _FailingAppend:
+    """Wraps the log's append so that the next call raises the OS error ENOSPC."""
+
+    def __init__(self, log):
+        self.log = log
+        self.armed = False
+
+    def __call__(self, record):
+        if self.armed:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.log.append(record)
+
+
+def _kernel(tmp_path):
+    k = Kernel.open(tmp_path, durability="write", clock=ManualClock(), snapshot_every=0)
+    k.declare_queue("q")
+    k.register_agent("w", ["q"], capacity=4)
+    return k
+
+
+@pytest.mark.parametrize("command", ["submit", "claim", "complete"])
+def test_failed_append_poisons_the_kernel_and_reopen_recovers(tmp_path, command):
+    k = _kernel(tmp_path)
+    k.submit("q", id="a")
+    k.submit("q", id="b")
+    lease = k.claim("w")
+    acknowledged = k.digest()
+    offset = k.next_offset
+    fault = _FailingAppend(k._log)
+    k._append = fault
+    fault.armed = True
+    call = {"submit": lambda: k.submit("q", id="c"),
+            "claim": lambda: k.claim("w"),
+            "complete": lambda: k.complete(lease)}[command]
+    with pytest.raises(KernelFailedError, match="No space left"):
+        call()
+    # every later call is refused, even reads of state that might be ahead of the log
+    with pytest.raises(KernelFailedError, match="reopen"):
+        k.submit("q", id="d")
+    with pytest.raises(KernelFailedError):
+        k.claim("w")
+    assert isinstance(KernelFailedError("x"), LogWriteError)
+    k.close()
+    k2 = Kernel.open(tmp_path, clock=ManualClock())
+    assert k2.next_offset == offset
+    assert k2.digest() == acknowledged
+    assert k2.task("a").status == "RUNNING"
+    k2.close()
+
+
+def test_closed_kernel_refuses_calls(tmp_path):
+    k = _kernel(tmp_path)
+    k.close()
+    k.close()   # idempotent
+    with pytest.raises(KernelClosedError, match="open it again"):
+        k.submit("q")
+    with pytest.raises(KernelClosedError):
+        k.claim("w")
+
+
+def test_replay_is_read_only(tmp_path):
+    k = _kernel(tmp_path)
+    k.submit("q", id="a")
+    k.close()
+    r = Kernel.replay(tmp_path)
+    assert r.task("a").status == "READY"
+    with pytest.raises(Exception, match="read-only replay"):
+        r.submit("q")
+    with pytest.raises(Exception, match="read-only replay"):
+        r.claim("w")
+    r.close()
+
+
+def test_replay_until_offset_and_time(tmp_path):
+    clock = ManualClock(start=100.0)
+    k = Kernel.open(tmp_path, clock=clock, snapshot_every=0)
+    k.declare_queue("q")
+    k.register_agent("w", ["q"])
+    k.submit("q", id="a")
+    clock.advance(10)
+    lease = k.claim("w")
+    clock.advance(10)
+    k.complete(lease, result=1)
+    k.snapshot()
+    k.close()
+    assert Kernel.replay(tmp_path, until=3).task("a").status == "READY"
+    assert Kernel.replay(tmp_path, until=4).task("a").status == "RUNNING"
+    assert Kernel.replay(tmp_path, until_time=115.0).task("a").status == "RUNNING"
+    assert Kernel.replay(tmp_path, until_time=120.0).task("a").status == "COMPLETED"
+    assert Kernel.replay(tmp_path).task("a").result == 1
