@@ -1,0 +1,21 @@
+"""DuckDB projections of eskernel's event log: how fast, how busy, what happened — in SQL.
+
+:class:`Projection` ingests the log incrementally into the ``events``, ``tasks``,
+``attempts``, ``agents`` and ``queues`` tables and defines the ``throughput``, ``latency``,
+``agent_utilization``, ``queue_utilization`` and ``failures`` views (see
+:mod:`analytics.schema`).  :func:`build_report` renders the standard report; :func:`verify_log`
+audits a log's semantics.
+
+>>> import analytics
+>>> sorted(analytics.__all__)[:3]
+['Projection', 'ProjectionError', 'Report']
+"""
+
+from .errors import ProjectionError as ProjectionError
+from .projection import Projection as Projection
+from .query import Table as Table
+from .report import Report as Report, build_report as build_report
+from .verify import Violation as Violation, verify_log as verify_log
+
+__all__ = ["Projection", "ProjectionError", "Report", "Table", "build_report", "verify_log",
+           "Violation"]

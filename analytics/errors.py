@@ -1,0 +1,21 @@
+"""Errors of the analytics layer.
+
+Every failure of a projection (bad SQL, an unreadable database file, a log record that is not
+an eskernel event) surfaces as :class:`ProjectionError`, a branch of eskernel's root
+:class:`~eventlog.errors.EskernelError`.  DuckDB's own exceptions never cross the public API:
+they are chained as ``__cause__``.
+
+>>> from eventlog.errors import EskernelError
+>>> issubclass(ProjectionError, EskernelError)
+True
+"""
+
+from __future__ import annotations
+
+from eventlog.errors import EskernelError
+
+__all__ = ["ProjectionError"]
+
+
+class ProjectionError(EskernelError):
+    """A projection could not ingest, query or export; the message names what and why."""

@@ -1,0 +1,312 @@
+"""The :class:`Projection`: a DuckDB database kept in step with an event log.
+
+It opens the log read-only (no lock: it works while a live kernel in another process
+writes it) and a DuckDB database, in memory or in a file (by convention
+``<log dir>/analytics.duckdb``).  :meth:`Projection.refresh` ingests what is new since the
+last ingested offset; the rows and the new offset commit in one transaction, so a crash
+mid-ingest never double-counts.  :meth:`Projection.follow` keeps refreshing as the log grows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from eventlog import EventLog
+
+from .errors import ProjectionError
+from .ingest import ingest_file, reset
+from .query import Table, run_query
+from .schema import SCHEMA_VERSION, create_schema
+
+__all__ = ["Projection", "DEFAULT_DB_NAME", "DEFAULT_CHUNK"]
+
+DEFAULT_DB_NAME = "analytics.duckdb"
+DEFAULT_CHUNK = 2_000_000
+
+Progress = Callable[[int, int], None]
+
+
+def _duck(err: duckdb.Error, what: str) -> ProjectionError:
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ProjectionError(f"{what}: {msg}")
+
+
+class Projection:
+    """A DuckDB projection of the event log in directory ``log_path``.
+
+    Args:
+        log_path: the log directory (a kernel's directory).
+        db: ``None`` or ``":memory:"`` for an in-memory database, else a file path (created
+            if missing; ``Projection.default_db(log_path)`` is the conventional one).
+        threads: DuckDB worker threads (default: DuckDB's, one per core).
+
+    Raises:
+        LogNotFoundError: no event log at ``log_path``.
+        ProjectionError: the database cannot be opened (e.g. another process has it open).
+
+    >>> import tempfile
+    >>> from eventlog import EventLog
+    >>> d = tempfile.mkdtemp()
+    >>> with EventLog.open(d) as log:
+    ...     _ = log.append(b'{"v":1,"t":"queue_declared","ts":5,"queue":"q",'
+    ...                    b'"max_concurrent":2,"paused":false}')
+    >>> with Projection(d) as p:
+    ...     p.refresh(), p.query("SELECT queue, max_concurrent FROM queues").rows
+    (1, [('q', 2)])
+    """
+
+    def __init__(self, log_path: str | os.PathLike[str], db: str | os.PathLike[str] | None = None,
+                 *, threads: int | None = None) -> None:
+        self.log_path = Path(log_path)
+        self._lock = threading.RLock()
+        self._reader = EventLog.open_readonly(self.log_path)
+        self.db_path = None if db is None or str(db) == ":memory:" else Path(db)
+        try:
+            self._con = duckdb.connect(str(self.db_path) if self.db_path else ":memory:")
+        except duckdb.Error as err:
+            self._reader.close()
+            raise _duck(err, f"cannot open the projection database {self.db_path}; if "
+                        "another eskernel command is using it, wait for it or pass another "
+                        "--db") from err
+        try:
+            if threads:
+                self._con.execute(f"SET threads = {int(threads)}")
+            self._con.execute("SET preserve_insertion_order = true")
+            create_schema(self._con)
+            row = self._con.execute(
+                "SELECT next_offset, schema_version FROM ingest_state").fetchone()
+            if row is not None and row[1] != SCHEMA_VERSION:
+                reset(self._con)
+        except duckdb.Error as err:
+            self.close()
+            raise _duck(err, f"the projection database {self.db_path} is not usable") from err
+
+    @staticmethod
+    def default_db(log_path: str | os.PathLike[str]) -> Path:
+        """The conventional database file kept next to the log: ``<log>/analytics.duckdb``.
+
+        >>> str(Projection.default_db("/data/k"))
+        '/data/k/analytics.duckdb'
+        """
+        return Path(log_path) / DEFAULT_DB_NAME
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def next_offset(self) -> int:
+        """The offset after the last ingested record (0 for an empty projection)."""
+        rows = self._execute("SELECT next_offset FROM ingest_state")
+        return 0 if not rows else int(rows[0][0])
+
+    @property
+    def log_next_offset(self) -> int:
+        """The log's current next offset (rescans its tail)."""
+        return self._reader.next_offset
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The underlying DuckDB connection (for power users; errors are DuckDB's own)."""
+        return self._con
+
+    def _execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        try:
+            with self._lock:
+                return self._con.execute(sql, params).fetchall()
+        except duckdb.Error as err:
+            raise _duck(err, "projection query failed") from err
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def refresh(self, *, progress: Progress | None = None, chunk: int = DEFAULT_CHUNK,
+                until: int | None = None) -> int:
+        """Ingest the records appended since the last refresh; return how many.
+
+        Works in chunks of ``chunk`` records, each committed with its offset in one
+        transaction.  ``progress(done, total)`` is called after each chunk.  ``until``
+        stops at that offset (for tests and audits).
+
+        Raises:
+            ProjectionError: a record is not an eskernel event (names its offset), or DuckDB
+                failed; nothing of the failing chunk is kept.
+            LogCorruptError: the log is damaged before its tail.
+
+        Cost: ~1 µs per event (NDJSON export in C, then DuckDB's reader).
+        """
+        if chunk < 1:
+            raise ProjectionError(f"chunk must be >= 1 records, got {chunk}")
+        with self._lock:
+            if self._con is None:
+                raise ProjectionError("the projection is closed; open a new one")
+            start = self.next_offset
+            end = self._reader.next_offset if until is None else min(until,
+                                                                      self._reader.next_offset)
+            if start > end and until is None:
+                # The log is shorter than what we ingested: it was replaced.  Start over.
+                self._transaction(lambda: reset(self._con))
+                start = 0
+            total = max(0, end - start)
+            if total == 0:
+                return 0
+            tmpdir = tempfile.mkdtemp(prefix="eskernel-ingest-")
+            try:
+                pos = start
+                while pos < end:
+                    stop = min(end, pos + chunk)
+                    path = os.path.join(tmpdir, f"{pos}.ndjson")
+                    self._reader.export_json_lines(path, pos, stop)
+                    self._ingest_chunk(path, pos, stop)
+                    os.unlink(path)
+                    pos = stop
+                    if progress is not None:
+                        progress(pos - start, total)
+            finally:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+            return total
+
+    def _transaction(self, body: Callable[[], Any]) -> Any:
+        try:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                result = body()
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            if isinstance(result, tuple):
+                self._con.execute("ROLLBACK")
+            else:
+                self._con.execute("COMMIT")
+            return result
+        except duckdb.Error as err:
+            raise _duck(err, f"ingesting the log {self.log_path} failed") from err
+
+    def _ingest_chunk(self, path: str, start: int, end: int) -> None:
+        bad = self._transaction(lambda: ingest_file(self._con, path, start, end))
+        if bad is not None:
+            offset, what = bad
+            raise ProjectionError(
+                f"record {offset} of the log {self.log_path} is not an eskernel event "
+                f"({what}); this tool reads schema v{SCHEMA_VERSION} logs written by "
+                "eskernel's Kernel")
+
+    def follow(self, *, interval: float = 0.5, stop: threading.Event | None = None,
+               idle_timeout: float | None = None,
+               on_refresh: Callable[[int], None] | None = None) -> int:
+        """Keep refreshing as the log grows; return the total number of records ingested.
+
+        Polls every ``interval`` seconds; ends when ``stop`` is set or after ``idle_timeout``
+        seconds with nothing new.  ``on_refresh(n)`` is called after each non-empty refresh.
+
+        >>> import tempfile
+        >>> from eventlog import EventLog
+        >>> d = tempfile.mkdtemp()
+        >>> with EventLog.open(d) as log:
+        ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"q"}')
+        >>> with Projection(d) as p:
+        ...     p.follow(interval=0.01, idle_timeout=0.05)
+        1
+        """
+        if not interval > 0:
+            raise ProjectionError(f"interval must be > 0 seconds, got {interval}")
+        total = 0
+        idle_since = time.monotonic()
+        while stop is None or not stop.is_set():
+            n = self.refresh()
+            if n:
+                total += n
+                idle_since = time.monotonic()
+                if on_refresh is not None:
+                    on_refresh(n)
+            elif idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                break
+            if stop is not None:
+                stop.wait(interval)
+            else:
+                time.sleep(interval)
+        return total
+
+    # -- reading --------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> Table:
+        """Run read-only SQL against the projection and return a :class:`Table`.
+
+        The statement runs in a transaction that is rolled back, so it can never change the
+        projection.
+
+        Raises:
+            ProjectionError: bad SQL or a failing query (DuckDB's message, first line).
+        """
+        with self._lock:
+            return run_query(self._con, sql, params)
+
+    def export(self, source: str, dest: str | os.PathLike[str],
+               fmt: str | None = None) -> Path:
+        """Write a table, view or ``SELECT`` query to ``dest`` as Parquet or CSV.
+
+        ``fmt`` is ``"parquet"`` or ``"csv"``; by default it follows the file's suffix.
+
+        Raises:
+            ProjectionError: unknown format, bad query, or the file cannot be written.
+
+        >>> import tempfile, os
+        >>> from eventlog import EventLog
+        >>> d = tempfile.mkdtemp()
+        >>> with EventLog.open(d) as log:
+        ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"q"}')
+        >>> with Projection(d) as p:
+        ...     _ = p.refresh()
+        ...     p.export("events", os.path.join(d, "ev.csv")).name
+        'ev.csv'
+        """
+        path = Path(dest)
+        fmt = (fmt or path.suffix.lstrip(".")).lower()
+        if fmt not in ("parquet", "csv"):
+            raise ProjectionError(f"cannot export to {str(dest)!r}: format {fmt!r} is not "
+                                  "supported; use a .parquet or .csv file (or fmt=)")
+        src = source.strip().rstrip(";")
+        if src.isidentifier():
+            src = f'SELECT * FROM "{src}"'
+        opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
+        target = "'" + str(path).replace("'", "''") + "'"
+        with self._lock:
+            try:
+                self._con.execute(f"COPY ({src}) TO {target} ({opts})")
+            except duckdb.Error as err:
+                raise _duck(err, f"exporting {source!r} to {path} failed") from err
+        return path
+
+    def report(self, *, window_s: float | None = None, bucket_s: int = 60) -> "Any":
+        """The standard report (see :func:`analytics.report.build_report`)."""
+        from .report import build_report
+        return build_report(self, window_s=window_s, bucket_s=bucket_s)
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database and the log reader (idempotent)."""
+        con, self._con = getattr(self, "_con", None), None
+        if con is not None:
+            try:
+                con.close()
+            except duckdb.Error:  # pragma: no cover - closing never fails in practice
+                pass
+        self._reader.close()
+
+    def __enter__(self) -> Projection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.db_path) if self.db_path else ":memory:"
+        return f"<Projection log={str(self.log_path)!r} db={where!r}>"
+

@@ -1,0 +1,118 @@
+"""Output for the CLI: readable tables by default, ``--json`` and ``--csv`` for scripts, and
+progress bars that appear only on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import click
+
+from analytics.query import Table
+from analytics.report import format_table
+
+__all__ = ["emit", "emit_sections", "progress", "ns_time", "table_from_dicts"]
+
+
+def ns_time(ns: int | None) -> str | None:
+    """Integer ns since the epoch -> ``YYYY-MM-DD HH:MM:SS.mmm`` (UTC)."""
+    if ns is None:
+        return None
+    dt = datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{dt.microsecond // 1000:03d}"
+
+
+def table_from_dicts(rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
+    """A Table from row dicts (columns: the given ones, else the first row's keys)."""
+    cols = columns if columns is not None else (list(rows[0]) if rows else [])
+    return Table(cols, [tuple(r.get(c) for c in cols) for r in rows])
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
+
+
+def _rows_json(t: Table) -> list[dict[str, Any]]:
+    return [{k: _jsonable(v) for k, v in r.items()} for r in t.to_dicts()]
+
+
+def _csv(t: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(t.columns)
+    for row in t.rows:
+        w.writerow([json.dumps(_jsonable(v)) if isinstance(v, (list, dict, tuple)) else
+                    ("" if v is None else v) for v in row])
+    return buf.getvalue()
+
+
+def emit(table: Table, fmt: str, *, title: str | None = None) -> None:
+    """Print one table as text (default), JSON (a list of objects) or CSV."""
+    if fmt == "json":
+        click.echo(json.dumps(_rows_json(table), indent=2))
+    elif fmt == "csv":
+        click.echo(_csv(table), nl=False)
+    else:
+        if title:
+            click.echo(title)
+        click.echo(format_table(table))
+
+
+def emit_sections(sections: Mapping[str, Table | Mapping[str, Any]], fmt: str,
+                  titles: Mapping[str, str] | None = None) -> None:
+    """Print several sections: text blocks, one JSON object, or ``# name``-headed CSV blocks.
+
+    A section is a Table, or a dict shown as a two-column what/value table.
+    """
+    tables = {name: (s if isinstance(s, Table) else
+                     Table(["what", "value"], [(k, v) for k, v in s.items()]))
+              for name, s in sections.items()}
+    if fmt == "json":
+        out = {name: (_jsonable(dict(s)) if not isinstance(s, Table) else _rows_json(s))
+               for name, s in sections.items()}
+        click.echo(json.dumps(out, indent=2))
+    elif fmt == "csv":
+        click.echo("\n".join(f"# {name}\n{_csv(t)}" for name, t in tables.items()), nl=False)
+    else:
+        blocks = [f"{(titles or {}).get(name, name)}\n{format_table(t)}"
+                  for name, t in tables.items()]
+        click.echo("\n\n".join(blocks))
+
+
+@contextlib.contextmanager
+def progress(label: str, enabled: bool | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A ``callback(done, total)`` that drives a progress bar on stderr when it is a
+    terminal (or ``enabled``); a no-op otherwise."""
+    show = sys.stderr.isatty() if enabled is None else enabled
+    if not show:
+        yield lambda done, total: None
+        return
+    state: dict[str, Any] = {"bar": None, "done": 0}
+
+    def update(done: int, total: int) -> None:
+        if state["bar"] is None:
+            state["bar"] = click.progressbar(length=max(total, 1), label=label,
+                                             file=sys.stderr)
+            state["bar"].__enter__()
+        state["bar"].update(max(0, done - state["done"]))
+        state["done"] = done
+
+    try:
+        yield update
+    finally:
+        if state["bar"] is not None:
+            state["bar"].__exit__(None, None, None)
