@@ -48,6 +48,12 @@ class KernelState:
         self.last_ts = ev["ts"]
         self.applied += 1
 
+    @property
+    def default_policy(self) -> int:
+        """Index of :data:`events.DEFAULT_BACKOFF` in the core's policy table."""
+        b = events.DEFAULT_BACKOFF
+        return self.policy(b["initial"], b["factor"], b["max"], b["jitter"])
+
     def policy(self, initial: int, factor: float, maximum: int, jitter: float) -> int:
         key = (initial, factor, maximum, jitter)
         idx = self.policies.get(key)
@@ -88,28 +94,39 @@ class KernelState:
     def _on_agent_online(self, ev: dict[str, Any]) -> None:
         self._set_online(ev["agent"], True)
 
-    def _on_submitted(self, ev: dict[str, Any]) -> None:
-        b = ev["backoff"]
-        pol = self.policy(b["initial"], b["factor"], b["max"], b["jitter"])
-        deps = [self.task_index[d] for d in ev["depends_on"]]
-        pinned = self.agent_index[ev["agent"]] if ev["agent"] is not None else -1
-        tid = ev["task"]
-        h = self.sched.add_task(tid, self.queue_index[ev["queue"]], ev["priority"],
-                                ev["max_attempts"], ev["timeout"], pinned, ev["not_before"],
-                                pol, deps, ev["ts"])
+    def add_task(self, tid: str, q: int, prio: int, max_attempts: int, timeout: int,
+                 pinned: int, not_before: int, policy: int, deps: list[int], ts: int,
+                 payload: bytes, meta: tuple[Any, ...]) -> int:
+        """The submitted transition (live and replay): core task plus boundary data."""
+        h = self.sched.add_task(tid, q, prio, max_attempts, timeout, pinned, not_before,
+                                policy, deps, ts)
         self.task_index[tid] = h
-        body = ev.get("_body")   # live submits carry the payload already encoded
-        self.payloads.append(body if body is not None else events.dumps(ev["payload"]))
+        self.payloads.append(payload)
         self.results.append(None)
         self.errors.append(None)
-        name, tags, key, parent, deps = (ev["name"], ev["tags"], ev["key"], ev["parent"],
-                                         ev["depends_on"])
-        if name is None and tags is None and key is None and parent is None and not deps:
-            self.meta.append(_NO_META)    # shared: most tasks carry no metadata
+        self.meta.append(meta)
+        if meta[2] is not None:
+            self.keys[meta[2]] = tid
+        return h
+
+    def _on_submitted(self, ev: dict[str, Any]) -> None:
+        get = ev.get
+        b = get("backoff")
+        pol = (self.default_policy if b is None
+               else self.policy(b["initial"], b["factor"], b["max"], b["jitter"]))
+        dep_ids = ev["depends_on"]
+        agent = get("agent")
+        name, tags, key, parent = get("name"), get("tags"), get("key"), get("parent")
+        if name is None and tags is None and key is None and parent is None and not dep_ids:
+            meta = _NO_META    # shared: most tasks carry no metadata
         else:
-            self.meta.append((name, tags, key, parent, tuple(deps)))
-        if ev["key"] is not None:
-            self.keys[ev["key"]] = tid
+            meta = (name, tags, key, parent, tuple(dep_ids))
+        body = get("_body")   # live submits carry the payload already encoded
+        self.add_task(ev["task"], self.queue_index[ev["queue"]], ev["priority"],
+                      ev["max_attempts"], ev["timeout"],
+                      self.agent_index[agent] if agent is not None else -1, ev["not_before"],
+                      pol, [self.task_index[d] for d in dep_ids], ev["ts"],
+                      body if body is not None else events.dumps(ev["payload"]), meta)
 
     def _on_claimed(self, ev: dict[str, Any]) -> None:
         self.sched.apply_claim(self.task_index[ev["task"]], ev["lease"],

@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import events
-from ._apply import KernelState
+from ._apply import _NO_META, KernelState
 from ._clock import Clock, SystemClock
 from ._core import Lease
 from ._memlog import MemoryLog
 from ._submit import batch_events, new_id, spec_dict, submitted_event
 from ._views import Views
-from ._validate import (NS, check_backoff, check_capabilities, check_id, check_int,
+from ._validate import (ID_PATTERN, NS, check_backoff, check_capabilities, check_id, check_int,
                         check_priority, check_tags, seconds_to_ns)
 from .errors import (AgentAtCapacityError, AgentOfflineError, DependencyError,
                      DuplicateTaskError, EskernelError, InvalidSpecError, InvalidStateError,
@@ -126,7 +126,7 @@ class Kernel(Views):
 
     def _commit(self, evs: list[dict[str, Any]]) -> None:
         """Append events (one record each, one batch) then apply them."""
-        records = [events.encode(ev) for ev in evs]
+        records = [ev.get("_rec") or events.encode(ev) for ev in evs]
         self._write(records)
         for ev in evs:
             self._state.apply(ev)
@@ -304,8 +304,15 @@ class Kernel(Views):
             UnknownQueueError, UnknownTaskError, UnknownAgentError, DuplicateTaskError,
             DependencyError, InvalidSpecError.
         """
-        self._writable()
+        if self._blocked:
+            self._writable()
         st = self._state
+        if (agent is None and name is None and backoff is None and delay is None
+                and not_before is None and tags is None and key is None and parent is None
+                and (depends_on == () or depends_on == [])):
+            tid = self._submit_simple(queue, payload, id, priority, max_attempts, timeout)
+            if tid is not None:
+                return tid
         if key is not None and type(key) is str and key in st.keys:
             return st.keys[key]
         if id is None:
@@ -319,6 +326,42 @@ class Kernel(Views):
                              None, name, priority, depends_on, max_attempts, timeout, backoff,
                              delay, not_before, agent, tags, key, parent)
         self._commit([ev])
+        return tid
+
+    def _submit_simple(self, queue: Any, payload: Any, id: Any, priority: Any,
+                       max_attempts: Any, timeout: Any) -> str | None:
+        # The common submit (no dependencies, no optional fields), validated inline; None
+        # sends anything unusual to the general path, which raises the precise error.
+        st = self._state
+        q = st.queue_index.get(queue) if type(queue) is str else None
+        tp, tt = type(priority), type(timeout)
+        if (q is None or not (tp is int or tp is Priority) or not 0 <= priority <= 1000
+                or type(max_attempts) is not int or not 1 <= max_attempts <= 1_000_000
+                or not (tt is float or tt is int) or not 0 < timeout < 1e12):
+            return None
+        if id is None:
+            tid = _new_id(st)
+        elif type(id) is str and id not in st.task_index and ID_PATTERN.fullmatch(id):
+            tid = id
+        else:
+            return None
+        body = b"null" if payload is None else events.dumps(payload)
+        if len(body) > self._max_payload:
+            return None
+        now = self._now()
+        timeout_ns = round(timeout * NS)
+        rec = events.encode_submitted(now, tid, queue, priority, body, max_attempts,
+                                      timeout_ns, 0)
+        try:
+            self._append(rec)
+        except BaseException as err:
+            raise self._poison(err) from err
+        st.add_task(tid, q, priority, max_attempts, timeout_ns, -1, 0, st.default_policy, [],
+                    now, body, _NO_META)
+        st.applied += 1
+        st.last_ts = now
+        if self._snapshot_every:
+            self._maybe_snapshot()
         return tid
 
     def submit_many(self, specs: Iterable[TaskSpec | dict[str, Any]]) -> list[str]:

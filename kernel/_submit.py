@@ -109,10 +109,15 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
         raise InvalidSpecError(f"payload of task {tid!r} is {len(body)} bytes, over the "
                                f"{max_payload}-byte limit; store large data elsewhere and pass a "
                                "reference")
-    return {"t": "submitted", "ts": now, "task": tid, "queue": queue, "priority": prio,
-            "payload": events.fragment(body), "_body": body, "depends_on": deps, "max_attempts": attempts,
-            "timeout": timeout_ns, "not_before": due, "agent": agent, "backoff": bo,
-            "name": name, "tags": check_tags(tags), "key": key, "parent": parent}
+    tags = check_tags(tags)
+    ev = {"t": "submitted", "ts": now, "task": tid, "queue": queue, "priority": prio,
+          "payload": events.fragment(body), "_body": body, "depends_on": deps,
+          "max_attempts": attempts, "timeout": timeout_ns, "not_before": due, "agent": agent,
+          "backoff": bo, "name": name, "tags": tags, "key": key, "parent": parent}
+    if (not deps and agent is None and pol is None and name is None and tags is None
+            and key is None and parent is None):
+        ev["_rec"] = events.encode_submitted(now, tid, queue, prio, body, attempts, timeout_ns, due)
+    return ev
 
 
 def topo_order(ids: list[str], deps: list[list[str]]) -> list[int]:

@@ -15,7 +15,7 @@ type                    fields (besides v, t, ts)
 ``agent_offline``       agent
 ``agent_online``        agent
 ``submitted``           task, queue, priority, payload, depends_on, max_attempts, timeout,
-                        not_before (0 = none), agent (preferred, or null), backoff
+                        not_before (0 = none); optional: agent (preferred), backoff
                         {initial, factor, max, jitter}, name, tags, key, parent
 ``claimed``             task, lease, agent, attempt, expires
 ``heartbeat``           task, lease, expires
@@ -27,6 +27,9 @@ type                    fields (besides v, t, ts)
 ``cancelled``           task, reason ("cancelled" or "upstream"), cause (task id or null)
 ``requeued``            task
 ======================  =================================================================
+
+Optional fields are omitted when null (``backoff`` when it is :data:`DEFAULT_BACKOFF`);
+:func:`decode` fills them back in, and DuckDB reads a missing key as NULL.
 
 Decisions that depend on the clock or the random source (which task a claim got, a lease's
 expiry, a retry's jittered due time) are recorded in these fields, so replay never reads a
@@ -47,7 +50,8 @@ import orjson
 from .errors import InvalidSpecError
 
 __all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "encode", "decode", "dumps", "loads",
-           "encode_completed", "encode_heartbeat", "fragment"]
+           "encode_completed", "encode_heartbeat", "encode_submitted", "fragment",
+           "OPTIONAL", "DEFAULT_BACKOFF"]
 
 SCHEMA_VERSION = 1
 
@@ -75,6 +79,17 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
 loads = orjson.loads
 fragment = orjson.Fragment
 
+# Optional fields of each type: omitted from the record when they hold these values.
+OPTIONAL: dict[str, dict[str, Any]] = {
+    "submitted": {"agent": None, "backoff": None, "name": None, "tags": None, "key": None,
+                  "parent": None},
+}
+DEFAULT_BACKOFF = {"initial": 1_000_000_000, "factor": 2.0, "max": 60_000_000_000,
+                   "jitter": 0.0}
+_SUBMITTED_SIMPLE = (b'{"v":1,"t":"submitted","ts":%d,"task":"%s","queue":"%s","priority":%d,'
+                     b'"payload":%s,"depends_on":[],"max_attempts":%d,"timeout":%d,'
+                     b'"not_before":%d}')
+
 
 def dumps(value: Any) -> bytes:
     """JSON-encode a payload or result; raises InvalidSpecError when it is not JSON-able.
@@ -95,11 +110,24 @@ def encode(event: dict[str, Any]) -> bytes:
 
     The schema version is added first; the other keys follow in schema order.
     """
-    fields = EVENT_TYPES[event["t"]]
-    out = {"v": SCHEMA_VERSION, "t": event["t"], "ts": event["ts"]}
-    for name in fields:
-        out[name] = event.get(name)
+    t = event["t"]
+    optional = OPTIONAL.get(t)
+    out = {"v": SCHEMA_VERSION, "t": t, "ts": event["ts"]}
+    for name in EVENT_TYPES[t]:
+        value = event.get(name)
+        if optional is not None and name in optional:
+            if value is None or (name == "backoff" and value == DEFAULT_BACKOFF):
+                continue
+        out[name] = value
     return orjson.dumps(out)
+
+
+def encode_submitted(ts: int, task: str, queue: str, priority: int, payload: bytes,
+                     max_attempts: int, timeout: int, not_before: int) -> bytes:
+    """The ``submitted`` record of a task with no optional fields and no dependencies, with
+    ``payload`` already JSON-encoded (hot path; byte-identical to :func:`encode`)."""
+    return _SUBMITTED_SIMPLE % (ts, task.encode(), queue.encode(), priority, payload,
+                                max_attempts, timeout, not_before)
 
 
 def decode(record: bytes) -> dict[str, Any]:
@@ -107,6 +135,9 @@ def decode(record: bytes) -> dict[str, Any]:
     ev = orjson.loads(record)
     if ev.get("v") != SCHEMA_VERSION or ev.get("t") not in EVENT_TYPES:
         raise ValueError(f"record {record[:80]!r} is not an eskernel v{SCHEMA_VERSION} event")
+    for name, default in OPTIONAL.get(ev["t"], {}).items():
+        if name not in ev:
+            ev[name] = DEFAULT_BACKOFF if name == "backoff" else default
     return ev
 
 

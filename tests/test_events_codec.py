@@ -42,7 +42,35 @@ def test_claim_encoded_by_the_core_matches_events_encode(task, agent):
 def test_every_event_type_round_trips():
     for t, fields in events.EVENT_TYPES.items():
         ev = {"t": t, "ts": 1, **{f: None for f in fields}}
-        assert events.decode(events.encode(ev)) == {"v": 1, **ev}
+        expected = {"v": 1, **ev}
+        if t == "submitted":
+            expected["backoff"] = events.DEFAULT_BACKOFF   # an absent backoff is the default
+        assert events.decode(events.encode(ev)) == expected
+
+
+def test_optional_fields_are_omitted_when_null_or_default():
+    ev = {"t": "submitted", "ts": 1, "task": "a", "queue": "q", "priority": 2, "payload": None,
+          "depends_on": [], "max_attempts": 3, "timeout": 5, "not_before": 0, "agent": None,
+          "backoff": dict(events.DEFAULT_BACKOFF), "name": None, "tags": None, "key": None,
+          "parent": None}
+    rec = events.encode(ev)
+    for name in ("agent", "backoff", "name", "tags", "key", "parent"):
+        assert b'"%s"' % name.encode() not in rec
+    assert b'"name":"x"' in events.encode({**ev, "name": "x"})
+
+
+@given(ts=st.integers(0, 2**62), task=ids, queue=ids, prio=st.integers(0, 1000),
+       payload=json_values, attempts=st.integers(1, 10**6), timeout=st.integers(1, 2**50),
+       not_before=st.integers(0, 2**62))
+def test_submitted_fast_encoder_matches_encode(ts, task, queue, prio, payload, attempts,
+                                               timeout, not_before):
+    ev = {"t": "submitted", "ts": ts, "task": task, "queue": queue, "priority": prio,
+          "payload": payload, "depends_on": [], "max_attempts": attempts, "timeout": timeout,
+          "not_before": not_before}
+    fast = events.encode_submitted(ts, task, queue, prio, events.dumps(payload), attempts,
+                                   timeout, not_before)
+    assert fast == events.encode(ev)
+    assert events.decode(fast)["payload"] == payload
 
 
 def test_unknown_version_or_type_is_rejected():
