@@ -7,6 +7,8 @@
 #   framing_scan.pxi    SegmentScanner: verified reads, JSON-lines export, resync search
 # The on-disk format and its rules are documented in eventlog/framing.py.
 
+cimport cython
+
 from os import strerror as os_strerror
 from threading import Condition, Lock
 

@@ -27,6 +27,7 @@ cdef struct JsonOut:
     Py_ssize_t len, cap
 
 
+@cython.auto_pickle(False)     # holds descriptors and C buffers
 cdef class SegmentScanner:
     cdef int fd
     cdef uint8_t *win

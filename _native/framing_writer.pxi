@@ -25,6 +25,7 @@ cdef enum:
     NOGIL_BYTES = 64 << 10          # release the GIL for writes at least this big
 
 
+@cython.auto_pickle(False)     # holds descriptors and C buffers
 cdef class Writer:
     cdef int fd, dirfd
     cdef uint8_t *buf

@@ -53,10 +53,16 @@ class Catalog:
             seg.assume_complete(nxt)
         self.open_complete: list[Segment] = []
         self.next_offset = self.segments[-1].first
+        # Scanners release the GIL in pread; one lock keeps threads sharing a reader apart.
+        self.lock = threading.RLock()
         self.refresh()
 
     def refresh(self) -> int:
         """Scan new bytes of the last segment and follow rolls; return the next offset."""
+        with self.lock:
+            return self._refresh()
+
+    def _refresh(self) -> int:
         while True:
             last = self.segments[-1]
             last.scan_tail()
@@ -79,9 +85,13 @@ class Catalog:
 
     def read(self, offset: int, count: int, with_offsets: bool) -> list:
         """Records ``offset .. offset+count-1`` (all must exist), checksums verified."""
+        with self.lock:
+            return self._read(offset, count, with_offsets)
+
+    def _read(self, offset: int, count: int, with_offsets: bool) -> list:
         out: list = []
         if offset + count > self.next_offset:
-            self.refresh()
+            self._refresh()
         while count > 0:
             seg = self._segment(offset)
             n = min(count, seg.first + seg.count - offset)
@@ -97,8 +107,12 @@ class Catalog:
 
     def export(self, fd: int, offset: int, count: int, key_prefix: bytes) -> None:
         """Write records as JSON lines to ``fd`` (see ``export_json_lines``)."""
+        with self.lock:
+            self._export(fd, offset, count, key_prefix)
+
+    def _export(self, fd: int, offset: int, count: int, key_prefix: bytes) -> None:
         if offset + count > self.next_offset:
-            self.refresh()
+            self._refresh()
         while count > 0:
             seg = self._segment(offset)
             n = min(count, seg.first + seg.count - offset)
@@ -112,9 +126,10 @@ class Catalog:
             count -= n
 
     def close(self) -> None:
-        for seg in self.segments:
-            seg.close()
-        self.open_complete.clear()
+        with self.lock:
+            for seg in self.segments:
+                seg.close()
+            self.open_complete.clear()
 
 
 def _check_int(name: str, value: object) -> int:
@@ -293,6 +308,7 @@ class LogReader(ReadAPI):
 
     Sees only complete, checksum-valid records; ``next_offset`` rescans the growing tail
     (cheap: it remembers where it stopped).  Open it with :meth:`EventLog.open_readonly`.
+    Threads may share a reader (calls are serialized); a process may hold many readers.
 
     >>> import tempfile
     >>> from eventlog import EventLog
