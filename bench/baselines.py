@@ -13,7 +13,6 @@ with none of them.  Its method names mirror the Kernel's so one workload drives 
 from __future__ import annotations
 
 import heapq
-import itertools
 from typing import Any
 
 __all__ = ["HeapqScheduler"]
@@ -23,11 +22,15 @@ QUEUE, PRIO, SEQ, STATUS, UNMET, DEPENDENTS, TIMEOUT = range(7)
 PENDING, READY, RUNNING, COMPLETED = 0, 1, 2, 3
 
 
+def _zero() -> int:
+    return 0
+
+
 class HeapqScheduler:
     """A heapq + dict scheduler; see the module docstring."""
 
     def __init__(self, now_ns: Any = None) -> None:
-        self.now_ns = now_ns or (lambda: 0)
+        self.now_ns = now_ns or _zero
         self.tasks: dict[str, list[Any]] = {}
         self.heaps: dict[str, list[tuple[int, int, str]]] = {}
         self.limits: dict[str, int] = {}
@@ -36,8 +39,8 @@ class HeapqScheduler:
         self.active: dict[str, int] = {}
         self.leases: dict[int, tuple[str, str, int]] = {}
         self.expiry: list[tuple[int, int]] = []
-        self._seq = itertools.count()
-        self._lease = itertools.count(1)
+        self._seq = 0
+        self._lease = 0
 
     def declare_queue(self, name: str, max_concurrent: int = 0, paused: bool = False) -> None:
         self.heaps.setdefault(name, [])
@@ -51,7 +54,7 @@ class HeapqScheduler:
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
                priority: int = 2, depends_on: Any = (), timeout: float = 30.0,
                **_: Any) -> str:
-        seq = next(self._seq)
+        seq = self._seq = self._seq + 1
         tid = id if id is not None else f"t-{seq}"
         unmet = 0
         for d in depends_on:
@@ -67,7 +70,8 @@ class HeapqScheduler:
 
     def submit_many(self, specs: Any) -> list[str]:
         return [self.submit(s["queue"], s.get("payload"), id=s.get("id"),
-                            priority=s.get("priority", 2), depends_on=s.get("depends_on", ()))
+                            priority=s.get("priority", 2), depends_on=s.get("depends_on", ()),
+                            timeout=s.get("timeout", 30.0))
                 for s in specs]
 
     def claim(self, agent_id: str) -> tuple[int, str, str] | None:
@@ -88,7 +92,7 @@ class HeapqScheduler:
         t[STATUS] = RUNNING
         self.running[best_q] += 1
         self.active[agent_id] += 1
-        lid = next(self._lease)
+        lid = self._lease = self._lease + 1
         expires = self.now_ns() + t[TIMEOUT]
         self.leases[lid] = (tid, agent_id, expires)
         heapq.heappush(self.expiry, (expires, lid))

@@ -112,7 +112,7 @@ def rows(entries: list[dict[str, Any]], targets: Iterable[Target] = TARGETS) -> 
 def peer_lines(entries: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> list[str]:
     out = []
     for e in entries:
-        if impl_of(e).startswith("peer"):
+        if e.get("group") == "queue" or impl_of(e).startswith("peer"):
             x = e.get("extra_info", {})
             rate = x.get("tasks_per_s")
             out.append(f"  {e.get('group', ''):<10} {impl_of(e):<26} "
@@ -123,7 +123,7 @@ def peer_lines(entries: list[dict[str, Any]], skipped: list[tuple[str, str]]) ->
 
 
 def render(rs: list[Row], *, header: str = "", peers: list[str] | None = None) -> str:
-    cols = ("target", "issue", "threshold", "measured", "p99", "baseline", "core/base", "status")
+    cols = ("target", "issue", "threshold", "measured", "p99/p99.9", "baseline", "core/base", "status")
     table = [cols]
     for r in rs:
         u = r.target.unit
