@@ -20,6 +20,7 @@ include "timers.pxi"
 include "dag.pxi"
 include "leases.pxi"
 include "pools.pxi"
+include "replay.pxi"
 
 DEBUG_BUILD = bool(ESKERNEL_DEBUG)
 cdef const char* SCHEMA_CLAIMED = b'{"v":1,"t":"claimed","ts":%lld,"task":"%s","lease":%lld,"agent":"%s","attempt":%d,"expires":%lld}'
@@ -543,6 +544,64 @@ cdef class Scheduler:
         t.flags = 0
         t.finished = 0
         self._make_ready(h)
+
+    # --- replay fast path (see replay.pxi) ---
+
+    def replay_record(self, bytes rec, dict tasks, dict agents, list results):
+        """Apply a claimed / completed / heartbeat record written by the hot path, parsed in
+        C; returns 1 when applied, 0 when the caller must decode and apply it in full."""
+        cdef const char* p = PyBytes_AS_STRING(rec)
+        cdef const char* end = p + PyBytes_GET_SIZE(rec)
+        cdef int64_t ts = 0, lid = 0, attempt = 0, expires = 0
+        cdef object tid, aid
+        cdef const char* ts_ = NULL
+        cdef const char* as_ = NULL
+        cdef Py_ssize_t tl = 0, al = 0
+        cdef int32_t h, a
+        cdef Py_ssize_t n = end - p
+        if n > 26 and memcmp(p, P_CLAIMED, 26) == 0:
+            p = rp_int(p, end, P_CLAIMED, 26, &ts)
+            p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
+            p = rp_int(p, end, b',"lease":', 9, &lid)
+            p = rp_str(p, end, b',"agent":"', 10, &as_, &al)
+            p = rp_int(p, end, b',"attempt":', 11, &attempt)
+            p = rp_int(p, end, b',"expires":', 11, &expires)
+            if p == NULL or p + 1 != end or p[0] != b'}':
+                return 0
+            tid = PyUnicode_DecodeASCII(ts_, tl, NULL)
+            aid = PyUnicode_DecodeASCII(as_, al, NULL)
+            h = rp_handle(tasks, tid)
+            a = rp_handle(agents, aid)
+            if h < 0 or a < 0 or self.tasks[h].status != ST_READY or lid != self.next_lease_id:
+                return 0
+            self._apply_claim(h, lid, a, ts, expires)
+            if self.tasks[h].attempts != attempt:
+                raise KernelInternalError(f"claimed record for {tid!r} says attempt {attempt}, "
+                                          f"replay has {self.tasks[h].attempts}")
+            return 1
+        if n > 28 and memcmp(p, P_COMPLETED, 28) == 0:
+            p = rp_int(p, end, P_COMPLETED, 28, &ts)
+            p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
+            p = rp_int(p, end, b',"lease":', 9, &lid)
+            if p == NULL or end - p < 11 or memcmp(p, b',"result":', 10) != 0 or end[-1] != b'}':
+                return 0
+            h = rp_handle(tasks, PyUnicode_DecodeASCII(ts_, tl, NULL))
+            if h < 0 or self.complete(h, lid, ts) != 0:
+                return 0
+            results[h] = PyBytes_FromStringAndSize(p + 10, end - 1 - (p + 10))
+            return 1
+        if n > 28 and memcmp(p, P_HEARTBEAT, 28) == 0:
+            p = rp_int(p, end, P_HEARTBEAT, 28, &ts)
+            p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
+            p = rp_int(p, end, b',"lease":', 9, &lid)
+            p = rp_int(p, end, b',"expires":', 11, &expires)
+            if p == NULL or p + 1 != end or p[0] != b'}':
+                return 0
+            h = rp_handle(tasks, PyUnicode_DecodeASCII(ts_, tl, NULL))
+            if h < 0 or self.apply_heartbeat(h, lid, expires) < 0:
+                return 0
+            return 1
+        return 0
 
     # --- read-only views ---
 

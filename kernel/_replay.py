@@ -19,8 +19,11 @@ def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None =
     # Decoding retains millions of small objects: the cyclic GC would rescan them again
     # and again, so it is paused for the duration (nothing here makes cycles).
     loads, apply = events.loads, state.apply
+    fast = state.sched.replay_record
+    tasks, agents, results = state.task_index, state.agent_index, state.results
     enabled = gc.isenabled()
     gc.disable()
+    batch: list[bytes] = []
     try:
         off = state.applied
         while off < end:
@@ -28,11 +31,16 @@ def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None =
             if not batch:
                 break
             for rec in batch:
+                if until_ns is None and fast(rec, tasks, agents, results):
+                    state.applied += 1     # the hot-path records, parsed and applied in C
+                    continue
                 ev = loads(rec)
                 if until_ns is not None and ev["ts"] > until_ns:
                     return
                 apply(ev)
             off += len(batch)
+        if until_ns is None and batch:
+            state.last_ts = loads(batch[-1])["ts"]
     finally:
         if enabled:
             gc.enable()

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MYPY_CONFIG = """\
 [mypy]
 follow_imports = silent
+cache_dir = {cache}
 [mypy-eventlog.*]
 ignore_errors = True
 [mypy-kernel.*]
@@ -22,9 +23,9 @@ ignore_errors = False
 
 def test_core_stub_matches_the_compiled_module(tmp_path):
     config = tmp_path / "mypy.ini"
-    config.write_text(MYPY_CONFIG)
+    config.write_text(MYPY_CONFIG.format(cache=tmp_path / "cache"))
     proc = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "kernel._core", "--mypy-config-file",
-         str(config), "--cache-dir", str(tmp_path / "cache")],
+         str(config)],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

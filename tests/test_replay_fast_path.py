@@ -1,0 +1,64 @@
+"""The C replay fast path applies claimed / completed / heartbeat records exactly as the
+general path does, and declines anything it does not recognise."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernel import Kernel, ManualClock, events
+from kernel._apply import KernelState
+
+results = st.none() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=10) | st.dictionaries(
+    st.text(max_size=5), st.integers(-2**63, 2**63 - 1), max_size=3)
+
+
+def _records(seed_results):
+    clock = ManualClock()
+    k = Kernel.in_memory(clock=clock)
+    k.declare_queue("q")
+    k.register_agent("w", ["q"], capacity=3)
+    for i, _ in enumerate(seed_results):
+        k.submit("q", {"i": i}, id=f"job-{i}")
+    for res in seed_results:
+        lease = k.claim("w")
+        clock.advance(0.5)
+        k.heartbeat(lease)
+        k.complete(lease, result=res)
+    return k, [rec for _, rec in k._log.read()]
+
+
+def _replay(records, fast):
+    st_ = KernelState()
+    st_.fast_applied = 0
+    for rec in records:
+        if fast and st_.sched.replay_record(rec, st_.task_index, st_.agent_index, st_.results):
+            st_.applied += 1
+            st_.fast_applied += 1
+            continue
+        st_.apply(events.decode(rec))
+    return st_
+
+
+@settings(max_examples=30)
+@given(st.lists(results, min_size=1, max_size=6))
+def test_fast_and_general_replay_agree(seed_results):
+    k, records = _records(seed_results)
+    fast, slow = _replay(records, True), _replay(records, False)
+    assert fast.fast_applied == 3 * len(seed_results)   # every claim, heartbeat, completion
+    assert fast.digest() == slow.digest() == k.digest()
+    fast.sched._check()
+
+
+def test_fast_path_declines_other_and_malformed_records():
+    _, records = _records([1])
+    state = _replay(records[:3], False)   # queue, agent, submitted
+    sched = state.sched
+    args = (state.task_index, state.agent_index, state.results)
+    assert sched.replay_record(records[2], *args) == 0            # submitted: general path
+    claimed = records[3]
+    assert claimed.startswith(b'{"v":1,"t":"claimed"')
+    assert sched.replay_record(claimed.replace(b'"lease":1', b'"lease":9'), *args) == 0
+    assert sched.replay_record(claimed[:-1], *args) == 0            # truncated
+    assert sched.replay_record(claimed.replace(b"job-0", b"nope"), *args) == 0
+    assert sched.status_of(0) == 1                                  # still READY: nothing applied
+    assert sched.replay_record(claimed, *args) == 1
+    assert sched.status_of(0) == 2
