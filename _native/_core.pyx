@@ -8,7 +8,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.list cimport PyList_GET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.math cimport pow
-from libc.stdio cimport snprintf
+cimport cython
 
 from kernel.errors import KernelInternalError
 
@@ -21,11 +21,12 @@ include "dag.pxi"
 include "leases.pxi"
 include "pools.pxi"
 include "replay.pxi"
+include "encode.pxi"
 
 DEBUG_BUILD = bool(ESKERNEL_DEBUG)
-cdef const char* SCHEMA_CLAIMED = b'{"v":1,"t":"claimed","ts":%lld,"task":"%s","lease":%lld,"agent":"%s","attempt":%d,"expires":%lld}'
 
 
+@cython.freelist(64)
 cdef class Lease:
     """A granted lease: the right to run one attempt of a task until ``expires_at``.
 
@@ -315,7 +316,7 @@ cdef class Scheduler:
         cdef Py_ssize_t tl, al
         cdef const char* tid
         cdef const char* aid
-        cdef int n
+        cdef char* p
         self._apply_claim(h, lid, a, now, expires)
         t = &self.tasks[h]
         lease = Lease.__new__(Lease)
@@ -327,12 +328,23 @@ cdef class Scheduler:
         lease._task = h
         tid = PyUnicode_AsUTF8AndSize(lease.task_id, &tl)
         aid = PyUnicode_AsUTF8AndSize(lease.agent_id, &al)
-        n = snprintf(buf, sizeof(buf), SCHEMA_CLAIMED, <long long>now, tid, <long long>lid,
-                     aid, t.attempts, <long long>expires)
-        if n <= 0 or n >= <int>sizeof(buf):
+        if tl + al > 400:
             raise KernelInternalError(f"claimed event for task {lease.task_id!r} does not fit "
                                       "its buffer; this is a bug in eskernel, please report it")
-        lease._event = PyBytes_FromStringAndSize(buf, n)
+        p = enc_put(buf, b'{"v":1,"t":"claimed","ts":', 26)
+        p = enc_i64(p, now)
+        p = enc_put(p, b',"task":"', 9)
+        p = enc_put(p, tid, tl)
+        p = enc_put(p, b'","lease":', 10)
+        p = enc_i64(p, lid)
+        p = enc_put(p, b',"agent":"', 10)
+        p = enc_put(p, aid, al)
+        p = enc_put(p, b'","attempt":', 12)
+        p = enc_i64(p, t.attempts)
+        p = enc_put(p, b',"expires":', 11)
+        p = enc_i64(p, expires)
+        p = enc_put(p, b'}', 1)
+        lease._event = PyBytes_FromStringAndSize(buf, p - buf)
         return lease
 
     def apply_claim(self, int h, int64_t lid, int a, tick_t now, tick_t expires):

@@ -186,8 +186,10 @@ class KernelState:
         h.update(self.sched.state_bytes())
         for parts in (self.sched.task_ids, self.sched.queue_names, self.sched.agent_names):
             h.update("\x00".join(parts).encode())
-        h.update(pickle.dumps((self.agent_caps, self.errors, self.meta,
-                               sorted(self.keys.items())), protocol=5))
+        # JSON, not pickle: pickle's memo makes equal values with different object
+        # identity (a live id string vs the same id decoded on replay) encode differently.
+        h.update(events.dumps([self.agent_caps, self.errors, self.meta,
+                               sorted(self.keys.items())]))
         for blob in self.payloads:
             h.update(blob)
         for res in self.results:
