@@ -53,11 +53,14 @@ def impl_of(entry: dict[str, Any]) -> str:
 
 
 def _from_stats(entry: dict[str, Any], t: Target) -> float | None:
+    x = entry.get("extra_info", {})
+    if t.extra and t.extra in x:
+        return float(x[t.extra])
     median = entry.get("stats", {}).get("median")
     if not median:
         return None
     if t.unit == "/s":
-        return float(entry.get("extra_info", {}).get("items", 1)) / median
+        return float(x.get("items", x.get("records", 1))) / median
     if t.unit in _SCALE:
         return median * _SCALE[t.unit]
     return None
@@ -94,7 +97,9 @@ def measure(t: Target, entries: list[dict[str, Any]]) -> Row:
     base = [e for e in group if impl_of(e).startswith("baseline")
             and (t.match in e.get("name", "") or len(group) <= 2)]
     if core:
-        return _row(t, _from_stats(core[0], t), None,
+        x = core[0].get("extra_info", {})
+        p99 = float(x[t.p99_key]) if t.p99_key and t.p99_key in x else None
+        return _row(t, _from_stats(core[0], t), p99,
                     _from_stats(base[0], t) if base else None)
     return Row(t, None, None, None, "NOT RUN")
 

@@ -11,8 +11,9 @@ How a benchmark reports a measurement (the convention every ``bench/test_*.py`` 
 - ``benchmark.extra_info[target.key] = value`` in the target's ``unit``.  The baseline of
   the same group records the same key, so the report can show both side by side.
 - A benchmark that records no key is still usable: the report falls back to the entry's
-  median time (time units) or ``extra_info["items"] / median`` (rates), for the entries
-  of ``target.group`` whose name contains ``target.match``.
+  ``extra_info[target.extra]``, else its median time (time units) or
+  ``extra_info["items"]`` (or ``["records"]``) / median (rates), for the entries of
+  ``target.group`` whose name contains ``target.match``.
 
 Sizes: the full run uses the workload sizes of the issues (1 M tasks); ``--quick``
 (``ESKERNEL_BENCH_QUICK=1``) shrinks them so the whole suite runs in under a minute on two
@@ -39,6 +40,7 @@ class Target:
     better: str          # "lower" or "higher"
     p99_key: str = ""    # extra_info key of a p99 shown beside the median, if any
     match: str = "core"  # fallback: substring of the benchmark name that is the measured impl
+    extra: str = ""      # fallback: extra_info key holding the value (else the median is used)
 
     @property
     def key(self) -> str:
@@ -71,18 +73,20 @@ def fmt(value: float | None, unit: str) -> str:
 _T = Target
 TARGETS: tuple[Target, ...] = (
     # -- issue 2: the event log (bench/test_eventlog.py) -------------------------------
-    _T("eventlog.append.buffer", 2, "eventlog-append", "append rate, buffer mode",
-       "~200-byte records, one thread", 2_000_000, "/s", "higher", match="buffer"),
-    _T("eventlog.append.write", 2, "eventlog-append", "append rate, write mode",
-       "~200-byte records, one thread", 400_000, "/s", "higher", match="write"),
-    _T("eventlog.append.fsync", 2, "eventlog-append", "acknowledged-on-disk rate, fsync group commit",
-       "~200-byte records, one thread", 400_000, "/s", "higher", match="fsync"),
-    _T("eventlog.fsync.p50", 2, "eventlog-fsync-latency", "append-to-durable latency p50",
-       "fsync mode, group commit", 2.0, "ms", "lower", p99_key="eventlog.fsync.p99"),
-    _T("eventlog.fsync.p99", 2, "eventlog-fsync-latency", "append-to-durable latency p99",
-       "fsync mode, group commit", 5.0, "ms", "lower"),
-    _T("eventlog.read", 2, "eventlog-read", "sequential read with checksum verification",
-       "~200-byte records", 2_000_000, "/s", "higher"),
+    _T("eventlog.append.buffer", 2, "log-append-buffer", "append rate, buffer mode",
+       "~200-byte records, one thread", 2_000_000, "/s", "higher", match="[eventlog]"),
+    _T("eventlog.append.write", 2, "log-append-write", "append rate, write mode",
+       "~200-byte records, one thread", 400_000, "/s", "higher", match="[eventlog]"),
+    _T("eventlog.append.fsync", 2, "log-append-fsync", "acknowledged-on-disk rate, group commit",
+       "~200-byte records", 400_000, "/s", "higher", match="[eventlog]"),
+    _T("eventlog.fsync.p50", 2, "log-fsync-latency", "append-to-durable latency p50",
+       "fsync mode, 2 threads appending", 2.0, "ms", "lower", p99_key="p99_ms",
+       match="2-threads-single", extra="p50_ms"),
+    _T("eventlog.fsync.p99", 2, "log-fsync-latency", "append-to-durable latency p99",
+       "fsync mode, 2 threads appending", 5.0, "ms", "lower", match="2-threads-single",
+       extra="p99_ms"),
+    _T("eventlog.read", 2, "log-read", "sequential read with checksum verification",
+       "~200-byte records", 2_000_000, "/s", "higher", match="[eventlog]"),
     # -- issue 3: the kernel ------------------------------------------------------------
     _T("kernel.claim.buffer.p50", 3, "claim", "claim latency p50 (event appended)",
        "1M ready tasks, 64 queues, agent serves 4, buffer", 1.0, "us", "lower",
@@ -110,12 +114,13 @@ TARGETS: tuple[Target, ...] = (
     _T("kernel.scale.flat", 3, "scale", "claim p50 at largest size / at 10k",
        "10k, 100k, 1M queued (10M opt-in)", 1.5, "x", "lower"),
     # -- issue 4: analytics (bench/test_analytics.py) -----------------------------------
-    _T("analytics.ingest", 4, "analytics-ingest", "ingest from the log into DuckDB",
-       "events of the kernel log", 1_000_000, "/s", "higher"),
-    _T("analytics.report", 4, "analytics-report", "standard report",
-       "10M tasks", 2.0, "s", "lower"),
-    _T("analytics.window", 4, "analytics-window", "dashboard window (last hour)",
-       "10M tasks", 50.0, "ms", "lower"),
+    _T("analytics.ingest", 4, "ingest", "ingest from the log into DuckDB",
+       "1M events of a kernel log", 1_000_000, "/s", "higher", match="[projection]",
+       extra="events_per_s"),
+    _T("analytics.report", 4, "report", "standard report",
+       "10M tasks", 2.0, "s", "lower", match="test_report_full"),
+    _T("analytics.window", 4, "dashboard", "dashboard window (last hour)",
+       "10M tasks", 50.0, "ms", "lower", match="test_report_last_hour"),
     # -- issue 5: the handler runtime (bench/test_runtime.py) ---------------------------
     _T("runtime.async_noop", 5, "runtime", "async no-op handlers through the runtime",
        "one core", 50_000, "/s", "higher"),
