@@ -91,7 +91,9 @@ def measure(t: Target, entries: list[dict[str, Any]]) -> Row:
         p99 = float(x[t.p99_key]) if t.p99_key and t.p99_key in x else None
         b = float(base[0]["extra_info"][t.key]) if base else None
         return _row(t, v, p99, b)
-    group = [e for e in entries if e.get("group") == t.group]
+    # Fallback, only for benchmarks that do not follow the key convention (no "impl").
+    group = [e for e in entries if e.get("group") == t.group
+             and "impl" not in e.get("extra_info", {})]
     core = [e for e in group if t.match in e.get("name", "") and not
             impl_of(e).startswith(("baseline", "model", "peer"))]
     base = [e for e in group if impl_of(e).startswith("baseline")
