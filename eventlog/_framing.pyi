@@ -7,7 +7,6 @@ from typing import Any
 from typing_extensions import Self, disjoint_base
 
 HW_CRC: bool
-__test__: dict[str, str]
 
 def crc32c(data: Any, value: int = 0) -> int: ...
 def crc32c_portable(data: Any, value: int = 0) -> int: ...

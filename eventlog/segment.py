@@ -144,6 +144,12 @@ class Segment:
         pos, n, status = scanner.scan(self.end_pos, size, ALL, True, None, -1, True)
         self.end_pos = pos
         self.count += n
+        if status != SCAN_OK and pos < size:
+            # A reader stops at the first bad frame, but must not mistake corruption for
+            # the end of the log: a valid frame after it means damage, never a torn tail.
+            from .repair import classify_tail
+            assert self.fd is not None
+            classify_tail(self.fd, self.path, pos, size, status)
         return status
 
     def finish(self, next_first: int) -> None:

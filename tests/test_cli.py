@@ -150,9 +150,6 @@ def test_verify_clean(clean: Path) -> None:
     assert code == 0 and json.loads(out)[0]["ok"] is True
 
 
-@pytest.mark.xfail(reason="kernel bug: after submit_many with a fan-out the live state's "
-                          "digest differs from the replayed one, so the demo's snapshot "
-                          "fails rule snapshot-digest (see the issue note)")
 def test_verify_demo_with_snapshot(demo: Path) -> None:
     assert run("verify", demo)[0] == 0
 
@@ -178,9 +175,6 @@ def test_corrupt_log(tmp_path: Path) -> None:
     assert code == 1 and "rule integrity" in err
 
 
-@pytest.mark.xfail(reason="eventlog: a read-only LogReader stops silently at a corrupt frame "
-                          "in the last segment (treats it as a torn tail) instead of raising "
-                          "LogCorruptError (see the issue note)")
 def test_corrupt_log_is_an_error_for_readers(tmp_path: Path) -> None:
     run_demo(tmp_path, jobs=3, snapshot=False)
     seg = sorted(tmp_path.glob("*.seg"))[0]
