@@ -26,8 +26,10 @@ from eventlog.errors import (
     LogError,
     LogFailedError,
     LogLockedError,
+    LogNotFoundError,
     LogReadOnlyError,
     LogWriteError,
+    RecordTypeError,
 )
 
 __all__ = [
@@ -36,7 +38,8 @@ __all__ = [
     "UnknownAgentError", "ConflictError", "StaleLeaseError", "AgentOfflineError",
     "AgentAtCapacityError", "InvalidStateError", "KernelClosedError", "KernelFailedError",
     "KernelInternalError", "LogError", "LogClosedError", "LogCorruptError", "LogFailedError",
-    "LogLockedError", "LogReadOnlyError", "LogWriteError",
+    "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
+    "RecordTypeError",
 ]
 
 
