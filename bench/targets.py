@@ -142,7 +142,7 @@ def quick_mode() -> bool:
 _SIZES = {
     "full": {
         "claim_n": 1_000_000, "claim_k": 20_000, "claim_rounds": 3,
-        "rt_n": 20_000, "rt_batch_n": 50_000, "rt_fsync_n": 5_000, "batch": 1_000,
+        "rt_n": 20_000, "rt_batch_n": 50_000, "rt_fsync_n": 2_000, "batch": 1_000,
         "dag_layers": 100, "dag_width": 1_000,
         "replay_n": 1_000_000, "memory_n": 1_000_000,
         "scale": (10_000, 100_000, 1_000_000), "scale_k": 5_000,
@@ -150,7 +150,7 @@ _SIZES = {
     },
     "quick": {
         "claim_n": 50_000, "claim_k": 3_000, "claim_rounds": 3,
-        "rt_n": 5_000, "rt_batch_n": 10_000, "rt_fsync_n": 1_000, "batch": 1_000,
+        "rt_n": 5_000, "rt_batch_n": 10_000, "rt_fsync_n": 200, "batch": 1_000,
         "dag_layers": 20, "dag_width": 500,
         "replay_n": 50_000, "memory_n": 100_000,
         "scale": (10_000, 50_000), "scale_k": 1_000,

@@ -122,6 +122,8 @@ QUEUE_IMPLS = ["core-buffer", "core-fsync", "baseline-heapq", *peers.PEERS]
 def test_queue_workload(benchmark: Any, impl: str, peers_enabled: bool,
                         tmp_path: Path) -> None:
     n = S["rt_n"] // 4 if impl.startswith("peer") else S["rt_n"]
+    if impl == "core-fsync":   # one fdatasync per complete(): keep it short
+        n = S["rt_fsync_n"]
     prios = _prios(n, seed=11)
     if impl.startswith("peer"):
         if not peers_enabled:
