@@ -44,12 +44,13 @@ cdef class Lease:
     @property
     def expires_at(self):
         """Expiry time in seconds (float), on the kernel's clock."""
-        return self.expires_ns / 1e9
+        cdef object ns = self.expires_ns
+        return ns / 1_000_000_000    # exact int / int, like every other time the kernel shows
 
     def __repr__(self):
         return (f"Lease(lease_id={self.lease_id}, task_id={self.task_id!r}, "
                 f"agent_id={self.agent_id!r}, attempt={self.attempt}, "
-                f"expires_at={self.expires_ns / 1e9!r})")
+                f"expires_at={self.expires_at!r})")
 
     def __eq__(self, other):
         if not isinstance(other, Lease):

@@ -108,6 +108,12 @@ cdef Scheduler sched_load(bytes blob, list task_ids, list queue_names, list agen
     p = _take_arr(p, end, <void**>&s.expiry.pos, &s.expiry.pos_cap, s.n_slots, sizeof(int32_t))
     if p != end:
         raise ValueError("scheduler snapshot has trailing bytes")
+    # Position indexes cover their whole capacity: ids past the loaded ones are "not in the
+    # heap" (-1), as time_track() would have made them.
+    for i in range(s.n_tasks, s.timers.pos_cap):
+        s.timers.pos[i] = -1
+    for i in range(s.n_slots, s.expiry.pos_cap):
+        s.expiry.pos[i] = -1
     s.task_ids = task_ids
     s.queue_names = queue_names
     s.agent_names = agent_names

@@ -89,4 +89,7 @@ cdef int time_check(TimeHeap* th, str what) except -1:
             raise KernelInternalError(f"{what} heap order broken at index {i}")
         if th.pos[th.e[i].id] != i:
             raise KernelInternalError(f"{what} heap position index broken at index {i}")
+    for i in range(th.pos_cap):
+        if th.pos[i] != -1 and (th.pos[i] < 0 or th.pos[i] >= th.n or th.e[th.pos[i]].id != i):
+            raise KernelInternalError(f"{what} heap position of id {i} points nowhere")
     return 0

@@ -159,7 +159,7 @@ class KernelState:
         self._fail(ev, ev["error"])
 
     def _on_expired(self, ev: dict[str, Any]) -> None:
-        self._fail(ev, f"lease {ev['lease']} expired")
+        self._fail(ev, "lease expired")
 
     def _on_released(self, ev: dict[str, Any]) -> None:
         if self.sched.release(self.task_index[ev["task"]], ev["lease"], ev["ts"]) < 0:

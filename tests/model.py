@@ -528,7 +528,7 @@ class Model:
             if not overdue:
                 break
             t = min(overdue, key=lambda t: (t.expires_ns, t.lease_id))
-            self._fail(t, now, f"lease {t.lease_id} expired", True)
+            self._fail(t, now, "lease expired", True)
             expired += 1
         waiting = [t for t in self.tasks.values()
                    if t.due_ns <= now and (t.status == "RETRYING"
