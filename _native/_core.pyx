@@ -596,7 +596,7 @@ cdef class Scheduler:
             p = rp_int(p, end, P_COMPLETED, 28, &ts)
             p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
             p = rp_int(p, end, b',"lease":', 9, &lid)
-            if p == NULL or end - p < 11 or memcmp(p, b',"result":', 10) != 0 or end[-1] != b'}':
+            if p == NULL or end - p < 11 or memcmp(p, b',"result":', 10) != 0 or (end - 1)[0] != b'}':
                 return 0
             h = rp_handle(tasks, PyUnicode_DecodeASCII(ts_, tl, NULL))
             if h < 0 or self.complete(h, lid, ts) != 0:

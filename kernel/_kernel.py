@@ -8,6 +8,7 @@ observes state the log does not hold; reopening replays to the last durable even
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ from ._apply import _NO_META, KernelState
 from ._clock import Clock, SystemClock
 from ._core import Lease
 from ._memlog import MemoryLog
-from ._submit import batch_events, new_id, spec_dict, submitted_event
+from ._submit import batch_events, new_id, simple_batch, spec_dict, submitted_event
 from ._views import Views
 from ._validate import (ID_PATTERN, NS, check_backoff, check_capabilities, check_id, check_int,
                         check_priority, check_tags, seconds_to_ns)
@@ -371,11 +372,31 @@ class Kernel(Views):
         naming it.  Either every task is submitted or none is.
         """
         self._writable()
-        items = [spec_dict(s, i) for i, s in enumerate(specs)]
-        ids, evs = batch_events(self._state, self._now(), self._max_payload, items)
-        if evs:
-            self._commit(evs)
-        return ids
+        st = self._state
+        gc_was_on = gc.isenabled()
+        gc.disable()    # a batch builds many long-lived objects and no cycles
+        try:
+            items = [spec_dict(s, i) for i, s in enumerate(specs)]
+            now = self._now()
+            simple = simple_batch(st, now, self._max_payload, items)
+            if simple is None:
+                ids, evs = batch_events(st, now, self._max_payload, items)
+                if evs:
+                    self._commit(evs)
+                return ids
+            ids, records, args = simple
+            if records:
+                self._write(records)
+                add, pol = st.add_task, st.default_policy
+                for tid, q, prio, attempts, timeout_ns, body in args:
+                    add(tid, q, prio, attempts, timeout_ns, -1, 0, pol, [], now, body, _NO_META)
+                st.applied += len(records)
+                st.last_ts = now
+                self._maybe_snapshot()
+            return ids
+        finally:
+            if gc_was_on:
+                gc.enable()
 
     def claim(self, agent_id: str) -> Lease | None:
         """Lease the best READY task agent ``agent_id`` may run, or return None.

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import events
 from ._apply import KernelState
-from ._validate import (NS, check_backoff, check_id, check_int, check_priority, check_tags,
+from ._validate import (ID_PATTERN, NS, check_backoff, check_id, check_int, check_priority, check_tags,
                         seconds_to_ns)
 from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, UnknownAgentError,
                      UnknownQueueError, UnknownTaskError)
@@ -198,3 +198,52 @@ def batch_events(state: KernelState, now: int, max_payload: int,
             keys_seen.add(key)
         evs.append(submitted_event(state, now, max_payload, live_ids[k], fresh, **fields))
     return ids, evs
+
+
+_SIMPLE_KEYS = frozenset({"queue", "payload", "priority", "id", "max_attempts", "timeout"})
+
+
+def simple_batch(state: KernelState, now: int, max_payload: int,
+                 specs: list[dict[str, Any]]) -> tuple[list[str], list[bytes], list[tuple[Any, ...]]] | None:
+    """The common batch — no dependencies or optional fields — validated in one tight loop.
+
+    Returns (ids, records, add_task arguments), or None when any spec needs the general path
+    (which also produces the precise error for a bad one).  Changes nothing.
+    """
+    queues, tasks = state.queue_index, state.task_index
+    ids: list[str] = []
+    records: list[bytes] = []
+    args: list[tuple[Any, ...]] = []
+    taken: set[str] = set()
+    dumps, encode, fullmatch = events.dumps, events.encode_submitted, ID_PATTERN.fullmatch
+    n = state.sched.n_tasks
+    for spec in specs:
+        if not spec.keys() <= _SIMPLE_KEYS:
+            return None
+        queue = spec["queue"]
+        q = queues.get(queue) if type(queue) is str else None
+        prio = spec.get("priority", 2)
+        attempts = spec.get("max_attempts", 3)
+        timeout = spec.get("timeout", 30.0)
+        tp, tt = type(prio), type(timeout)
+        if (q is None or not (tp is int or tp is Priority) or not 0 <= prio <= 1000
+                or type(attempts) is not int or not 1 <= attempts <= 1_000_000
+                or not (tt is float or tt is int) or not 0 < timeout < 1e12):
+            return None
+        tid = spec.get("id")
+        if tid is None:
+            tid = f"t-{n + len(ids)}"
+            if tid in tasks or tid in taken:
+                return None
+        elif type(tid) is not str or tid in tasks or tid in taken or not fullmatch(tid):
+            return None
+        payload = spec.get("payload")
+        body = b"null" if payload is None else dumps(payload)
+        if len(body) > max_payload:
+            return None
+        taken.add(tid)
+        ids.append(tid)
+        timeout_ns = round(timeout * NS)
+        records.append(encode(now, tid, queue, prio, body, attempts, timeout_ns, 0))
+        args.append((tid, q, prio, attempts, timeout_ns, body))
+    return ids, records, args
