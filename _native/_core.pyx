@@ -228,8 +228,53 @@ cdef class Scheduler:
     def add_task(self, str task_id, int queue, int prio, int max_attempts, tick_t timeout,
                  int pinned, tick_t not_before, int policy, list deps, tick_t now):
         """Apply task_submitted; returns the new handle.  deps are existing handles."""
-        cdef handle_t h = <handle_t>self.n_tasks
+        cdef handle_t h = self._add(task_id, queue, prio, max_attempts, timeout, pinned,
+                                    not_before, policy, len(deps), now)
         cdef handle_t d
+        for d in deps:
+            dag_link(&self.edges, &self.n_edges, &self.cap_edges, self.tasks, d, h)
+            if self.tasks[d].status != ST_COMPLETED:
+                self.tasks[h].unmet += 1
+        if self.tasks[h].unmet == 0:
+            self._wait_or_ready(h, now)
+        return h
+
+    def submit_simple(self, str task_id, int queue, int prio, int max_attempts,
+                      tick_t timeout, int policy, tick_t now, bytes payload):
+        """Apply the submission of a task with no dependencies, delay or optional fields,
+        and return its `submitted` record (byte-identical to kernel.events.encode)."""
+        cdef Py_ssize_t tl, ql, pl = PyBytes_GET_SIZE(payload)
+        cdef const char* tid = PyUnicode_AsUTF8AndSize(task_id, &tl)
+        cdef str qname = <str>PyList_GET_ITEM(self.queue_names, queue)
+        cdef const char* qid = PyUnicode_AsUTF8AndSize(qname, &ql)
+        cdef bytes rec = PyBytes_FromStringAndSize(NULL, 240 + tl + ql + pl)
+        cdef char* buf = PyBytes_AS_STRING(rec)
+        cdef char* p
+        cdef handle_t h = self._add(task_id, queue, prio, max_attempts, timeout, -1, 0, policy,
+                                    0, now)
+        self._wait_or_ready(h, now)
+        p = enc_put(buf, b'{"v":1,"t":"submitted","ts":', 28)
+        p = enc_i64(p, now)
+        p = enc_put(p, b',"task":"', 9)
+        p = enc_put(p, tid, tl)
+        p = enc_put(p, b'","queue":"', 11)
+        p = enc_put(p, qid, ql)
+        p = enc_put(p, b'","priority":', 13)
+        p = enc_i64(p, prio)
+        p = enc_put(p, b',"payload":', 11)
+        p = enc_put(p, PyBytes_AS_STRING(payload), pl)
+        p = enc_put(p, b',"depends_on":[],"max_attempts":', 32)
+        p = enc_i64(p, max_attempts)
+        p = enc_put(p, b',"timeout":', 11)
+        p = enc_i64(p, timeout)
+        p = enc_put(p, b',"not_before":0}', 16)
+        return rec[:p - buf]
+
+    cdef handle_t _add(self, str task_id, int32_t queue, int prio, int32_t max_attempts,
+                       tick_t timeout, int32_t pinned, tick_t not_before, int32_t policy,
+                       Py_ssize_t n_deps, tick_t now) except -1:
+        # The new task, PENDING; the caller links its dependencies and readies it.
+        cdef handle_t h = <handle_t>self.n_tasks
         arr_reserve(<void**>&self.tasks, &self.cap_tasks, self.n_tasks + 1, sizeof(Task))
         cdef Task* t = &self.tasks[h]
         memset(t, 0, sizeof(Task))
@@ -243,7 +288,7 @@ cdef class Scheduler:
         t.last_agent = -1
         t.max_attempts = max_attempts
         t.dependents = -1
-        t.n_deps = <int32_t>len(deps)
+        t.n_deps = <int32_t>n_deps
         t.policy = policy
         t.prio = <int16_t>prio
         t.status = ST_PENDING
@@ -251,12 +296,6 @@ cdef class Scheduler:
         self.task_ids.append(task_id)
         self.n_tasks += 1
         time_track(&self.timers, h)
-        for d in deps:
-            dag_link(&self.edges, &self.n_edges, &self.cap_edges, self.tasks, d, h)
-            if self.tasks[d].status != ST_COMPLETED:
-                self.tasks[h].unmet += 1
-        if self.tasks[h].unmet == 0:
-            self._wait_or_ready(h, now)
         return h
 
     cdef handle_t _choose(self, int32_t a) noexcept:

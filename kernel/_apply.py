@@ -39,6 +39,8 @@ class KernelState:
         self.applied = 0
         self._dispatch: dict[str, Callable[[dict[str, Any]], None]] = {
             name: getattr(self, "_on_" + name) for name in events.EVENT_TYPES}
+        b = events.DEFAULT_BACKOFF
+        self.default_policy = self.policy(b["initial"], b["factor"], b["max"], b["jitter"])
 
     # -- the apply path -------------------------------------------------------------
 
@@ -47,12 +49,6 @@ class KernelState:
         self._dispatch[ev["t"]](ev)
         self.last_ts = ev["ts"]
         self.applied += 1
-
-    @property
-    def default_policy(self) -> int:
-        """Index of :data:`events.DEFAULT_BACKOFF` in the core's policy table."""
-        b = events.DEFAULT_BACKOFF
-        return self.policy(b["initial"], b["factor"], b["max"], b["jitter"])
 
     def policy(self, initial: int, factor: float, maximum: int, jitter: float) -> int:
         key = (initial, factor, maximum, jitter)
@@ -108,6 +104,14 @@ class KernelState:
         if meta[2] is not None:
             self.keys[meta[2]] = tid
         return h
+
+    def add_plain(self, tid: str, body: bytes) -> None:
+        """Boundary data of a task the core just added with ``submit_simple``."""
+        self.task_index[tid] = len(self.payloads)
+        self.payloads.append(body)
+        self.results.append(None)
+        self.errors.append(None)
+        self.meta.append(_NO_META)
 
     def _on_submitted(self, ev: dict[str, Any]) -> None:
         get = ev.get
@@ -222,6 +226,7 @@ class KernelState:
         st.agent_caps, st.payloads, st.results, st.errors = agent_caps, payloads, results, errors
         st.meta, st.keys = meta, keys
         st.policies = {tuple(p): i for i, p in enumerate(policies)}
+        st.default_policy = st.policies[tuple(events.DEFAULT_BACKOFF.values())]
         st.applied, st.last_ts = applied, last_ts
         return st
 

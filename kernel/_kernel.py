@@ -350,15 +350,14 @@ class Kernel(Views):
         if len(body) > self._max_payload:
             return None
         now = self._now()
-        timeout_ns = round(timeout * NS)
-        rec = events.encode_submitted(now, tid, queue, priority, body, max_attempts,
-                                      timeout_ns, 0)
+        # Applied in the core first, then appended (a failed append poisons the kernel).
+        rec = self._sched.submit_simple(tid, q, priority, max_attempts, round(timeout * NS),
+                                        st.default_policy, now, body)
+        st.add_plain(tid, body)
         try:
             self._append(rec)
         except BaseException as err:
             raise self._poison(err) from err
-        st.add_task(tid, q, priority, max_attempts, timeout_ns, -1, 0, st.default_policy, [],
-                    now, body, _NO_META)
         st.applied += 1
         st.last_ts = now
         if self._snapshot_every:

@@ -20,12 +20,13 @@ class MemoryLog:
         return len(self._records)
 
     def append(self, record: bytes) -> int:
-        self._records.append(record)
+        # A compact copy: encoders may hand over bytes inside a much larger allocation.
+        self._records.append(memoryview(record).tobytes())
         return len(self._records) - 1
 
     def append_many(self, records: Sequence[bytes]) -> int:
         first = len(self._records)
-        self._records.extend(records)
+        self._records.extend(memoryview(r).tobytes() for r in records)
         return first
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:

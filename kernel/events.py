@@ -98,7 +98,9 @@ def dumps(value: Any) -> bytes:
     b'{"a":[1,2]}'
     """
     try:
-        return orjson.dumps(value)
+        # orjson returns its output inside a 4 KiB allocation: a retained payload would cost
+        # 4 KiB of memory (and a page fault) each.  A compact copy costs ~0.1 µs.
+        return memoryview(orjson.dumps(value)).tobytes()
     except TypeError as err:
         raise InvalidSpecError(
             f"value {value!r:.80} is not JSON-serializable ({err}); pass dicts, lists, str, "
