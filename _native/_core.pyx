@@ -655,6 +655,51 @@ cdef class Scheduler:
             return 1
         return 0
 
+    def replay_submitted(self, bytes rec, dict tasks, dict queues, list payloads,
+                         list results, list errors, list meta, tuple no_meta, int policy):
+        """Apply a plain `submitted` record (no dependencies or optional fields), parsed in
+        C; returns 1 when applied, 0 when the caller must decode and apply it in full."""
+        cdef const char* p = PyBytes_AS_STRING(rec)
+        cdef const char* end = p + PyBytes_GET_SIZE(rec)
+        cdef const char* body
+        cdef const char* tail
+        cdef const char* ts_ = NULL
+        cdef const char* qs_ = NULL
+        cdef Py_ssize_t tl = 0, ql = 0
+        cdef int64_t ts = 0, prio = 0, attempts = 0, timeout = 0, nb = 0
+        cdef int32_t q
+        cdef handle_t h
+        cdef object tid
+        if end - p < 28 or memcmp(p, P_SUBMITTED, 28) != 0:
+            return 0
+        p = rp_int(p, end, P_SUBMITTED, 28, &ts)
+        p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
+        p = rp_str(p, end, b',"queue":"', 10, &qs_, &ql)
+        p = rp_int(p, end, b',"priority":', 12, &prio)
+        if p == NULL or end - p < 11 or memcmp(p, b',"payload":', 11) != 0:
+            return 0
+        body = p + 11
+        tail = rp_rfind(body, end, K_DEPS, 32)
+        if tail == NULL or tail == body:
+            return 0
+        p = rp_int(tail, end, K_DEPS, 32, &attempts)
+        p = rp_int(p, end, b',"timeout":', 11, &timeout)
+        p = rp_int(p, end, b',"not_before":', 14, &nb)
+        if p == NULL or p + 1 != end or p[0] != b'}':
+            return 0
+        tid = PyUnicode_DecodeASCII(ts_, tl, NULL)
+        q = rp_handle(queues, PyUnicode_DecodeASCII(qs_, ql, NULL))
+        if q < 0 or PyDict_GetItem(tasks, tid) != NULL:
+            return 0
+        h = self._add(tid, q, <int>prio, <int32_t>attempts, timeout, -1, nb, policy, 0, ts)
+        self._wait_or_ready(h, ts)
+        tasks[tid] = h
+        payloads.append(PyBytes_FromStringAndSize(body, tail - body))
+        results.append(None)
+        errors.append(None)
+        meta.append(no_meta)
+        return 1
+
     # --- read-only views ---
 
     def task_row(self, int h):

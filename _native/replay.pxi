@@ -13,6 +13,8 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 cdef const char* P_CLAIMED = b'{"v":1,"t":"claimed","ts":'
 cdef const char* P_COMPLETED = b'{"v":1,"t":"completed","ts":'
 cdef const char* P_HEARTBEAT = b'{"v":1,"t":"heartbeat","ts":'
+cdef const char* P_SUBMITTED = b'{"v":1,"t":"submitted","ts":'
+cdef const char* K_DEPS = b',"depends_on":[],"max_attempts":'
 
 
 cdef inline const char* rp_int(const char* p, const char* end, const char* key, size_t klen,
@@ -48,3 +50,15 @@ cdef inline int32_t rp_handle(dict index, object key) noexcept:
     if v == NULL:
         return -1
     return <int32_t>(<object>v)
+
+
+cdef inline const char* rp_rfind(const char* lo, const char* end, const char* key,
+                                 size_t klen) noexcept:
+    # Last occurrence of key in [lo, end); the tail after a payload is short, so this scan
+    # from the end touches a few dozen bytes.
+    cdef const char* p = end - klen
+    while p >= lo:
+        if p[0] == key[0] and memcmp(p, key, klen) == 0:
+            return p
+        p -= 1
+    return NULL

@@ -98,3 +98,25 @@ def test_replay_until_offset_and_time(tmp_path):
     assert Kernel.replay(tmp_path, until_time=115.0).task("a").status == "RUNNING"
     assert Kernel.replay(tmp_path, until_time=120.0).task("a").status == "COMPLETED"
     assert Kernel.replay(tmp_path).task("a").result == 1
+
+
+def test_complete_many_is_one_append_and_all_or_nothing(tmp_path):
+    k = _kernel(tmp_path)
+    for i in range(4):
+        k.submit("q", id=f"t{i}")
+    leases = k.claim_many("w", 4)
+    k.complete(leases[3])
+    before, offset = k.digest(), k.next_offset
+    with pytest.raises(Exception, match="stale"):
+        k.complete_many(leases, results=[1, 2, 3, 4])       # leases[3] is already done
+    with pytest.raises(Exception, match="same lease twice"):
+        k.complete_many([leases[0], leases[0]])
+    with pytest.raises(Exception, match="one result per lease"):
+        k.complete_many(leases[:3], results=[1])
+    assert (k.digest(), k.next_offset) == (before, offset)
+    k.complete_many(leases[:3], results=[{"n": 0}, None, "two"])
+    assert [k.task(f"t{i}").result for i in range(3)] == [{"n": 0}, None, "two"]
+    assert k.next_offset == offset + 3
+    live = k.digest()
+    k.close()
+    assert Kernel.replay(tmp_path).digest() == live

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernel import Kernel, ManualClock, events
-from kernel._apply import KernelState
+from kernel._apply import _NO_META, KernelState
 
 results = st.none() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=10) | st.dictionaries(
     st.text(max_size=5), st.integers(-2**63, 2**63 - 1), max_size=3)
@@ -16,8 +16,10 @@ def _records(seed_results):
     k = Kernel.in_memory(clock=clock)
     k.declare_queue("q")
     k.register_agent("w", ["q"], capacity=3)
-    for i, _ in enumerate(seed_results):
-        k.submit("q", {"i": i}, id=f"job-{i}")
+    for i, res in enumerate(seed_results):
+        # payloads that contain the record's own tail keys must not confuse the parser
+        k.submit("q", {"i": i, "echo": res, "depends_on": [], "max_attempts": 3},
+                 id=f"job-{i}", priority=i % 5)
     for res in seed_results:
         lease = k.claim("w")
         clock.advance(0.5)
@@ -30,9 +32,14 @@ def _replay(records, fast):
     st_ = KernelState()
     st_.fast_applied = 0
     for rec in records:
-        if fast and st_.sched.replay_record(rec, st_.task_index, st_.agent_index, st_.results):
+        if fast and (
+                st_.sched.replay_record(rec, st_.task_index, st_.agent_index, st_.results)
+                or st_.sched.replay_submitted(rec, st_.task_index, st_.queue_index,
+                                              st_.payloads, st_.results, st_.errors,
+                                              st_.meta, _NO_META, st_.default_policy)):
             st_.applied += 1
             st_.fast_applied += 1
+            st_.last_ts = events.decode(rec)["ts"]
             continue
         st_.apply(events.decode(rec))
     return st_
@@ -43,7 +50,8 @@ def _replay(records, fast):
 def test_fast_and_general_replay_agree(seed_results):
     k, records = _records(seed_results)
     fast, slow = _replay(records, True), _replay(records, False)
-    assert fast.fast_applied == 3 * len(seed_results)   # every claim, heartbeat, completion
+    # every submission, claim, heartbeat and completion
+    assert fast.fast_applied == 4 * len(seed_results)
     assert fast.digest() == slow.digest() == k.digest()
     fast.sched._check()
 
@@ -62,3 +70,21 @@ def test_fast_path_declines_other_and_malformed_records():
     assert sched.status_of(0) == 1                                  # still READY: nothing applied
     assert sched.replay_record(claimed, *args) == 1
     assert sched.status_of(0) == 2
+
+
+def test_submitted_fast_path_declines_records_with_dependencies_or_options():
+    k = Kernel.in_memory(clock=ManualClock())
+    k.declare_queue("q")
+    k.submit("q", id="a")
+    k.submit("q", id="b", depends_on=["a"])
+    k.submit("q", id="c", name="named", delay=3)
+    records = [rec for _, rec in k._log.read()]
+    st_ = KernelState()
+    st_.apply(events.decode(records[0]))
+    args = (st_.task_index, st_.queue_index, st_.payloads, st_.results, st_.errors, st_.meta,
+            _NO_META, st_.default_policy)
+    assert st_.sched.replay_submitted(records[1], *args) == 1
+    assert st_.sched.replay_submitted(records[1], *args) == 0      # a duplicate id
+    assert st_.sched.replay_submitted(records[2], *args) == 0      # has a dependency
+    assert st_.sched.replay_submitted(records[3], *args) == 0      # has a name
+    assert st_.sched.n_tasks == 1
