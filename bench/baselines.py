@@ -115,6 +115,10 @@ class HeapqScheduler:
         self.active[agent] -= 1
         return tid, t
 
+    def complete_many(self, leases: list[tuple[int, str, str]]) -> None:
+        for lease in leases:
+            self.complete(lease)
+
     def complete(self, lease: tuple[int, str, str], result: Any = None) -> None:
         lid = lease[0]
         if lid not in self.leases:

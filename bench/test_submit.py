@@ -1,7 +1,7 @@
 """Throughput of whole task lifecycles: submit + claim + complete.
 
 Group ``roundtrip`` (the kernel's targets): one task at a time in ``buffer`` mode; the
-batch calls (``submit_many`` + ``claim_many`` + ``complete`` per lease, batches of 1,000)
+batch calls (``submit_many`` + ``claim_many`` + ``complete_many``, batches of 1,000)
 in ``buffer`` and ``fsync`` mode.  Each round uses a fresh kernel directory (untimed).
 ``model`` (tests/model.py, O(n) per claim) runs the one-at-a-time loop at a small size.
 
@@ -74,8 +74,7 @@ def one_at_a_time(s: Any, prios: list[int]) -> None:
 def batched(s: Any, prios: list[int], batch: int) -> None:
     for i in range(0, len(prios), batch):
         s.submit_many([{"queue": "q", "priority": p} for p in prios[i:i + batch]])
-        for lease in s.claim_many("a", batch):
-            s.complete(lease)
+        s.complete_many(s.claim_many("a", batch))
 
 
 RT_CASES = [

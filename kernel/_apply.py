@@ -113,6 +113,15 @@ class KernelState:
         self.errors.append(None)
         self.meta.append(_NO_META)
 
+    def add_plain_many(self, ids: list[str], bodies: list[bytes]) -> None:
+        """Boundary data of a batch the core just added with ``submit_simple``."""
+        first = len(self.payloads)
+        self.task_index.update(zip(ids, range(first, first + len(ids))))
+        self.payloads.extend(bodies)
+        self.results.extend([None] * len(ids))
+        self.errors.extend([None] * len(ids))
+        self.meta.extend([_NO_META] * len(ids))
+
     def _on_submitted(self, ev: dict[str, Any]) -> None:
         get = ev.get
         b = get("backoff")

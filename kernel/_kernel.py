@@ -375,20 +375,28 @@ class Kernel(Views):
         gc_was_on = gc.isenabled()
         gc.disable()    # a batch builds many long-lived objects and no cycles
         try:
-            items = [spec_dict(s, i) for i, s in enumerate(specs)]
+            if not isinstance(specs, list):
+                specs = list(specs)
+            simple = simple_batch(st, self._max_payload, specs)
             now = self._now()
-            simple = simple_batch(st, now, self._max_payload, items)
             if simple is None:
+                items = [spec_dict(s, i) for i, s in enumerate(specs)]
                 ids, evs = batch_events(st, now, self._max_payload, items)
                 if evs:
                     self._commit(evs)
                 return ids
-            ids, records, args = simple
-            if records:
-                self._write(records)
-                add, pol = st.add_task, st.default_policy
-                for tid, q, prio, attempts, timeout_ns, body in args:
-                    add(tid, q, prio, attempts, timeout_ns, -1, 0, pol, [], now, body, _NO_META)
+            ids, args = simple
+            if args:
+                # Applied in the core first (each call returns the task's record), then
+                # appended in one write; a failed append poisons the kernel.
+                sub, pol = self._sched.submit_simple, st.default_policy
+                records = [sub(tid, q, prio, attempts, timeout_ns, pol, now, body)
+                           for tid, q, prio, attempts, timeout_ns, body in args]
+                st.add_plain_many(ids, [a[5] for a in args])
+                try:
+                    self._log.append_many(records)
+                except BaseException as err:
+                    raise self._poison(err) from err
                 st.applied += len(records)
                 st.last_ts = now
                 self._maybe_snapshot()

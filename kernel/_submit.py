@@ -203,24 +203,24 @@ def batch_events(state: KernelState, now: int, max_payload: int,
 _SIMPLE_KEYS = frozenset({"queue", "payload", "priority", "id", "max_attempts", "timeout"})
 
 
-def simple_batch(state: KernelState, now: int, max_payload: int,
-                 specs: list[dict[str, Any]]) -> tuple[list[str], list[bytes], list[tuple[Any, ...]]] | None:
-    """The common batch — no dependencies or optional fields — validated in one tight loop.
+def simple_batch(state: KernelState, max_payload: int,
+                 specs: list[Any]) -> tuple[list[str], list[tuple[Any, ...]]] | None:
+    """The common batch — plain dicts with no dependencies or optional fields — validated
+    in one tight loop.
 
-    Returns (ids, records, add_task arguments), or None when any spec needs the general path
+    Returns (ids, core arguments per task), or None when any item needs the general path
     (which also produces the precise error for a bad one).  Changes nothing.
     """
     queues, tasks = state.queue_index, state.task_index
     ids: list[str] = []
-    records: list[bytes] = []
     args: list[tuple[Any, ...]] = []
     taken: set[str] = set()
-    dumps, encode, fullmatch = events.dumps, events.encode_submitted, ID_PATTERN.fullmatch
+    dumps, fullmatch = events.dumps, ID_PATTERN.fullmatch
     n = state.sched.n_tasks
     for spec in specs:
-        if not spec.keys() <= _SIMPLE_KEYS:
+        if type(spec) is not dict or not spec.keys() <= _SIMPLE_KEYS:
             return None
-        queue = spec["queue"]
+        queue = spec.get("queue")
         q = queues.get(queue) if type(queue) is str else None
         prio = spec.get("priority", 2)
         attempts = spec.get("max_attempts", 3)
@@ -243,7 +243,5 @@ def simple_batch(state: KernelState, now: int, max_payload: int,
             return None
         taken.add(tid)
         ids.append(tid)
-        timeout_ns = round(timeout * NS)
-        records.append(encode(now, tid, queue, prio, body, attempts, timeout_ns, 0))
-        args.append((tid, q, prio, attempts, timeout_ns, body))
-    return ids, records, args
+        args.append((tid, q, prio, attempts, round(timeout * NS), body))
+    return ids, args
