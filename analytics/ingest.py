@@ -60,7 +60,6 @@ LEFT JOIN (SELECT lease, agent, attempt FROM stage WHERE t = 'claimed'
            UNION ALL
            SELECT lease, agent, attempt FROM attempts
            WHERE lease IN (SELECT lease FROM stage)) l ON s.lease = l.lease
-ORDER BY s."offset"
 """
 
 _TOUCHED = """
