@@ -602,103 +602,14 @@ cdef class Scheduler:
     def replay_record(self, bytes rec, dict tasks, dict agents, list results):
         """Apply a claimed / completed / heartbeat record written by the hot path, parsed in
         C; returns 1 when applied, 0 when the caller must decode and apply it in full."""
-        cdef const char* p = PyBytes_AS_STRING(rec)
-        cdef const char* end = p + PyBytes_GET_SIZE(rec)
-        cdef int64_t ts = 0, lid = 0, attempt = 0, expires = 0
-        cdef object tid, aid
-        cdef const char* ts_ = NULL
-        cdef const char* as_ = NULL
-        cdef Py_ssize_t tl = 0, al = 0
-        cdef int32_t h, a
-        cdef Py_ssize_t n = end - p
-        if n > 26 and memcmp(p, P_CLAIMED, 26) == 0:
-            p = rp_int(p, end, P_CLAIMED, 26, &ts)
-            p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
-            p = rp_int(p, end, b',"lease":', 9, &lid)
-            p = rp_str(p, end, b',"agent":"', 10, &as_, &al)
-            p = rp_int(p, end, b',"attempt":', 11, &attempt)
-            p = rp_int(p, end, b',"expires":', 11, &expires)
-            if p == NULL or p + 1 != end or p[0] != b'}':
-                return 0
-            tid = PyUnicode_DecodeASCII(ts_, tl, NULL)
-            aid = PyUnicode_DecodeASCII(as_, al, NULL)
-            h = rp_handle(tasks, tid)
-            a = rp_handle(agents, aid)
-            if h < 0 or a < 0 or self.tasks[h].status != ST_READY or lid != self.next_lease_id:
-                return 0
-            self._apply_claim(h, lid, a, ts, expires)
-            if self.tasks[h].attempts != attempt:
-                raise KernelInternalError(f"claimed record for {tid!r} says attempt {attempt}, "
-                                          f"replay has {self.tasks[h].attempts}")
-            return 1
-        if n > 28 and memcmp(p, P_COMPLETED, 28) == 0:
-            p = rp_int(p, end, P_COMPLETED, 28, &ts)
-            p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
-            p = rp_int(p, end, b',"lease":', 9, &lid)
-            if p == NULL or end - p < 11 or memcmp(p, b',"result":', 10) != 0 or (end - 1)[0] != b'}':
-                return 0
-            h = rp_handle(tasks, PyUnicode_DecodeASCII(ts_, tl, NULL))
-            if h < 0 or self.complete(h, lid, ts) != 0:
-                return 0
-            results[h] = PyBytes_FromStringAndSize(p + 10, end - 1 - (p + 10))
-            return 1
-        if n > 28 and memcmp(p, P_HEARTBEAT, 28) == 0:
-            p = rp_int(p, end, P_HEARTBEAT, 28, &ts)
-            p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
-            p = rp_int(p, end, b',"lease":', 9, &lid)
-            p = rp_int(p, end, b',"expires":', 11, &expires)
-            if p == NULL or p + 1 != end or p[0] != b'}':
-                return 0
-            h = rp_handle(tasks, PyUnicode_DecodeASCII(ts_, tl, NULL))
-            if h < 0 or self.apply_heartbeat(h, lid, expires) < 0:
-                return 0
-            return 1
-        return 0
+        return sched_replay_record(self, rec, tasks, agents, results)
 
     def replay_submitted(self, bytes rec, dict tasks, dict queues, list payloads,
                          list results, list errors, list meta, tuple no_meta, int policy):
         """Apply a plain `submitted` record (no dependencies or optional fields), parsed in
         C; returns 1 when applied, 0 when the caller must decode and apply it in full."""
-        cdef const char* p = PyBytes_AS_STRING(rec)
-        cdef const char* end = p + PyBytes_GET_SIZE(rec)
-        cdef const char* body
-        cdef const char* tail
-        cdef const char* ts_ = NULL
-        cdef const char* qs_ = NULL
-        cdef Py_ssize_t tl = 0, ql = 0
-        cdef int64_t ts = 0, prio = 0, attempts = 0, timeout = 0, nb = 0
-        cdef int32_t q
-        cdef handle_t h
-        cdef object tid
-        if end - p < 28 or memcmp(p, P_SUBMITTED, 28) != 0:
-            return 0
-        p = rp_int(p, end, P_SUBMITTED, 28, &ts)
-        p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
-        p = rp_str(p, end, b',"queue":"', 10, &qs_, &ql)
-        p = rp_int(p, end, b',"priority":', 12, &prio)
-        if p == NULL or end - p < 11 or memcmp(p, b',"payload":', 11) != 0:
-            return 0
-        body = p + 11
-        tail = rp_rfind(body, end, K_DEPS, 32)
-        if tail == NULL or tail == body:
-            return 0
-        p = rp_int(tail, end, K_DEPS, 32, &attempts)
-        p = rp_int(p, end, b',"timeout":', 11, &timeout)
-        p = rp_int(p, end, b',"not_before":', 14, &nb)
-        if p == NULL or p + 1 != end or p[0] != b'}':
-            return 0
-        tid = PyUnicode_DecodeASCII(ts_, tl, NULL)
-        q = rp_handle(queues, PyUnicode_DecodeASCII(qs_, ql, NULL))
-        if q < 0 or PyDict_GetItem(tasks, tid) != NULL:
-            return 0
-        h = self._add(tid, q, <int>prio, <int32_t>attempts, timeout, -1, nb, policy, 0, ts)
-        self._wait_or_ready(h, ts)
-        tasks[tid] = h
-        payloads.append(PyBytes_FromStringAndSize(body, tail - body))
-        results.append(None)
-        errors.append(None)
-        meta.append(no_meta)
-        return 1
+        return sched_replay_submitted(self, rec, tasks, queues, payloads, results, errors,
+                                      meta, no_meta, policy)
 
     # --- read-only views ---
 
@@ -775,5 +686,6 @@ cdef class Scheduler:
         return sched_check(self)
 
 
+include "replay_apply.pxi"
 include "snapshot.pxi"
 include "check.pxi"
