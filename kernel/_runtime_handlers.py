@@ -30,6 +30,9 @@ _KEY_RE = re.compile(r"[A-Za-z0-9._:@/+-]{1,200}\Z")
 TRACEBACK_FRAMES = 6
 #: Longest error string recorded for one failed attempt.
 MAX_ERROR_CHARS = 4000
+# Frames of the machinery between the runtime and a handler, left out of recorded tracebacks.
+_PLUMBING = ("concurrent/futures/thread.py", "_runtime_handlers.py", "_runtime_attempts.py",
+             "contextvars.py")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,10 @@ def describe_exception(exc: BaseException) -> str:
         frames = [ln for ln in lines if ln.strip() and not ln.startswith('"""')]
         text += "\n" + "\n".join(frames[-2 * TRACEBACK_FRAMES - 1:-1])
     elif exc.__traceback__ is not None:
-        summary = traceback.extract_tb(exc.__traceback__)[-TRACEBACK_FRAMES:]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if not f.filename.endswith(_PLUMBING)] or traceback.extract_tb(
+                      exc.__traceback__)
+        summary = traceback.StackSummary.from_list(frames[-TRACEBACK_FRAMES:])
         text += "\nTraceback (innermost last):\n" + "".join(traceback.format_list(summary))
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS - 15] + "\n[... truncated]"
@@ -178,6 +184,9 @@ async def resume_coroutine(coro: Any, yielded: Any) -> Any:
             if yielded is None:  # a bare ``yield`` (``asyncio.sleep(0)``)
                 await asyncio.sleep(0)
             elif asyncio.isfuture(yielded):
+                # Hand the future over as a Task step would: clear the flag the coroutine's
+                # own ``await`` set, or awaiting it again is refused.
+                yielded._asyncio_future_blocking = False
                 await yielded
             else:
                 yielded = coro.throw(RuntimeError(

@@ -15,14 +15,14 @@ from .errors import EskernelError, InvalidSpecError, UnknownAgentError
 
 __all__ = ["HandlerTimeoutError", "WaitTimeoutError", "AgentSlot", "Attempt", "parse_agents",
            "task_reader", "thread_pool", "process_pool", "TERMINAL", "RUNNING", "CANCELLING",
-           "ABANDONED"]
+           "ABANDONED", "DONE"]
 
 TERMINAL = frozenset(("COMPLETED", "FAILED", "CANCELLED"))
 
 # Attempt states.  RUNNING and CANCELLING hold a lease; ABANDONED no longer does, but its
 # handler may still be running (a thread cannot be interrupted; a coroutine may ignore its
-# cancellation), so it keeps occupying a slot of its agent until it returns.
-RUNNING, CANCELLING, ABANDONED = 0, 1, 2
+# cancellation), so it keeps occupying a slot of its agent until it returns.  DONE: settled.
+RUNNING, CANCELLING, ABANDONED, DONE = 0, 1, 2, 3
 
 
 class HandlerTimeoutError(EskernelError, TimeoutError):
@@ -87,6 +87,7 @@ def parse_agents(kernel: Any, agents: object) -> list[AgentSlot]:
         agents = [agents]
     known = None
     slots: list[AgentSlot] = []
+    to_register: list[AgentSlot] = []
     for item in agents:  # type: ignore[union-attr]
         if isinstance(item, str):
             if known is None:
@@ -113,14 +114,17 @@ def parse_agents(kernel: Any, agents: object) -> list[AgentSlot]:
                     f"(id, capabilities, capacity) tuple")
             if isinstance(caps, str):
                 caps = [caps]
-            kernel.register_agent(aid, capabilities=list(caps), capacity=cap)
             slot = AgentSlot(aid, tuple(caps), cap)
+            to_register.append(slot)
         if any(s.id == slot.id for s in slots):
             raise InvalidSpecError(f"agent {slot.id!r} is listed twice in agents=")
         slots.append(slot)
     if not slots:
         raise InvalidSpecError("agents= is empty: a runtime needs at least one agent to claim "
                                "work as")
+    for slot in to_register:  # all specs parsed: only now touch the kernel
+        kernel.register_agent(slot.id, capabilities=list(slot.capabilities),
+                              capacity=slot.capacity)
     return slots
 
 
