@@ -201,7 +201,7 @@ class Attempts:
     def _on_timeout(self, att: Attempt, now: float) -> None:
         self.timed_out += 1
         msg = (f"{_ERR_TIMEOUT}: handler {att.handler.key!r} for task {att.lease.task_id!r} "
-               f"exceeded the task's timeout of {att.timeout:.6g} s on attempt "
+               f"exceeded the task's timeout of {att.timeout:.3g} s on attempt "
                f"{att.lease.attempt} of {att.max_attempts}")
         if att.handler.mode == "async":
             att.error = msg + "; the coroutine was cancelled"
