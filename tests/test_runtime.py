@@ -339,7 +339,7 @@ def test_retries_follow_the_exponential_backoff():
 # -- heartbeats ---------------------------------------------------------------------------
 
 def test_heartbeats_renew_the_lease_while_a_handler_runs():
-    k, clock, rt = make(autojump=False)
+    k, clock, rt = make(autojump=False, poll_interval=0.001)
     go = []
 
     @rt.handler("q")
@@ -353,9 +353,9 @@ def test_heartbeats_renew_the_lease_while_a_handler_runs():
     async def main():
         task = asyncio.create_task(rt.run_until_idle())
         for _ in range(5):  # 5 x 0.55 s; a heartbeat is due every 1 s (timeout / 3)
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.01)  # the runtime polls a manual clock every 1 ms
             clock.advance(0.55)
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
         assert k.task(t).expires_at == pytest.approx(START + 2.2 + 3.0)
         go.append(1)
         await task
