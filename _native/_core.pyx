@@ -626,6 +626,10 @@ cdef class Scheduler:
                 t.last_agent, lid, exp, t.submitted, t.started, t.finished, t.due, t.flags,
                 t.unmet)
 
+    def timeout_of(self, int h):
+        """Lease duration (ns) granted to each attempt of task h."""
+        return self.tasks[h].timeout
+
     def status_of(self, int h):
         """Status code (index into STATUS_NAMES) of task h."""
         return self.tasks[h].status

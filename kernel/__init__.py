@@ -15,14 +15,19 @@ from ._core import Lease as Lease
 from ._kernel import Kernel as Kernel
 from .errors import *  # noqa: F403  (the error hierarchy is part of the public surface)
 from .errors import __all__ as _errors_all
+from .runtime import (EventStream as EventStream, Runtime as Runtime,
+                      TaskContext as TaskContext, TaskEvent as TaskEvent)
 from .models import (AgentStats as AgentStats, BackoffPolicy as BackoffPolicy,
                      Priority as Priority, QueueStats as QueueStats, Stats as Stats,
                      TaskSpec as TaskSpec, TaskView as TaskView)
 
 __all__ = ["Kernel", "Lease", "Priority", "BackoffPolicy", "TaskSpec", "TaskView", "Stats",
-           "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", *_errors_all]
+           "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", "Runtime",
+           "TaskContext", "TaskEvent", "EventStream", *_errors_all]
 
 for _name in ("Kernel", "Priority", "BackoffPolicy", "TaskSpec", "TaskView", "Stats",
-              "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock"):
-    globals()[_name].__module__ = "kernel"
+              "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", "Runtime",
+              "TaskContext", "TaskEvent", "EventStream", *_errors_all):
+    if globals()[_name].__module__.startswith("kernel."):   # eventlog's errors keep theirs
+        globals()[_name].__module__ = "kernel"
 del _name

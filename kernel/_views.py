@@ -41,6 +41,7 @@ class Views:
         return TaskView.model_construct(
             id=sched.task_ids[h], queue=sched.queue_names[q], name=name, status=status,
             priority=prio, attempts=attempts, max_attempts=max_attempts,
+            timeout=sched.timeout_of(h) / NS,
             payload=events.loads(st.payloads[h]),
             result=events.loads(res) if res is not None else None, error=st.errors[h],
             agent=sched.agent_names[last_agent] if last_agent >= 0 else None,
@@ -49,6 +50,23 @@ class Views:
             due_at=_s(due) if status in ("PENDING", "RETRYING") else None,
             depends_on=list(deps), tags=tags, key=key, parent=parent,
             dead_lettered=bool(flags & 1), cancelled_upstream=bool(flags & 2))
+
+    def lease_task(self, lease: Any) -> tuple[str | None, str, Any, int, float]:
+        """``(name, queue, payload, max_attempts, timeout)`` of a leased task: what a worker
+        needs to run it, without building a :class:`TaskView` (~1.5 µs instead of ~20 µs).
+
+        Raises:
+            InvalidSpecError: not a Lease; StaleLeaseError: not issued by this kernel.
+        """
+        h, _ = self._lease(lease)  # type: ignore[attr-defined]
+        row = self._sched.task_row(h)
+        return (self._state.meta[h][0], self._sched.queue_names[row[3]],
+                events.loads(self._state.payloads[h]), row[2], self._sched.timeout_of(h) / NS)
+
+    @property
+    def clock(self) -> Any:
+        """The clock the kernel reads (``time_ns()``); share it with workers and runtimes."""
+        return self._clock  # type: ignore[attr-defined]
 
     def tasks(self, status: str | None = None, queue: str | None = None,
               agent: str | None = None, limit: int | None = None) -> list[TaskView]:

@@ -37,7 +37,7 @@ __all__ = [
     "DependencyError", "NotFoundError", "UnknownTaskError", "UnknownQueueError",
     "UnknownAgentError", "ConflictError", "StaleLeaseError", "AgentOfflineError",
     "AgentAtCapacityError", "InvalidStateError", "KernelClosedError", "KernelFailedError",
-    "KernelInternalError", "LogError", "LogClosedError", "LogCorruptError", "LogFailedError",
+    "KernelInternalError", "HandlerTimeoutError", "WaitTimeoutError", "LogError", "LogClosedError", "LogCorruptError", "LogFailedError",
     "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
     "RecordTypeError",
 ]
@@ -91,6 +91,17 @@ class AgentAtCapacityError(ConflictError):
 
 class InvalidStateError(ConflictError):
     """The task's status does not allow this call (e.g. cancelling a COMPLETED task)."""
+
+
+class HandlerTimeoutError(EskernelError, TimeoutError):
+    """An attempt overran its task's timeout.  The runtime records it (by name, with a
+    message naming the task, the handler and the timeout) as the attempt's error; the task
+    is retried per its backoff policy, or dead-lettered when its attempts are used up."""
+
+
+class WaitTimeoutError(EskernelError, TimeoutError):
+    """``Runtime.wait`` (or ``run_until_idle(timeout=...)``) gave up before the tasks
+    finished.  The tasks keep running; wait again, or cancel them with ``Kernel.cancel``."""
 
 
 class KernelClosedError(EskernelError):

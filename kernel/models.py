@@ -81,6 +81,7 @@ class TaskView(BaseModel):
     priority: int
     attempts: int
     max_attempts: int
+    timeout: float
     payload: Any
     result: Any
     error: str | None

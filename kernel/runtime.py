@@ -137,7 +137,7 @@ class Runtime(Attempts):
                 raise InvalidSpecError(f"{what} must be a positive int or None, got {value!r}")
         clock = clock if clock is not None else getattr(kernel, "clock", None)
         if clock is None:
-            clock = getattr(kernel, "_clock", None)
+            clock = getattr(kernel, "clock", None)
         if clock is None or not (hasattr(clock, "now") or hasattr(clock, "time_ns")):
             raise InvalidSpecError("pass clock= (the kernel's clock, with now() or time_ns())")
         self.clock = clock

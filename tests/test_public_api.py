@@ -5,7 +5,8 @@ from kernel import errors
 
 DOCUMENTED = {
     "Kernel", "Lease", "Priority", "BackoffPolicy", "TaskSpec", "TaskView", "Stats",
-    "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", *errors.__all__,
+    "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", "Runtime",
+    "TaskContext", "TaskEvent", "EventStream", *errors.__all__,
 }
 
 
