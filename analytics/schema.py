@@ -87,7 +87,9 @@ CREATE TABLE IF NOT EXISTS queues (
 CREATE TABLE IF NOT EXISTS task_deps (task VARCHAR NOT NULL, dep VARCHAR NOT NULL);
 """
 
-# The window of the whole log, used by views: [first event, last event].
+# The window of the whole log, used by views: [first event, last event].  The filters below
+# repeat the bounds as plain comparisons with the macro's arguments, which DuckDB can check
+# against each row group's min/max and skip: a dashboard window reads only recent rows.
 _BOUNDS = """(SELECT coalesce(t0::BIGINT, (SELECT min(ts) FROM events)) AS lo,
                      coalesce(t1::BIGINT, (SELECT max(ts) FROM events)) AS hi)"""
 
@@ -134,6 +136,8 @@ busy AS (
                            - greatest(claimed_at, b.lo))) AS busy_ns
     FROM attempts, b
     WHERE claimed_at < b.hi AND coalesce(ended_at, b.hi) > b.lo
+      AND claimed_at < coalesce(t1::BIGINT, 9223372036854775807)
+      AND (ended_at IS NULL OR ended_at > coalesce(t0::BIGINT, -1))
     GROUP BY agent)
 SELECT a.agent, a.capacity, coalesce(busy.leases, 0) AS leases,
        coalesce(busy.busy_ns, 0) / 1e9 AS busy_s, (b.hi - b.lo) / 1e9 AS window_s,
@@ -149,6 +153,8 @@ busy AS (
                            - greatest(claimed_at, b.lo))) AS busy_ns
     FROM attempts, b
     WHERE claimed_at < b.hi AND coalesce(ended_at, b.hi) > b.lo
+      AND claimed_at < coalesce(t1::BIGINT, 9223372036854775807)
+      AND (ended_at IS NULL OR ended_at > coalesce(t0::BIGINT, -1))
     GROUP BY queue)
 SELECT q.queue, q.max_concurrent, coalesce(busy.leases, 0) AS leases,
        coalesce(busy.busy_ns, 0) / 1e9 AS busy_s, (b.hi - b.lo) / 1e9 AS window_s,
