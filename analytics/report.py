@@ -166,6 +166,20 @@ def _window(p: Projection, window_s: float | None) -> tuple[int | None, int | No
     return t0, hi + 1, t0, hi
 
 
+def _per_queue(series: Table, span: float, bucket_s: int) -> Table:
+    # Totals and peaks per queue, folded from the interval series already fetched (the same
+    # numbers the SQL aggregate gives, without scanning the tasks a second time).
+    totals: dict[str, list[int]] = {}
+    for _, queue, completed, failed, _ in series.rows:
+        t = totals.setdefault(queue, [0, 0, 0])
+        t[0] += completed
+        t[1] += failed
+        t[2] = max(t[2], completed)
+    rows = [(q, c, f, c / span, peak / float(bucket_s))
+            for q, (c, f, peak) in sorted(totals.items())]
+    return Table(["queue", "completed", "failed", "completed_per_s", "peak_per_s"], rows)
+
+
 def build_report(p: Projection, *, window_s: float | None = None,
                  bucket_s: int = 60) -> Report:
     """Compute the standard report from a (refreshed) projection.
@@ -196,11 +210,7 @@ def build_report(p: Projection, *, window_s: float | None = None,
         "WHEN 'RETRYING' THEN 3 WHEN 'COMPLETED' THEN 4 WHEN 'FAILED' THEN 5 ELSE 6 END",
         [t0])
     series = p.query("SELECT * FROM throughput_in($1, $2, $3)", [t0, t1, bucket_s])
-    throughput = p.query(
-        "SELECT queue, sum(completed) AS completed, sum(failed) AS failed, "
-        "sum(completed) / $1 AS completed_per_s, max(completed) / $2 AS peak_per_s "
-        "FROM throughput_in($3, $4, $2) GROUP BY queue ORDER BY queue",
-        [span, float(bucket_s), t0, t1])
+    throughput = _per_queue(series, span, bucket_s)
     latency = p.query("SELECT * FROM latency_in($1, $2)", args)
     agents = p.query("SELECT * FROM agent_utilization_in($1, $2)", args)
     queues = p.query("SELECT * FROM queue_utilization_in($1, $2)", args)
