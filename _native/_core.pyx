@@ -473,6 +473,50 @@ cdef class Scheduler:
         """Apply task_completed; returns 0, or -1 (nothing changed) when the lease is stale."""
         if self._slot_of(h, lid) < 0:
             return -1
+        return self._complete(h, now)
+
+    def complete_many(self, list leases, list bodies, tick_t now, list results):
+        """Apply task_completed for every lease (results[h] = its JSON body) and return their
+        records; or, changing nothing, the index of the first lease that is not a current
+        Lease of this scheduler (the caller raises).  Leases must be distinct."""
+        cdef Py_ssize_t i, n = len(leases)
+        cdef Lease lease
+        cdef object obj
+        cdef list out = []
+        cdef bytes body, rec
+        cdef Py_ssize_t tl, bl
+        cdef const char* tid
+        cdef char* p
+        for i in range(n):
+            obj = leases[i]
+            if type(obj) is not Lease:
+                return i
+            lease = <Lease>obj
+            if (lease._task < 0 or lease._task >= self.n_tasks
+                    or <object>PyList_GET_ITEM(self.task_ids, lease._task) != lease.task_id
+                    or self._slot_of(lease._task, lease.lease_id) < 0):
+                return i
+        for i in range(n):
+            lease = <Lease>leases[i]
+            body = <bytes>bodies[i]
+            self._complete(lease._task, now)
+            results[lease._task] = body
+            tid = PyUnicode_AsUTF8AndSize(lease.task_id, &tl)
+            bl = PyBytes_GET_SIZE(body)
+            rec = PyBytes_FromStringAndSize(NULL, 100 + tl + bl)
+            p = enc_put(PyBytes_AS_STRING(rec), b'{"v":1,"t":"completed","ts":', 28)
+            p = enc_i64(p, now)
+            p = enc_put(p, b',"task":"', 9)
+            p = enc_put(p, tid, tl)
+            p = enc_put(p, b'","lease":', 10)
+            p = enc_i64(p, lease.lease_id)
+            p = enc_put(p, b',"result":', 10)
+            p = enc_put(p, PyBytes_AS_STRING(body), bl)
+            p = enc_put(p, b'}', 1)
+            out.append(rec[:p - PyBytes_AS_STRING(rec)])
+        return out
+
+    cdef int _complete(self, handle_t h, tick_t now) except -1:
         cdef Task* t = &self.tasks[h]
         cdef int32_t e
         cdef handle_t d

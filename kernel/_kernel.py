@@ -521,23 +521,23 @@ class Kernel(Views):
                 raise InvalidSpecError(f"complete_many got {len(leases)} leases but "
                                        f"{len(values)} results; pass one result per lease")
             bodies = [b"null" if v is None else events.dumps(v) for v in values]
-        targets = [self._lease(lease) for lease in leases]
-        if len({lid for _, lid in targets}) != len(targets):
-            raise InvalidSpecError("complete_many got the same lease twice; pass each once")
-        for lease, (h, lid), body in zip(leases, targets, bodies):
-            if not self._sched.lease_current(h, lid):
-                raise self._stale(lease, "complete")
+        for lease, body in zip(leases, bodies):
             if len(body) > self._max_payload:
-                raise InvalidSpecError(f"result of task {lease.task_id!r} is {len(body)} bytes, "
-                                       f"over the {self._max_payload}-byte limit")
+                raise InvalidSpecError(f"result of task {getattr(lease, 'task_id', '?')!r} is "
+                                       f"{len(body)} bytes, over the {self._max_payload}-byte "
+                                       "limit")
+        if len({getattr(lease, "lease_id", None) for lease in leases}) != len(leases):
+            raise InvalidSpecError("complete_many got the same lease twice; pass each once")
         if not leases:
             return
         now = self._now()
-        st, enc = self._state, events.encode_completed
-        records = [enc(now, lease.task_id, lid, body)
-                   for lease, (_, lid), body in zip(leases, targets, bodies)]
-        for (h, lid), body in zip(targets, bodies):
-            st.complete(h, lid, now, body)     # applied in the core, then appended
+        st = self._state
+        # Checked, then applied in the core (each returns its record), then appended.
+        records = self._sched.complete_many(leases, bodies, now, st.results)
+        if type(records) is int:
+            bad = leases[records]
+            self._lease(bad)                   # not a Lease / not issued here: raises
+            raise self._stale(bad, "complete")
         try:
             self._log.append_many(records)
         except BaseException as err:

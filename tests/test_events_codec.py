@@ -78,3 +78,20 @@ def test_unknown_version_or_type_is_rejected():
         events.decode(b'{"v":2,"t":"claimed","ts":1}')
     with pytest.raises(ValueError):
         events.decode(b'{"v":1,"t":"exploded","ts":1}')
+
+
+@given(results=st.lists(json_values, min_size=1, max_size=5))
+def test_complete_many_records_match_events_encode(results):
+    k = Kernel.in_memory(clock=ManualClock(start=3.0))
+    k.declare_queue("q")
+    k.register_agent("w", ["q"], capacity=10)
+    for i in range(len(results)):
+        k.submit("q", id=f"job-{i}")
+    leases = k.claim_many("w", len(results))
+    k.complete_many(leases, results)
+    records = [rec for _, rec in k._log.read()][-len(results):]
+    for lease, res, rec in zip(leases, results, records):
+        ev = {"t": "completed", "ts": 3_000_000_000, "task": lease.task_id,
+              "lease": lease.lease_id, "result": res}
+        assert rec == events.encode(ev)
+        assert k.task(lease.task_id).result == res
