@@ -98,6 +98,7 @@ def measure(t: Target, entries: list[dict[str, Any]]) -> Row:
             impl_of(e).startswith(("baseline", "model", "peer"))]
     base = [e for e in group if impl_of(e).startswith("baseline")
             and (t.match in e.get("name", "") or len(group) <= 2)]
+    base = base or [e for e in group if impl_of(e).startswith("baseline")]
     if core:
         x = core[0].get("extra_info", {})
         p99 = float(x[t.p99_key]) if t.p99_key and t.p99_key in x else None
