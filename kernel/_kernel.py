@@ -15,23 +15,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import events
-from ._apply import _NO_META, KernelState
+from ._apply import KernelState
 from ._clock import Clock, SystemClock
 from ._core import Lease
 from ._memlog import MemoryLog
 from ._submit import batch_events, new_id, simple_batch, spec_dict, submitted_event
 from ._views import Views
-from ._validate import (ID_PATTERN, NS, check_backoff, check_capabilities, check_id, check_int,
-                        check_priority, check_tags, seconds_to_ns)
-from .errors import (AgentAtCapacityError, AgentOfflineError, DependencyError,
+from ._validate import ID_PATTERN, NS, check_capabilities, check_id, check_int
+from .errors import (AgentAtCapacityError, AgentOfflineError,
                      DuplicateTaskError, EskernelError, InvalidSpecError, InvalidStateError,
                      KernelClosedError, KernelFailedError, StaleLeaseError, UnknownAgentError,
                      UnknownQueueError, UnknownTaskError)
 from .models import BackoffPolicy, Priority, TaskSpec
 
 _TERMINAL = frozenset({4, 5, 6})      # COMPLETED, FAILED, CANCELLED status codes
-_DEFAULT_BACKOFF = BackoffPolicy()
-_MAX_ATTEMPTS = 1_000_000
 
 
 class Kernel(Views):

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 from ._runtime_handlers import Handler
-from .errors import EskernelError, InvalidSpecError, UnknownAgentError
+from .errors import InvalidSpecError, UnknownAgentError
 
 __all__ = ["HandlerTimeoutError", "WaitTimeoutError", "AgentSlot", "Attempt", "parse_agents",
            "task_reader", "thread_pool", "process_pool", "TERMINAL", "RUNNING", "CANCELLING",

@@ -12,10 +12,9 @@ from ._validate import (ID_PATTERN, NS, check_backoff, check_id, check_int, chec
                         seconds_to_ns)
 from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, UnknownAgentError,
                      UnknownQueueError, UnknownTaskError)
-from .models import BackoffPolicy, Priority, TaskSpec
+from .models import Priority, TaskSpec
 
 SPEC_KEYS = frozenset(TaskSpec.model_fields)
-_DEFAULT_BACKOFF = {"initial": NS, "factor": 2.0, "max": 60 * NS, "jitter": 0.0}
 _DEAD = (5, 6)   # FAILED, CANCELLED
 
 
@@ -80,7 +79,7 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
     attempts = check_int(max_attempts, "max_attempts", 1, 1_000_000)
     timeout_ns = seconds_to_ns(timeout, "timeout", allow_zero=False)
     pol = check_backoff(backoff)
-    bo = _DEFAULT_BACKOFF if pol is None else {
+    bo = events.DEFAULT_BACKOFF if pol is None else {
         "initial": round(pol.initial * NS), "factor": pol.factor, "max": round(pol.max * NS),
         "jitter": pol.jitter}
     if delay is not None and not_before is not None:
