@@ -34,6 +34,9 @@ _TERMINAL = frozenset({4, 5, 6})      # COMPLETED, FAILED, CANCELLED status code
 class Kernel(Views):
     """An event-sourced task scheduler.  Open one with :meth:`open` or :meth:`in_memory`.
 
+    A Kernel is not thread-safe: call it from one thread (the :class:`Runtime` does), or
+    serialize calls with a lock.
+
     >>> from kernel import Kernel, ManualClock
     >>> k = Kernel.in_memory(clock=ManualClock())
     >>> k.declare_queue("render", max_concurrent=4)
