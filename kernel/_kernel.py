@@ -143,7 +143,8 @@ class Kernel(Views):
             raise self._poison(err) from err
 
     def _poison(self, err: BaseException) -> BaseException:
-        # An append failed after the core applied the command: refuse everything from now on.
+        # An append failed (on the hot paths the core already applied the command): refuse
+        # every call from now on; reopening replays the log to its last durable event.
         self._failed = err
         self._blocked = True
         if isinstance(err, EskernelError):
