@@ -81,6 +81,9 @@ class Projection:
             if threads:
                 self._con.execute(f"SET threads = {int(threads)}")
             self._con.execute("SET preserve_insertion_order = true")
+            # Refreshes commit often; let the WAL absorb them rather than rewriting the
+            # database file at every commit (it is checkpointed on close).
+            self._con.execute("SET checkpoint_threshold = '1GB'")
             create_schema(self._con)
             row = self._con.execute(
                 "SELECT next_offset, schema_version FROM ingest_state").fetchone()
