@@ -452,16 +452,12 @@ cdef class Scheduler:
 
     def heartbeat(self, int h, int64_t lid, tick_t now):
         """Extend lease lid to now + the task's timeout; returns the new expiry, -1 if stale."""
-        cdef int32_t s = self._slot_of(h, lid)
-        if s < 0:
+        if h < 0 or h >= self.n_tasks:
             return -1
-        cdef tick_t expires = now + self.tasks[h].timeout
-        self.slots[s].expires = expires
-        time_update(&self.expiry, s, expires)
-        return expires
+        return self.apply_heartbeat(h, lid, now + self.tasks[h].timeout)
 
     def apply_heartbeat(self, int h, int64_t lid, tick_t expires):
-        """Apply lease_extended (replay); -1 when the lease is not current."""
+        """Apply a heartbeat: lease lid now expires at `expires`; -1 when it is not current."""
         cdef int32_t s = self._slot_of(h, lid)
         if s < 0:
             return -1
@@ -643,17 +639,16 @@ cdef class Scheduler:
 
     # --- replay fast path (see replay.pxi) ---
 
-    def replay_record(self, bytes rec, dict tasks, dict agents, list results):
-        """Apply a claimed / completed / heartbeat record written by the hot path, parsed in
-        C; returns 1 when applied, 0 when the caller must decode and apply it in full."""
-        return sched_replay_record(self, rec, tasks, agents, results)
-
-    def replay_submitted(self, bytes rec, dict tasks, dict queues, list payloads,
-                         list results, list errors, list meta, tuple no_meta, int policy):
-        """Apply a plain `submitted` record (no dependencies or optional fields), parsed in
-        C; returns 1 when applied, 0 when the caller must decode and apply it in full."""
-        return sched_replay_submitted(self, rec, tasks, queues, payloads, results, errors,
-                                      meta, no_meta, policy)
+    def replay_record(self, bytes rec, tuple ctx):
+        """Apply a record the hot path wrote in a fixed layout (claimed, completed,
+        heartbeat, plain submitted), parsed in C; returns 1 when applied, 0 when the caller
+        must decode and apply it in full.  ctx = (tasks, agents, queues, payloads, results,
+        errors, meta, no_meta, default policy): the boundary tables, from
+        KernelState.replay_context()."""
+        if sched_replay_record(self, rec, ctx[0], ctx[1], ctx[4]):
+            return 1
+        return sched_replay_submitted(self, rec, ctx[0], ctx[2], ctx[3], ctx[4], ctx[5],
+                                      ctx[6], ctx[7], ctx[8])
 
     # --- read-only views ---
 

@@ -191,6 +191,11 @@ class KernelState:
     def _on_requeued(self, ev: dict[str, Any]) -> None:
         self.sched.requeue(self.task_index[ev["task"]], ev["ts"])
 
+    def replay_context(self) -> tuple[Any, ...]:
+        """The boundary tables ``Scheduler.replay_record`` fills, in its order."""
+        return (self.task_index, self.agent_index, self.queue_index, self.payloads,
+                self.results, self.errors, self.meta, _NO_META, self.default_policy)
+
     # -- digest and snapshots -----------------------------------------------------------
 
     def digest(self) -> str:

@@ -19,13 +19,13 @@ from ._apply import KernelState
 from ._clock import Clock, SystemClock
 from ._core import Lease
 from ._memlog import MemoryLog
-from ._submit import batch_events, new_id, simple_batch, spec_dict, submitted_event
+from ._submit import (NO_IDS, batch_events, new_id, plain_args, simple_batch, spec_dict,
+                      submitted_event)
 from ._views import Views
-from ._validate import ID_PATTERN, NS, check_capabilities, check_id, check_int
-from .errors import (AgentAtCapacityError, AgentOfflineError,
-                     DuplicateTaskError, EskernelError, InvalidSpecError, InvalidStateError,
-                     KernelClosedError, KernelFailedError, StaleLeaseError, UnknownAgentError,
-                     UnknownQueueError, UnknownTaskError)
+from ._validate import NS, check_capabilities, check_id, check_int, lookup
+from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError, EskernelError,
+                     InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
+                     StaleLeaseError)
 from .models import BackoffPolicy, Priority, TaskSpec
 
 _TERMINAL = frozenset({4, 5, 6})      # COMPLETED, FAILED, CANCELLED status codes
@@ -166,28 +166,13 @@ class Kernel(Views):
             self.snapshot()
 
     def _task(self, task_id: Any) -> int:
-        h = self._state.task_index.get(task_id) if type(task_id) is str else None
-        if h is None:
-            check_id(task_id, "task")
-            raise UnknownTaskError(f"no task has id {task_id!r}; check the id (kernel.tasks() "
-                                   "lists them)")
-        return h
+        return lookup(self._state.task_index, task_id, "task")
 
     def _queue(self, name: Any) -> int:
-        q = self._state.queue_index.get(name) if type(name) is str else None
-        if q is None:
-            check_id(name, "queue")
-            raise UnknownQueueError(f"queue {name!r} is not declared; call "
-                                    f"declare_queue({name!r}) first")
-        return q
+        return lookup(self._state.queue_index, name, "queue")
 
     def _agent(self, agent_id: Any) -> int:
-        a = self._state.agent_index.get(agent_id) if type(agent_id) is str else None
-        if a is None:
-            check_id(agent_id, "agent")
-            raise UnknownAgentError(f"agent {agent_id!r} is not registered; call "
-                                    f"register_agent({agent_id!r}, ...) first")
-        return a
+        return lookup(self._state.agent_index, agent_id, "agent")
 
     def _lease(self, lease: Any) -> tuple[int, int]:
         if type(lease) is not Lease:
@@ -318,7 +303,7 @@ class Kernel(Views):
         if key is not None and type(key) is str and key in st.keys:
             return st.keys[key]
         if id is None:
-            tid = _new_id(st)
+            tid = new_id(st, NO_IDS)
         else:
             tid = check_id(id, "task")
             if tid in st.task_index:
@@ -332,35 +317,20 @@ class Kernel(Views):
 
     def _submit_simple(self, queue: Any, payload: Any, id: Any, priority: Any,
                        max_attempts: Any, timeout: Any) -> str | None:
-        # The common submit (no dependencies, no optional fields), validated inline; None
-        # sends anything unusual to the general path, which raises the precise error.
+        # The common submit (no dependencies, no optional fields); None sends anything
+        # unusual to the general path, which raises the precise error.
         st = self._state
-        q = st.queue_index.get(queue) if type(queue) is str else None
-        tp, tt = type(priority), type(timeout)
-        if (q is None or not (tp is int or tp is Priority) or not 0 <= priority <= 1000
-                or type(max_attempts) is not int or not 1 <= max_attempts <= 1_000_000
-                or not (tt is float or tt is int) or not 0 < timeout < 1e12):
+        args = plain_args(st, self._max_payload, queue, payload, id, priority, max_attempts,
+                          timeout, NO_IDS)
+        if args is None:
             return None
-        if id is None:
-            tid = _new_id(st)
-        elif type(id) is str and id not in st.task_index and ID_PATTERN.fullmatch(id):
-            tid = id
-        else:
-            return None
-        body = b"null" if payload is None else events.dumps(payload)
-        if len(body) > self._max_payload:
-            return None
+        tid, q, prio, attempts, timeout_ns, body = args
         now = self._now()
         # Applied in the core first, then appended (a failed append poisons the kernel).
-        rec = self._sched.submit_simple(tid, q, priority, max_attempts, round(timeout * NS),
-                                        st.default_policy, now, body)
+        rec = self._sched.submit_simple(tid, q, prio, attempts, timeout_ns, st.default_policy,
+                                        now, body)
         st.add_plain(tid, body)
-        try:
-            self._append(rec)
-        except BaseException as err:
-            raise self._poison(err) from err
-        st.applied += 1
-        st.last_ts = now
+        self._append_hot(rec, now)
         if self._snapshot_every:
             self._maybe_snapshot()
         return tid
@@ -428,6 +398,7 @@ class Kernel(Views):
             return None
         if r.__class__ is int:
             raise self._refusal(agent_id, r)
+        # _append_hot, inlined: a method call is a tenth of this path's budget.
         try:
             self._append(r._event)
         except BaseException as err:
@@ -640,8 +611,4 @@ class Kernel(Views):
             self._commit([{"t": "ready", "ts": now, "task": sched.task_ids[h]}])
             ready += 1
         return {"expired": expired, "ready": ready}
-
-
-def _new_id(state: KernelState) -> str:
-    return new_id(state, set())
 

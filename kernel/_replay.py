@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from . import events
-from ._apply import _NO_META, KernelState
+from ._apply import KernelState
 from .errors import InvalidSpecError
 
 log = logging.getLogger("eskernel")
@@ -19,11 +19,7 @@ def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None =
     # Decoding retains millions of small objects: the cyclic GC would rescan them again
     # and again, so it is paused for the duration (nothing here makes cycles).
     loads, apply = events.loads, state.apply
-    fast, fast_sub = state.sched.replay_record, state.sched.replay_submitted
-    tasks, agents, results = state.task_index, state.agent_index, state.results
-    queues, payloads, errors, meta = (state.queue_index, state.payloads, state.errors,
-                                      state.meta)
-    policy = state.default_policy
+    fast, ctx = state.sched.replay_record, state.replay_context()
     enabled = gc.isenabled()
     gc.disable()
     batch: list[bytes] = []
@@ -34,10 +30,7 @@ def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None =
             if not batch:
                 break
             for rec in batch:
-                if until_ns is None and (
-                        fast(rec, tasks, agents, results)
-                        or fast_sub(rec, tasks, queues, payloads, results, errors, meta,
-                                    _NO_META, policy)):
+                if until_ns is None and fast(rec, ctx):
                     state.applied += 1     # the hot-path records, parsed and applied in C
                     continue
                 ev = loads(rec)

@@ -9,9 +9,9 @@ from typing import Any
 from . import events
 from ._apply import KernelState
 from ._validate import (ID_PATTERN, NS, check_backoff, check_id, check_int, check_priority, check_tags,
-                        seconds_to_ns)
+                        lookup, seconds_to_ns)
 from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, UnknownAgentError,
-                     UnknownQueueError, UnknownTaskError)
+                     UnknownTaskError)
 from .models import Priority, TaskSpec
 
 SPEC_KEYS = frozenset(TaskSpec.model_fields)
@@ -34,7 +34,8 @@ def spec_dict(spec: Any, index: int) -> dict[str, Any]:
     return spec
 
 
-def new_id(state: KernelState, taken: set[str]) -> str:
+def new_id(state: KernelState, taken: set[str] | frozenset[str]) -> str:
+    """A generated id ``t-<n>`` (n = the task's submission number) not yet in use."""
     n = state.sched.n_tasks + len(taken)
     tid = f"t-{n}"
     k = 0
@@ -52,10 +53,7 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
                     agent: Any = None, tags: Any = None, key: Any = None,
                     parent: Any = None) -> dict[str, Any]:
     """Validate one spec; return its ``submitted`` event (nothing is changed)."""
-    q = state.queue_index.get(queue) if type(queue) is str else None
-    if q is None:
-        check_id(queue, "queue")
-        raise UnknownQueueError(f"queue {queue!r} is not declared; call declare_queue({queue!r}) first")
+    q = lookup(state.queue_index, queue, "queue")
     prio = check_priority(priority)
     if isinstance(depends_on, (str, bytes)) or not hasattr(depends_on, "__iter__"):
         raise InvalidSpecError(f"depends_on must be a list of task ids, got {depends_on!r:.80}")
@@ -202,45 +200,52 @@ def batch_events(state: KernelState, now: int, max_payload: int,
 _SIMPLE_KEYS = frozenset({"queue", "payload", "priority", "id", "max_attempts", "timeout"})
 
 
+NO_IDS: frozenset[str] = frozenset()
+
+
+def plain_args(state: KernelState, max_payload: int, queue: Any, payload: Any, tid: Any,
+               priority: Any, max_attempts: Any, timeout: Any,
+               taken: set[str] | frozenset[str]) -> tuple[Any, ...] | None:
+    """Core arguments ``(id, queue handle, priority, max_attempts, timeout ns, payload
+    JSON)`` of a plain task (no dependencies or optional fields), validated inline; or None
+    when anything is unusual, so the general path raises the precise error.  ``taken``
+    holds ids already used by the same batch.  Changes nothing."""
+    q = state.queue_index.get(queue) if type(queue) is str else None
+    tp, tt = type(priority), type(timeout)
+    if (q is None or not (tp is int or tp is Priority) or not 0 <= priority <= 1000
+            or type(max_attempts) is not int or not 1 <= max_attempts <= 1_000_000
+            or not (tt is float or tt is int) or not 0 < timeout < 1e12):
+        return None
+    if tid is None:
+        tid = new_id(state, taken)
+    elif (type(tid) is not str or tid in state.task_index or tid in taken
+          or not ID_PATTERN.fullmatch(tid)):
+        return None
+    body = b"null" if payload is None else events.dumps(payload)
+    if len(body) > max_payload:
+        return None
+    return tid, q, priority, max_attempts, round(timeout * NS), body
+
+
 def simple_batch(state: KernelState, max_payload: int,
                  specs: list[Any]) -> tuple[list[str], list[tuple[Any, ...]]] | None:
-    """The common batch — plain dicts with no dependencies or optional fields — validated
-    in one tight loop.
+    """The common batch — plain dicts with no dependencies or optional fields.
 
-    Returns (ids, core arguments per task), or None when any item needs the general path
-    (which also produces the precise error for a bad one).  Changes nothing.
+    Returns (ids, :func:`plain_args` per task), or None when any item needs the general
+    path (which also produces the precise error for a bad one).  Changes nothing.
     """
-    queues, tasks = state.queue_index, state.task_index
     ids: list[str] = []
     args: list[tuple[Any, ...]] = []
     taken: set[str] = set()
-    dumps, fullmatch = events.dumps, ID_PATTERN.fullmatch
-    n = state.sched.n_tasks
     for spec in specs:
         if type(spec) is not dict or not spec.keys() <= _SIMPLE_KEYS:
             return None
-        queue = spec.get("queue")
-        q = queues.get(queue) if type(queue) is str else None
-        prio = spec.get("priority", 2)
-        attempts = spec.get("max_attempts", 3)
-        timeout = spec.get("timeout", 30.0)
-        tp, tt = type(prio), type(timeout)
-        if (q is None or not (tp is int or tp is Priority) or not 0 <= prio <= 1000
-                or type(attempts) is not int or not 1 <= attempts <= 1_000_000
-                or not (tt is float or tt is int) or not 0 < timeout < 1e12):
+        a = plain_args(state, max_payload, spec.get("queue"), spec.get("payload"),
+                       spec.get("id"), spec.get("priority", 2), spec.get("max_attempts", 3),
+                       spec.get("timeout", 30.0), taken)
+        if a is None:
             return None
-        tid = spec.get("id")
-        if tid is None:
-            tid = f"t-{n + len(ids)}"
-            if tid in tasks or tid in taken:
-                return None
-        elif type(tid) is not str or tid in tasks or tid in taken or not fullmatch(tid):
-            return None
-        payload = spec.get("payload")
-        body = b"null" if payload is None else dumps(payload)
-        if len(body) > max_payload:
-            return None
-        taken.add(tid)
-        ids.append(tid)
-        args.append((tid, q, prio, attempts, round(timeout * NS), body))
+        taken.add(a[0])
+        ids.append(a[0])
+        args.append(a)
     return ids, args

@@ -7,7 +7,8 @@ import math
 import re
 from typing import Any
 
-from .errors import InvalidSpecError
+from .errors import (InvalidSpecError, NotFoundError, UnknownAgentError, UnknownQueueError,
+                     UnknownTaskError)
 from .models import PRIORITY_MAX, PRIORITY_MIN, BackoffPolicy
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/+\-]{1,200}")
@@ -20,6 +21,26 @@ def check_id(value: Any, what: str) -> str:
     if type(value) is not str or ID_PATTERN.fullmatch(value) is None:
         raise InvalidSpecError(f"{what} id {value!r} is invalid: use {_ID_RULE}")
     return value
+
+
+# How an unknown id is reported, per kind: the error class and a message naming the fix.
+_UNKNOWN: dict[str, tuple[type[NotFoundError], str]] = {
+    "task": (UnknownTaskError, "no task has id {0!r}; check the id (kernel.tasks() lists them)"),
+    "queue": (UnknownQueueError, "queue {0!r} is not declared; call declare_queue({0!r}) first"),
+    "agent": (UnknownAgentError,
+              "agent {0!r} is not registered; call register_agent({0!r}, ...) first"),
+}
+
+
+def lookup(index: dict[str, int], key: Any, what: str) -> int:
+    """The handle of ``key`` in ``index``; a malformed id raises InvalidSpecError and an
+    unknown one the ``Unknown*Error`` of ``what`` ("task", "queue" or "agent")."""
+    h = index.get(key) if type(key) is str else None
+    if h is None:
+        check_id(key, what)
+        error, message = _UNKNOWN[what]
+        raise error(message.format(key))
+    return h
 
 
 def check_int(value: Any, what: str, lo: int, hi: int) -> int:

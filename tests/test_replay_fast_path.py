@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernel import Kernel, ManualClock, events
-from kernel._apply import _NO_META, KernelState
+from kernel._apply import KernelState
 
 results = st.none() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=10) | st.dictionaries(
     st.text(max_size=5), st.integers(-2**63, 2**63 - 1), max_size=3)
@@ -32,11 +32,7 @@ def _replay(records, fast):
     st_ = KernelState()
     st_.fast_applied = 0
     for rec in records:
-        if fast and (
-                st_.sched.replay_record(rec, st_.task_index, st_.agent_index, st_.results)
-                or st_.sched.replay_submitted(rec, st_.task_index, st_.queue_index,
-                                              st_.payloads, st_.results, st_.errors,
-                                              st_.meta, _NO_META, st_.default_policy)):
+        if fast and st_.sched.replay_record(rec, st_.replay_context()):
             st_.applied += 1
             st_.fast_applied += 1
             st_.last_ts = events.decode(rec)["ts"]
@@ -60,8 +56,8 @@ def test_fast_path_declines_other_and_malformed_records():
     _, records = _records([1])
     state = _replay(records[:3], False)   # queue, agent, submitted
     sched = state.sched
-    args = (state.task_index, state.agent_index, state.results)
-    assert sched.replay_record(records[2], *args) == 0            # submitted: general path
+    args = (state.replay_context(),)
+    assert sched.replay_record(records[1], *args) == 0            # agent_registered: general path
     claimed = records[3]
     assert claimed.startswith(b'{"v":1,"t":"claimed"')
     assert sched.replay_record(claimed.replace(b'"lease":1', b'"lease":9'), *args) == 0
@@ -81,10 +77,9 @@ def test_submitted_fast_path_declines_records_with_dependencies_or_options():
     records = [rec for _, rec in k._log.read()]
     st_ = KernelState()
     st_.apply(events.decode(records[0]))
-    args = (st_.task_index, st_.queue_index, st_.payloads, st_.results, st_.errors, st_.meta,
-            _NO_META, st_.default_policy)
-    assert st_.sched.replay_submitted(records[1], *args) == 1
-    assert st_.sched.replay_submitted(records[1], *args) == 0      # a duplicate id
-    assert st_.sched.replay_submitted(records[2], *args) == 0      # has a dependency
-    assert st_.sched.replay_submitted(records[3], *args) == 0      # has a name
+    ctx = st_.replay_context()
+    assert st_.sched.replay_record(records[1], ctx) == 1
+    assert st_.sched.replay_record(records[1], ctx) == 0      # a duplicate id
+    assert st_.sched.replay_record(records[2], ctx) == 0      # has a dependency
+    assert st_.sched.replay_record(records[3], ctx) == 0      # has a name
     assert st_.sched.n_tasks == 1
