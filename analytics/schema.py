@@ -128,17 +128,19 @@ SELECT "by", "key", n,
 FROM q ORDER BY "by" DESC, CASE WHEN "by" = 'priority' THEN -TRY_CAST("key" AS INTEGER) END,
          "key";
 
+CREATE OR REPLACE MACRO busy_in(t0, t1) AS TABLE
+WITH b AS {_BOUNDS}
+SELECT agent, queue, greatest(0, least(coalesce(ended_at, b.hi), b.hi)
+                                 - greatest(claimed_at, b.lo)) AS busy_ns
+FROM attempts, b
+WHERE claimed_at < b.hi AND coalesce(ended_at, b.hi) > b.lo
+  AND claimed_at < coalesce(t1::BIGINT, 9223372036854775807)
+  AND (ended_at IS NULL OR ended_at > coalesce(t0::BIGINT, -1));
+
 CREATE OR REPLACE MACRO agent_utilization_in(t0, t1) AS TABLE
 WITH b AS {_BOUNDS},
-busy AS (
-    SELECT agent, count(*) AS leases,
-           sum(greatest(0, least(coalesce(ended_at, b.hi), b.hi)
-                           - greatest(claimed_at, b.lo))) AS busy_ns
-    FROM attempts, b
-    WHERE claimed_at < b.hi AND coalesce(ended_at, b.hi) > b.lo
-      AND claimed_at < coalesce(t1::BIGINT, 9223372036854775807)
-      AND (ended_at IS NULL OR ended_at > coalesce(t0::BIGINT, -1))
-    GROUP BY agent)
+busy AS (SELECT agent, count(*) AS leases, sum(busy_ns) AS busy_ns
+         FROM busy_in(t0, t1) GROUP BY agent)
 SELECT a.agent, a.capacity, coalesce(busy.leases, 0) AS leases,
        coalesce(busy.busy_ns, 0) / 1e9 AS busy_s, (b.hi - b.lo) / 1e9 AS window_s,
        CASE WHEN b.hi > b.lo THEN coalesce(busy.busy_ns, 0) / (a.capacity * (b.hi - b.lo))
@@ -147,15 +149,8 @@ FROM agents a CROSS JOIN b LEFT JOIN busy USING (agent) ORDER BY a.agent;
 
 CREATE OR REPLACE MACRO queue_utilization_in(t0, t1) AS TABLE
 WITH b AS {_BOUNDS},
-busy AS (
-    SELECT queue, count(*) AS leases,
-           sum(greatest(0, least(coalesce(ended_at, b.hi), b.hi)
-                           - greatest(claimed_at, b.lo))) AS busy_ns
-    FROM attempts, b
-    WHERE claimed_at < b.hi AND coalesce(ended_at, b.hi) > b.lo
-      AND claimed_at < coalesce(t1::BIGINT, 9223372036854775807)
-      AND (ended_at IS NULL OR ended_at > coalesce(t0::BIGINT, -1))
-    GROUP BY queue)
+busy AS (SELECT queue, count(*) AS leases, sum(busy_ns) AS busy_ns
+         FROM busy_in(t0, t1) GROUP BY queue)
 SELECT q.queue, q.max_concurrent, coalesce(busy.leases, 0) AS leases,
        coalesce(busy.busy_ns, 0) / 1e9 AS busy_s, (b.hi - b.lo) / 1e9 AS window_s,
        CASE WHEN b.hi > b.lo THEN coalesce(busy.busy_ns, 0) / (b.hi - b.lo) END AS avg_running,
