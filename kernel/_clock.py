@@ -60,6 +60,9 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         """Move forward by ``seconds`` (>= 0)."""
         step = _to_ns(seconds, "seconds")
+        if self._ns + step > 4_000_000_000_000_000_000:
+            raise InvalidSpecError(f"advancing by {seconds!r} s passes 4e9 s, the latest time "
+                                   "eskernel accepts")
         if step < 0:
             raise InvalidSpecError(f"cannot advance a clock by {seconds!r} s: time only moves forward")
         self._ns += step
@@ -73,6 +76,9 @@ class ManualClock:
 
 
 def _to_ns(seconds: float, what: str) -> int:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        raise InvalidSpecError(f"{what} must be a finite number of seconds, got {seconds!r}")
+    # Bounded like every kernel time (kernel/_validate.py): int64 ns, now + 31 years.
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds) or abs(seconds) > 4e9):
+        raise InvalidSpecError(f"{what} must be a finite number of seconds within +-4e9, "
+                               f"got {seconds!r}")
     return round(seconds * 1_000_000_000)

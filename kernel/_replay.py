@@ -82,14 +82,15 @@ def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clo
 def replay_readonly(cls: Any, path: str | os.PathLike[str], *, until: int | None,
                     until_time: float | None) -> Any:
     from eventlog import EventLog
-    from ._validate import check_int, seconds_to_ns
+    from ._validate import MAX_TIME_S, check_int, seconds_to_ns
     reader = EventLog.open_readonly(path)
     try:
         end = reader.next_offset
         if until is not None:
             check_int(until, "until", 0, end)
             end = until
-        until_ns = seconds_to_ns(until_time, "until_time") if until_time is not None else None
+        until_ns = (seconds_to_ns(until_time, "until_time", maximum=MAX_TIME_S)
+                    if until_time is not None else None)
         state = _load_snapshot(reader, end if until_ns is None else None)
         if until_ns is not None and state.last_ts > until_ns:
             state = KernelState()

@@ -9,7 +9,7 @@ from typing import Any
 from . import events
 from ._apply import KernelState
 from ._validate import (ID_PATTERN, NS, check_backoff, check_id, check_int, check_priority, check_tags,
-                        lookup, seconds_to_ns)
+                        MAX_DURATION_S, MAX_TIME_S, lookup, seconds_to_ns)
 from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, UnknownAgentError,
                      UnknownTaskError)
 from .models import Priority, TaskSpec
@@ -86,7 +86,7 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
     if delay is not None:
         due = now + seconds_to_ns(delay, "delay")
     elif not_before is not None:
-        due = seconds_to_ns(not_before, "not_before")
+        due = seconds_to_ns(not_before, "not_before", maximum=MAX_TIME_S)
     if agent is not None:
         a = state.agent_index.get(agent) if type(agent) is str else None
         if a is None:
@@ -203,49 +203,47 @@ _SIMPLE_KEYS = frozenset({"queue", "payload", "priority", "id", "max_attempts", 
 NO_IDS: frozenset[str] = frozenset()
 
 
-def plain_args(state: KernelState, max_payload: int, queue: Any, payload: Any, tid: Any,
-               priority: Any, max_attempts: Any, timeout: Any,
-               taken: set[str] | frozenset[str]) -> tuple[Any, ...] | None:
-    """Core arguments ``(id, queue handle, priority, max_attempts, timeout ns, payload
-    JSON)`` of a plain task (no dependencies or optional fields), validated inline; or None
-    when anything is unusual, so the general path raises the precise error.  ``taken``
-    holds ids already used by the same batch.  Changes nothing."""
-    q = state.queue_index.get(queue) if type(queue) is str else None
-    tp, tt = type(priority), type(timeout)
-    if (q is None or not (tp is int or tp is Priority) or not 0 <= priority <= 1000
-            or type(max_attempts) is not int or not 1 <= max_attempts <= 1_000_000
-            or not (tt is float or tt is int) or not 0 < timeout < 1e12):
-        return None
-    if tid is None:
-        tid = new_id(state, taken)
-    elif (type(tid) is not str or tid in state.task_index or tid in taken
-          or not ID_PATTERN.fullmatch(tid)):
-        return None
-    body = b"null" if payload is None else events.dumps(payload)
-    if len(body) > max_payload:
-        return None
-    return tid, q, priority, max_attempts, round(timeout * NS), body
-
-
 def simple_batch(state: KernelState, max_payload: int,
                  specs: list[Any]) -> tuple[list[str], list[tuple[Any, ...]]] | None:
-    """The common batch — plain dicts with no dependencies or optional fields.
+    """Validate a batch of plain tasks (dicts with no dependencies or optional fields) in
+    one tight loop: the submit_many hot path.  ``Kernel._submit_simple`` repeats these
+    checks for a single task (see there why).
 
-    Returns (ids, :func:`plain_args` per task), or None when any item needs the general
-    path (which also produces the precise error for a bad one).  Changes nothing.
+    Returns (ids, core arguments ``(id, queue handle, priority, max_attempts, timeout ns,
+    payload JSON)`` per task), or None when any item needs the general path (which also
+    produces the precise error for a bad one).  Changes nothing.
     """
+    queues, tasks = state.queue_index, state.task_index
     ids: list[str] = []
     args: list[tuple[Any, ...]] = []
     taken: set[str] = set()
+    dumps, fullmatch = events.dumps, ID_PATTERN.fullmatch
+    n = state.sched.n_tasks
     for spec in specs:
         if type(spec) is not dict or not spec.keys() <= _SIMPLE_KEYS:
             return None
-        a = plain_args(state, max_payload, spec.get("queue"), spec.get("payload"),
-                       spec.get("id"), spec.get("priority", 2), spec.get("max_attempts", 3),
-                       spec.get("timeout", 30.0), taken)
-        if a is None:
+        queue = spec.get("queue")
+        q = queues.get(queue) if type(queue) is str else None
+        prio = spec.get("priority", 2)
+        attempts = spec.get("max_attempts", 3)
+        timeout = spec.get("timeout", 30.0)
+        tp, tt = type(prio), type(timeout)
+        if (q is None or not (tp is int or tp is Priority) or not 0 <= prio <= 1000
+                or type(attempts) is not int or not 1 <= attempts <= 1_000_000
+                or not (tt is float or tt is int) or not 0 < timeout <= MAX_DURATION_S):
             return None
-        taken.add(a[0])
-        ids.append(a[0])
-        args.append(a)
+        tid = spec.get("id")
+        if tid is None:
+            tid = f"t-{n + len(ids)}"      # new_id() without the collision search
+            if tid in tasks or tid in taken:
+                return None
+        elif type(tid) is not str or tid in tasks or tid in taken or not fullmatch(tid):
+            return None
+        payload = spec.get("payload")
+        body = b"null" if payload is None else dumps(payload)
+        if len(body) > max_payload:
+            return None
+        taken.add(tid)
+        ids.append(tid)
+        args.append((tid, q, prio, attempts, round(timeout * NS), body))
     return ids, args

@@ -53,12 +53,21 @@ def check_priority(value: Any) -> int:
     return check_int(value, "priority", PRIORITY_MIN, PRIORITY_MAX)
 
 
-def seconds_to_ns(value: Any, what: str, *, allow_zero: bool = True) -> int:
-    """Seconds (int or float, finite, >= 0; > 0 unless allow_zero) to integer ns."""
+# Times are int64 ns since the epoch (good to the year 2262): durations stay below ~31
+# years and absolute times below the year 2096, so `now + duration` can never overflow.
+MAX_DURATION_S = 1e9
+MAX_TIME_S = 4e9
+
+
+def seconds_to_ns(value: Any, what: str, *, allow_zero: bool = True,
+                  maximum: float = MAX_DURATION_S) -> int:
+    """Seconds (int or float, finite, >= 0; > 0 unless allow_zero; <= maximum) to int ns."""
     if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value < 0 or (not allow_zero and value == 0)):
+            or not math.isfinite(value) or value < 0 or (not allow_zero and value == 0)
+            or value > maximum):
         bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidSpecError(f"{what} must be a finite number of seconds {bound}, got {value!r}")
+        raise InvalidSpecError(f"{what} must be a finite number of seconds {bound} and at "
+                               f"most {maximum:g}, got {value!r}")
     return round(value * NS)
 
 

@@ -40,9 +40,9 @@ class BackoffPolicy(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    initial: float = Field(1.0, ge=0, allow_inf_nan=False)
-    factor: float = Field(2.0, ge=1.0, allow_inf_nan=False)
-    max: float = Field(60.0, ge=0, allow_inf_nan=False)
+    initial: float = Field(1.0, ge=0, le=1e9, allow_inf_nan=False)
+    factor: float = Field(2.0, ge=1.0, le=1e6, allow_inf_nan=False)
+    max: float = Field(60.0, ge=0, le=1e9, allow_inf_nan=False)
     jitter: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
 
 

@@ -271,3 +271,13 @@ def test_cancel_a_finished_task(k):
 
 def test_requeue_a_task_that_did_not_fail(k):
     rejects(k, InvalidStateError, lambda: k.requeue("existing"))
+
+
+def test_times_too_far_out_for_int64_nanoseconds(k):
+    # now + timeout is int64 ns: durations are capped at 1e9 s, absolute times at 4e9 s.
+    rejects(k, InvalidSpecError, lambda: k.submit("q", timeout=9223372037.0))
+    rejects(k, InvalidSpecError, lambda: k.submit("q", timeout=1e12, depends_on=[]))
+    rejects(k, InvalidSpecError, lambda: k.submit("q", delay=2e9))
+    rejects(k, InvalidSpecError, lambda: k.submit("q", not_before=5e9))
+    rejects(k, InvalidSpecError, lambda: k.submit_many([{"queue": "q", "timeout": 1e10}]))
+    rejects(k, InvalidSpecError, lambda: k.submit("q", backoff={"max": 1e300}))
