@@ -35,15 +35,17 @@ def _stage(con: Any, path: str) -> None:
         f"columns = {_COLUMNS}, format = 'newline_delimited', maximum_object_size = 67108864)")
 
 
-def _check_stage(con: Any) -> tuple[int, str] | None:
-    """The first record that is not a known v1 event: (offset, description), or None."""
+def _check_stage(con: Any) -> tuple[int, str] | bool:
+    """The first record that is not a known v1 event: ``(offset, description)``; else
+    whether the chunk declares or changes any agent or queue."""
     row = con.execute(
         f'SELECT "offset", v, t FROM stage WHERE v IS DISTINCT FROM {SCHEMA_VERSION} '
         f'OR t IS NULL OR t NOT IN ({_KNOWN}) OR ts IS NULL ORDER BY "offset" LIMIT 1'
     ).fetchone()
-    if row is None:
-        return None
-    return row[0], f"schema version {row[1]!r}, type {row[2]!r}"
+    if row is not None:
+        return row[0], f"schema version {row[1]!r}, type {row[2]!r}"
+    return con.execute("SELECT count(*) > 0 FROM stage WHERE t LIKE 'agent_%' "
+                       "OR t LIKE 'queue_%'").fetchone()[0]
 
 
 _INSERT_EVENTS = f"""
@@ -197,9 +199,9 @@ def ingest_file(con: Any, path: str, start: int, end: int) -> tuple[int, str] | 
     are computed without the touched-set filter.
     """
     _stage(con, path)
-    bad = _check_stage(con)
-    if bad is not None:
-        return bad
+    checked = _check_stage(con)
+    if isinstance(checked, tuple):
+        return checked
     first = start == 0
     con.execute(_INSERT_EVENTS)
     con.execute(_DEPS)
@@ -213,7 +215,8 @@ def ingest_file(con: Any, path: str, start: int, end: int) -> tuple[int, str] | 
         con.execute("DELETE FROM attempts WHERE task IN (SELECT task FROM touched)")
     con.execute(_TASKS.format(filter=flt, dep_filter=dep_flt))
     con.execute(_ATTEMPTS.format(filter=flt))
-    con.execute(_AGENTS)
+    if checked:
+        con.execute(_AGENTS)
     con.execute("INSERT OR REPLACE INTO ingest_state VALUES (1, ?, ?)", [end, SCHEMA_VERSION])
     con.execute("DROP TABLE IF EXISTS stage; DROP TABLE IF EXISTS touched")
     return None
