@@ -25,7 +25,7 @@ from eventlog import EventLog
 from .errors import ProjectionError
 from .ingest import ingest_file, reset
 from .query import Table, run_query
-from .schema import SCHEMA_VERSION, create_schema
+from .schema import LAYOUT_VERSION, SCHEMA_VERSION, create_schema, drop_schema
 
 __all__ = ["Projection", "DEFAULT_DB_NAME", "DEFAULT_CHUNK"]
 
@@ -84,14 +84,21 @@ class Projection:
             # Refreshes commit often; let the WAL absorb them rather than rewriting the
             # database file at every commit (it is checkpointed on close).
             self._con.execute("SET checkpoint_threshold = '1GB'")
+            if self._layout() not in (None, LAYOUT_VERSION):
+                drop_schema(self._con)   # built by another version: rebuild from the log
             create_schema(self._con)
-            row = self._con.execute(
-                "SELECT next_offset, schema_version FROM ingest_state").fetchone()
-            if row is not None and row[1] != SCHEMA_VERSION:
-                reset(self._con)
         except duckdb.Error as err:
             self.close()
             raise _duck(err, f"the projection database {self.db_path} is not usable") from err
+
+    def _layout(self) -> int | None:
+        """The layout version recorded in the database: None for a new database, 0 when it
+        has tables but no ingest yet (nothing to keep)."""
+        if not self._con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = "
+                                 "current_database() AND table_name = 'ingest_state'").fetchall():
+            return None
+        row = self._con.execute("SELECT schema_version FROM ingest_state").fetchone()
+        return 0 if row is None else int(row[0])
 
     @staticmethod
     def default_db(log_path: str | os.PathLike[str]) -> Path:

@@ -13,7 +13,11 @@ Tables (filled by :mod:`analytics.ingest`):
 ``tasks``
     One row per task: queue, priority, status, attempts, submitted / ready / first and last
     claimed / finished times, ``wait_ns`` (first claim − ready), ``run_ns`` (finish − last
-    claim), ``e2e_ns`` (finish − submit), last agent, dead-lettered and cancelled flags.
+    claim), ``e2e_ns`` (finish − submit), last agent, dead-lettered and cancelled flags, and
+    the task's last event other than a heartbeat (``last_event``, ``last_event_at``,
+    ``last_retry_at``, ``last_reason``) with the attempt number of its last claim
+    (``last_attempt``) and its first ``ready`` event (``first_ready_event_at``): what an
+    incremental refresh folds new events into.
 ``attempts``
     One row per lease: task, agent, queue, claimed and ended times, ``outcome``
     (completed / failed / expired / released / cancelled, or NULL while still open).
@@ -38,9 +42,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "create_schema", "TABLES", "VIEWS", "EVENT_COLUMNS"]
+__all__ = ["SCHEMA_VERSION", "LAYOUT_VERSION", "create_schema", "drop_schema", "TABLES", "VIEWS", "EVENT_COLUMNS"]
 
+#: The event schema version this projection reads (``"v"`` of every record).
 SCHEMA_VERSION = 1
+#: The layout of the projection's tables; a database with another layout is rebuilt.
+LAYOUT_VERSION = 2
 
 #: Columns read from the NDJSON export, with their DuckDB types (JSON key -> type).
 EVENT_COLUMNS: dict[str, str] = {
@@ -73,7 +80,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     ready_at BIGINT, first_claimed_at BIGINT, last_claimed_at BIGINT, finished_at BIGINT,
     wait_ns BIGINT, run_ns BIGINT, e2e_ns BIGINT, last_agent VARCHAR, failures INTEGER,
     expiries INTEGER, dead_lettered BOOLEAN, cancelled BOOLEAN, cancelled_upstream BOOLEAN,
-    n_deps INTEGER, not_before BIGINT, last_offset BIGINT);
+    n_deps INTEGER, not_before BIGINT, last_offset BIGINT, first_ready_event_at BIGINT,
+    last_event VARCHAR, last_event_at BIGINT, last_retry_at BIGINT, last_reason VARCHAR,
+    last_attempt INTEGER);
 CREATE TABLE IF NOT EXISTS attempts (
     lease BIGINT NOT NULL, task VARCHAR, agent VARCHAR, queue VARCHAR, priority INTEGER,
     attempt INTEGER, claimed_at BIGINT, expires BIGINT, ended_at BIGINT, outcome VARCHAR,
@@ -187,6 +196,12 @@ CREATE OR REPLACE VIEW agent_utilization AS SELECT * FROM agent_utilization_in(N
 CREATE OR REPLACE VIEW queue_utilization AS SELECT * FROM queue_utilization_in(NULL, NULL);
 CREATE OR REPLACE VIEW failures AS SELECT * FROM failures_in(NULL, NULL);
 """
+
+
+def drop_schema(con: Any) -> None:
+    """Drop every table of the projection (before rebuilding one of another layout)."""
+    for table in (*TABLES, "ingest_state"):
+        con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
 
 
 def create_schema(con: Any) -> None:

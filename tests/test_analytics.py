@@ -298,15 +298,24 @@ def test_failed_chunk_rolls_back_rows_and_offset(demo_dir: Path, monkeypatch) ->
     with Projection(demo_dir) as p:
         p.refresh(until=1000)
         before = snapshot_tables(p)
-        real = ingest._ATTEMPTS
-        monkeypatch.setattr(ingest, "_ATTEMPTS", "SELECT no_such_column FROM events")
+        # The last statement of an incremental chunk fails: events, tasks and the offset
+        # were already written in the transaction and must all roll back.
+        real = ingest._ATTEMPTS_MERGED
+        monkeypatch.setattr(ingest, "_ATTEMPTS_MERGED", "SELECT no_such_column FROM events")
         with pytest.raises(ProjectionError):
             p.refresh()
         assert p.next_offset == 1000
         assert snapshot_tables(p) == before
-        monkeypatch.setattr(ingest, "_ATTEMPTS", real)
+        monkeypatch.setattr(ingest, "_ATTEMPTS_MERGED", real)
         p.refresh()
         assert p.next_offset == p.log_next_offset
+        assert snapshot_tables(p) == snapshot_tables_full(demo_dir)
+
+
+def snapshot_tables_full(d: Path) -> dict:
+    with Projection(d) as full:
+        full.refresh()
+        return snapshot_tables(full)
 
 
 def test_file_database_keeps_its_offset(demo_dir: Path, tmp_path: Path) -> None:
@@ -317,6 +326,21 @@ def test_file_database_keeps_its_offset(demo_dir: Path, tmp_path: Path) -> None:
         assert p.next_offset == n == 800
         assert p.refresh() == p.log_next_offset - 800
         assert p.query("SELECT count(*) FROM events").rows == [(p.log_next_offset,)]
+
+
+def test_database_of_an_older_layout_is_rebuilt(demo_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "old.duckdb"
+    with Projection(demo_dir, db) as p:
+        p.refresh(until=800)
+    # What the previous layout looked like: tasks without the incremental-fold columns.
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE tasks DROP COLUMN last_event")
+    con.execute("UPDATE ingest_state SET schema_version = 1")
+    con.close()
+    with Projection(demo_dir, db) as p:
+        assert p.next_offset == 0                       # rebuilt from the log
+        p.refresh()
+        assert snapshot_tables(p) == snapshot_tables_full(demo_dir)
 
 
 def test_database_in_use_is_a_projection_error(demo_dir: Path, tmp_path: Path) -> None:
