@@ -10,6 +10,8 @@ Groups and implementations (ids):
   explicit columns + the derived tasks/attempts/agents tables);
   ``baseline-orjson-insert`` decodes every record with orjson in Python and inserts the
   columns into DuckDB as list parameters (raw events only, no derived tables).
+* ``ingest-incremental`` — a refresh of the last 1,000 / 20,000 events on top of the rest
+  (informational, no target).
 * ``report`` — the standard report over ESKERNEL_BENCH_TASKS tasks (default 10,000,000;
   tasks and attempts rows generated in SQL, 30 days of history).
 * ``dashboard`` — the same report restricted to the last hour (``window_s=3600``).
@@ -122,6 +124,34 @@ def test_ingest(benchmark, event_log: Path, impl: str) -> None:
     benchmark.extra_info["events_per_s"] = N_EVENTS / benchmark.stats.stats.median
 
 
+def _refresh_tail(p: Projection) -> int:
+    return p.refresh()
+
+
+@pytest.mark.benchmark(group="ingest-incremental")
+@pytest.mark.parametrize("tail", [1_000, 20_000])
+def test_refresh_tail(benchmark, event_log: Path, tail: int) -> None:
+    """A refresh of the last ``tail`` events on top of the rest (what follow mode does):
+    the cost of folding a chunk into the derived rows, with the history already ingested.
+    Informational (no target): compare the rate with the full ingest above."""
+    base = N_EVENTS - tail
+    projections: list[Projection] = []
+
+    def setup():
+        p = Projection(event_log)
+        p.refresh(until=base)
+        projections.append(p)
+        return (p,), {}
+
+    n = benchmark.pedantic(_refresh_tail, setup=setup, rounds=3, iterations=1)
+    for p in projections:
+        p.close()
+    assert n == tail
+    benchmark.extra_info["events"] = tail
+    benchmark.extra_info["history"] = base
+    benchmark.extra_info["events_per_s"] = tail / benchmark.stats.stats.median
+
+
 _FILL = """
 INSERT INTO queues SELECT q, 8, false, {t0}, {t0} FROM (VALUES ('ingest'), ('render'),
     ('encode'), ('notify')) v(q);
@@ -131,7 +161,8 @@ INSERT INTO tasks
 SELECT 't-' || i, ['ingest', 'render', 'encode', 'notify'][i % 4 + 1], 1 + i % 5, NULL,
     CASE WHEN i % 50 = 7 THEN 'FAILED' ELSE 'COMPLETED' END, 1, 1, 3,
     s, s, s + w, s + w, s + w + r, w, r, w + r, 'w' || (i % 64), (i % 50 = 7)::INT, 0,
-    i % 50 = 7, false, false, 0, 0, i * 3
+    i % 50 = 7, false, false, 0, 0, i * 3, NULL,
+    CASE WHEN i % 50 = 7 THEN 'failed' ELSE 'completed' END, s + w + r, NULL, NULL, 1
 FROM (SELECT i, {t0} + i * {step} AS s, (hash(i) % 2000000000)::BIGINT AS w,
              (hash(i * 7) % 5000000000)::BIGINT AS r FROM range({n}) t(i));
 INSERT INTO attempts
