@@ -25,6 +25,8 @@ __all__ = ["ingest_file", "reset"]
 
 _COLUMNS = "{" + ", ".join(f"'{k}': '{v}'" for k, v in EVENT_COLUMNS.items()) + "}"
 _KNOWN = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+# The events that declare or change an agent or a queue.
+_REGISTRY = ", ".join(f"'{t}'" for t in EVENT_TYPES if t.startswith(("agent_", "queue_")))
 _EVENT_FIELDS = [k for k in EVENT_COLUMNS if k not in ("v", "offset", "t", "ts")]
 
 
@@ -41,14 +43,15 @@ def _stage(con: Any, path: str) -> None:
 def _check_stage(con: Any) -> tuple[int, str] | bool:
     """The first record that is not a known v1 event: ``(offset, description)``; else
     whether the chunk declares or changes any agent or queue."""
-    row = con.execute(
-        f'SELECT "offset", v, t FROM stage WHERE v IS DISTINCT FROM {SCHEMA_VERSION} '
-        f'OR t IS NULL OR t NOT IN ({_KNOWN}) OR ts IS NULL ORDER BY "offset" LIMIT 1'
+    bad, registry = con.execute(
+        f'SELECT min("offset") FILTER (WHERE v IS DISTINCT FROM {SCHEMA_VERSION} '
+        f"OR t IS NULL OR t NOT IN ({_KNOWN}) OR ts IS NULL), "
+        f"coalesce(bool_or(t IN ({_REGISTRY})), false) FROM stage"
     ).fetchone()
-    if row is not None:
-        return row[0], f"schema version {row[1]!r}, type {row[2]!r}"
-    return con.execute("SELECT count(*) > 0 FROM stage WHERE t LIKE 'agent_%' "
-                       "OR t LIKE 'queue_%'").fetchone()[0]
+    if bad is None:
+        return bool(registry)
+    v, t = con.execute('SELECT v, t FROM stage WHERE "offset" = ?', [bad]).fetchone()
+    return bad, f"schema version {v!r}, type {t!r}"
 
 
 _INSERT_EVENTS_SQL = f"""
@@ -264,8 +267,10 @@ WHERE outcome IS NULL AND task IN (SELECT task FROM cancels)
   AND lease NOT IN (SELECT lease FROM ends)
 """
 
-_AGENTS = """
-DELETE FROM agents WHERE agent IN (SELECT agent FROM stage WHERE t LIKE 'agent_%');
+_AGENTS = f"""
+CREATE OR REPLACE TEMP TABLE registry AS
+SELECT t, agent, queue FROM stage WHERE t IN ({_REGISTRY});
+DELETE FROM agents WHERE agent IN (SELECT agent FROM registry WHERE t LIKE 'agent_%');
 INSERT INTO agents
 SELECT agent,
     arg_max(capabilities, "offset") FILTER (WHERE type = 'agent_registered'),
@@ -274,9 +279,9 @@ SELECT agent,
     arg_max(type, "offset") <> 'agent_offline'
 FROM events
 WHERE type IN ('agent_registered', 'agent_offline', 'agent_online')
-  AND agent IN (SELECT agent FROM stage WHERE t LIKE 'agent_%')
+  AND agent IN (SELECT agent FROM registry WHERE t LIKE 'agent_%')
 GROUP BY agent;
-DELETE FROM queues WHERE queue IN (SELECT queue FROM stage WHERE t LIKE 'queue_%');
+DELETE FROM queues WHERE queue IN (SELECT queue FROM registry WHERE t LIKE 'queue_%');
 INSERT INTO queues
 SELECT queue,
     arg_max(max_concurrent, "offset") FILTER (WHERE type = 'queue_declared'),
@@ -285,7 +290,7 @@ SELECT queue,
     min(ts) FILTER (WHERE type = 'queue_declared'), max(ts)
 FROM events
 WHERE type IN ('queue_declared', 'queue_paused', 'queue_resumed')
-  AND queue IN (SELECT queue FROM stage WHERE t LIKE 'queue_%')
+  AND queue IN (SELECT queue FROM registry WHERE t LIKE 'queue_%')
 GROUP BY queue;
 """
 
@@ -296,7 +301,7 @@ SELECT task, unnest(depends_on) FROM stage WHERE t = 'submitted' AND len(depends
 
 
 _TEMP_TABLES = ("stage", "touched", "old_tasks", "old_leases", "merged", "ends", "cancels",
-                "reopened")
+                "reopened", "registry")
 
 
 def ingest_file(con: Any, path: str, start: int, end: int) -> tuple[int, str] | None:
