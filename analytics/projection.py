@@ -149,7 +149,9 @@ class Projection:
                 failed; nothing of the failing chunk is kept.
             LogCorruptError: the log is damaged before its tail.
 
-        Cost: ~1 µs per event (NDJSON export in C, then DuckDB's reader).
+        Cost: ~1 µs per event for a first ingest (NDJSON export in C, DuckDB's reader,
+        the derived tables); a later refresh folds its events into the rows they touch:
+        ~40 ms for 1,000 new events on top of a million, most of it fixed per refresh.
         """
         if chunk < 1:
             raise ProjectionError(f"chunk must be >= 1 records, got {chunk}")
