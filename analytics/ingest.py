@@ -9,9 +9,8 @@ chunk folds its events into the rows of the tasks it *touches* (a task with an e
 chunk, or whose dependency completed in it) and of the leases it opens or ends, so its cost
 follows the chunk and the derived tables, not the length of the history.  Agents and queues
 are recomputed when the chunk changes them.  An incremental refresh gives exactly the rows
-a full ingest gives (tests/test_analytics.py and tests/test_analytics_incremental.py hold them equal at
-many cut points), and a
-crash mid-chunk rolls back rows and offset together.
+a full ingest gives (tests/test_analytics.py and tests/test_analytics_incremental.py hold
+them equal at many cut points), and a crash mid-chunk rolls back rows and offset together.
 """
 
 from __future__ import annotations
