@@ -14,6 +14,9 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.list cimport PyList_Append
 from libc.string cimport memchr
 
+cdef extern from "string.h" nogil:
+    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
+
 cdef enum:
     SCAN_OK = 0             # reached `end` exactly, or max_records
     SCAN_INCOMPLETE = 1     # a frame runs past `end` (or past end of file)
@@ -77,17 +80,23 @@ cdef class SegmentScanner:
         return self.win
 
     def scan(self, long long pos, long long end, long long max_records, bint verify=True,
-             list out=None, long long first_offset=-1, bint fresh=False):
+             list out=None, long long first_offset=-1, bint fresh=False, bytes needle=None):
         """Walk frames from byte ``pos`` up to ``end``; return (pos, count, status).
 
         With ``out``, payloads (or (offset, payload) tuples when ``first_offset`` >= 0) are
-        appended to it.  ``verify`` checks every CRC32C.
+        appended to it; with ``needle`` too, only the payloads that contain it.  ``verify``
+        checks every CRC32C.
         """
         cdef long long count = 0
         cdef const uint8_t *h
         cdef uint32_t length, crc
         cdef int status = SCAN_OK
         cdef object payload
+        cdef const char *nd = NULL
+        cdef Py_ssize_t nlen = 0
+        if needle is not None:
+            nd = needle
+            nlen = len(needle)
         if fresh:
             self.win_len = 0
         while count < max_records:
@@ -115,7 +124,8 @@ cdef class SegmentScanner:
             if verify and crc32c_frame(length, h + FRAME_HEADER, length) != crc:
                 status = SCAN_BADCRC
                 break
-            if out is not None:
+            if out is not None and (nd == NULL or memmem(<const char *>h + FRAME_HEADER, length,
+                                                         nd, nlen) != NULL):
                 payload = PyBytes_FromStringAndSize(<const char *>h + FRAME_HEADER, length)
                 if first_offset >= 0:
                     PyList_Append(out, (first_offset + count, payload))

@@ -37,6 +37,10 @@ class MemoryLog:
         for off in range(start, stop):
             yield off, self._records[off]
 
+    def read_containing(self, needle: bytes, start: int = 0,
+                        end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        return ((off, rec) for off, rec in self.read(start, end) if needle in rec)
+
     def read_batch(self, start: int, max_records: int) -> list[bytes]:
         return self._records[start:start + max_records]
 

@@ -17,6 +17,19 @@ def _s(ns: int) -> float | None:
     return ns / NS if ns else None
 
 
+def task_history(log: Any, task_id: str, end: int | None = None) -> list[dict[str, Any]]:
+    """The events of the log (an EventLog, ``[0, end)``) that name ``task_id``, in log order,
+    each with its ``offset``: a byte search in C, then a decode of the few records found."""
+    needle = b'"task":"%s"' % task_id.encode()
+    out = []
+    for off, rec in log.read_containing(needle, 0, end):
+        ev = events.decode(rec)
+        if ev.get("task") == task_id:    # not the same text inside a payload
+            ev["offset"] = off
+            out.append(ev)
+    return out
+
+
 class Views:
     """Queries over the kernel's state; none of them writes an event."""
 
@@ -117,18 +130,11 @@ class Views:
     def history(self, task_id: str) -> list[dict[str, Any]]:
         """The events that name this task, in log order, each with its ``offset``.
 
-        Scans the log (O(log size)); meant for audits, not hot paths.
+        Scans the log (O(log size), a byte search in C: ~0.3 s per 5 M events); meant for
+        audits, not hot paths.
         """
         self._task(task_id)  # type: ignore[attr-defined]
-        needle = b'"task":"%s"' % task_id.encode()
-        out = []
-        for off, rec in self._log.read(0, self._state.applied):
-            if needle in rec:
-                ev = events.decode(rec)
-                if ev.get("task") == task_id:
-                    ev["offset"] = off
-                    out.append(ev)
-        return out
+        return task_history(self._log, task_id, self._state.applied)
 
     def dead_letters(self) -> list[TaskView]:
         """FAILED tasks (attempts exhausted or a non-retryable error); see ``requeue``."""

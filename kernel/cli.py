@@ -237,12 +237,19 @@ def _detail(ev: dict[str, Any]) -> str:
 def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
     """The full event trail of TASK, in log order."""
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
-    k = Kernel.replay(_log_dir(directory))
-    try:
-        trail = k.history(task)
-    finally:
-        k.close()
+    from eventlog import EventLog
+
+    from ._validate import check_id
+    from ._views import task_history
+    from .errors import UnknownTaskError
+    check_id(task, "task")
+    # A byte search of the log in C: no replay, so it costs the same with or without
+    # snapshots (~0.3 s per 5 M events).
+    with EventLog.open_readonly(_log_dir(directory)) as log:
+        trail = task_history(log, task)
+    if not any(ev["t"] == "submitted" for ev in trail):
+        raise UnknownTaskError(f"no task {task!r} in the log {directory}; "
+                               "`eskernel status` lists the queues and their tasks' counts")
     if fmt == "json":
         emit(table_from_dicts(trail, sorted({c for e in trail for c in e})), fmt)
         return

@@ -131,6 +131,28 @@ class LogContract:
             assert log.read_batch(10, 5) == []
             assert log.read_batch(2, 0) == []
 
+    def test_read_containing_is_read_filtered_by_the_needle(self, tmp_path: Path) -> None:
+        recs = records(300)
+        with self.make_log(tmp_path, segment_bytes=1024) as log:
+            log.append_many(recs[:150])
+            for r in recs[150:]:
+                log.append(r)          # some of these may still be in the write buffer
+            for needle in (b"r1", b"7:", b"r299:", bytes([5]) * 3, b"absent"):
+                expected = [(o, r) for o, r in enumerate(recs) if needle in r]
+                assert list(log.read_containing(needle)) == expected
+                assert list(log.read_containing(needle, 40, 260)) == [
+                    (o, r) for o, r in expected if 40 <= o < 260]
+        with EventLog.open_readonly(tmp_path) as reader:
+            assert list(reader.read_containing(b"r2")) == [
+                (o, r) for o, r in enumerate(recs) if b"r2" in r]
+
+    @pytest.mark.parametrize("needle", [b"", "r1", None, bytearray(b"r1")])
+    def test_read_containing_rejects_bad_needles(self, tmp_path: Path, needle: object) -> None:
+        with self.make_log(tmp_path) as log:
+            log.append_many(records(3))
+            with pytest.raises(InvalidArgumentError, match="needle"):
+                log.read_containing(needle)  # type: ignore[arg-type]
+
     # ---- bad input: a typed error, and nothing written -------------------------------------
 
     @pytest.mark.parametrize("bad", ["text", 42, None, [b"a"], 3.5])

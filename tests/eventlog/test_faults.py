@@ -161,6 +161,8 @@ def test_flipped_byte_in_older_segment_is_found_by_reads(tmp_path: Path) -> None
         assert (info.value.segment, info.value.offset) == (str(victim), pos)
         with pytest.raises(LogCorruptError):
             list(log.read(first + 2, first + 3))
+        with pytest.raises(LogCorruptError):   # a search checks every record it skips
+            list(log.read_containing(b"no record has this"))
     with pytest.raises(LogCorruptError) as info:
         verify(tmp_path)
     assert (info.value.segment, info.value.offset) == (str(victim), pos)
