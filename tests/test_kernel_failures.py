@@ -120,3 +120,69 @@ def test_complete_many_is_one_append_and_all_or_nothing(tmp_path):
     live = k.digest()
     k.close()
     assert Kernel.replay(tmp_path).digest() == live
+
+
+class _CountingLog:
+    """Forwards to the log; counts append_many calls and fails the one numbered ``fail_at``."""
+
+    def __init__(self, log, fail_at=None):
+        self.log, self.calls, self.fail_at = log, 0, fail_at
+
+    def append_many(self, records):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.log.append_many(records)
+
+    def __getattr__(self, name):
+        return getattr(self.log, name)
+
+
+def _expiring(tmp_path, n):
+    clock = ManualClock()
+    k = Kernel.open(tmp_path, durability="write", clock=clock, snapshot_every=0)
+    k.declare_queue("q")
+    k.register_agent("w", ["q"], capacity=n)
+    k.submit_many([{"queue": "q", "id": f"t{i}", "timeout": 1.0} for i in range(n)])
+    k.claim_many("w", n)
+    clock.advance(5.0)
+    return k
+
+
+def test_tick_appends_a_burst_of_expiries_in_batches(tmp_path, monkeypatch):
+    import kernel._kernel as kmod
+    monkeypatch.setattr(kmod, "TICK_BATCH", 16)
+    k = _expiring(tmp_path, 40)
+    before = k.next_offset
+    counting = _CountingLog(k._log)
+    k._log = counting
+    assert k.tick() == {"expired": 40, "ready": 0}
+    assert counting.calls == 3                      # 16 + 16 + 8 events
+    assert k.next_offset == before + 40 == counting.log.next_offset
+    live = k.digest()
+    k._log = counting.log
+    k.close()
+    k2 = Kernel.open(tmp_path, clock=ManualClock())
+    assert k2.digest() == live
+    assert {t.status for t in k2.tasks()} == {"RETRYING"}
+    k2.close()
+
+
+def test_tick_whose_append_fails_poisons_and_keeps_the_durable_batches(tmp_path, monkeypatch):
+    import kernel._kernel as kmod
+    monkeypatch.setattr(kmod, "TICK_BATCH", 16)
+    k = _expiring(tmp_path, 40)
+    before = k.next_offset
+    counting = _CountingLog(k._log, fail_at=2)
+    k._log = counting
+    with pytest.raises(KernelFailedError, match="No space left"):
+        k.tick()
+    with pytest.raises(KernelFailedError):
+        k.tick()
+    k._log = counting.log
+    k.close()
+    k2 = Kernel.open(tmp_path, clock=ManualClock())
+    assert k2.next_offset == before + 16            # the first batch is durable, no more
+    statuses = [k2.task(f"t{i}").status for i in range(40)]
+    assert statuses.count("RETRYING") == 16 and statuses.count("RUNNING") == 24
+    k2.close()
