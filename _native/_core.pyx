@@ -702,6 +702,39 @@ cdef class Scheduler:
         """Number of tasks per status code."""
         return [self.st_counts[i] for i in range(N_STATUS)]
 
+    def status_breakdown(self):
+        """Tasks per status code by queue and by priority, in one pass:
+        ``(per_queue, per_priority)`` with ``per_queue[q][status]`` and
+        ``per_priority = {priority: [count per status]}`` (priorities that have tasks)."""
+        cdef Py_ssize_t h, q, p, k
+        cdef Task* t
+        cdef size_t qbytes = (self.n_queues + 1) * N_STATUS * sizeof(int64_t)
+        cdef size_t pbytes = (PRIO_MAX + 1) * N_STATUS * sizeof(int64_t)
+        cdef int64_t* qc = <int64_t*>PyMem_Malloc(qbytes)
+        cdef int64_t* pc = <int64_t*>PyMem_Malloc(pbytes)
+        if qc == NULL or pc == NULL:
+            PyMem_Free(qc)
+            PyMem_Free(pc)
+            raise MemoryError()
+        memset(qc, 0, qbytes)
+        memset(pc, 0, pbytes)
+        try:
+            for h in range(self.n_tasks):
+                t = &self.tasks[h]
+                qc[t.queue * N_STATUS + t.status] += 1
+                pc[t.prio * N_STATUS + t.status] += 1
+            per_queue = [[qc[q * N_STATUS + k] for k in range(N_STATUS)]
+                         for q in range(self.n_queues)]
+            per_prio = {}
+            for p in range(PRIO_MAX + 1):
+                row = [pc[p * N_STATUS + k] for k in range(N_STATUS)]
+                if any(row):
+                    per_prio[p] = row
+            return per_queue, per_prio
+        finally:
+            PyMem_Free(qc)
+            PyMem_Free(pc)
+
     def leases_of(self, int a):
         """(lease id, handle, attempt, expires) of the live leases held by agent a."""
         cdef Py_ssize_t s

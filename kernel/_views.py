@@ -103,12 +103,9 @@ class Views:
         """Counts by status, queue and priority; queue depths; agents with their leases."""
         sched, st = self._sched, self._state
         counts = dict(zip(STATUSES, sched.status_counts()))
-        per_queue: list[dict[str, int]] = [dict.fromkeys(STATUSES, 0) for _ in sched.queue_names]
-        by_prio: dict[int, dict[str, int]] = {}
-        for h in range(sched.n_tasks):
-            row = sched.task_row(h)
-            per_queue[row[3]][row[0]] += 1
-            by_prio.setdefault(row[4], dict.fromkeys(STATUSES, 0))[row[0]] += 1
+        queue_counts, prio_counts = sched.status_breakdown()     # one O(n) pass in C
+        per_queue = [dict(zip(STATUSES, row)) for row in queue_counts]
+        by_prio = {p: dict(zip(STATUSES, row)) for p, row in prio_counts.items()}
         queues = []
         for q, name in enumerate(sched.queue_names):
             mc, paused, running, ready = sched.queue_info(q)

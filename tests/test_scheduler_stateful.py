@@ -16,6 +16,8 @@ A hypothesis ``RuleBasedStateMachine`` applies the same random command to an in-
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -358,7 +360,18 @@ class SchedulerMachine(RuleBasedStateMachine):
                 t.depends_on), f"task {v.id}: kernel {v!r} / model {t!r}"
             if t.status == "RUNNING":
                 assert v.expires_at == t.expires_ns / NS
-        assert self.k.stats().counts == self.m.counts()
+        stats = self.k.stats()
+        assert stats.counts == self.m.counts()
+        # the per-queue and per-priority breakdowns add up the model's tasks
+        per_queue: dict = {}
+        per_prio: dict = {}
+        for t in self.m.tasks.values():
+            per_queue.setdefault(t.queue, Counter())[t.status] += 1
+            per_prio.setdefault(t.priority, Counter())[t.status] += 1
+        assert {q.name: Counter({s: n for s, n in q.counts.items() if n})
+                for q in stats.queues if any(q.counts.values())} == per_queue
+        assert {p: Counter({s: n for s, n in c.items() if n})
+                for p, c in stats.by_priority.items()} == per_prio
 
     @invariant()
     def leases_capacity_and_dependencies(self):
