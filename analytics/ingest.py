@@ -267,32 +267,37 @@ WHERE outcome IS NULL AND task IN (SELECT task FROM cancels)
   AND lease NOT IN (SELECT lease FROM ends)
 """
 
-_AGENTS = f"""
+# Agents and queues named by the chunk are recomputed from their events: the chunk's own
+# for a first ingest ({source} = registry), all of them later ({source} = the events table).
+_AGENTS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE registry AS
-SELECT t, agent, queue FROM stage WHERE t IN ({_REGISTRY});
-DELETE FROM agents WHERE agent IN (SELECT agent FROM registry WHERE t LIKE 'agent_%');
+SELECT "offset", t AS type, ts, agent, queue, capabilities, capacity, max_concurrent, paused
+FROM stage WHERE t IN ({_REGISTRY});
+DELETE FROM agents WHERE agent IN (SELECT agent FROM registry WHERE type LIKE 'agent_%');
 INSERT INTO agents
 SELECT agent,
     arg_max(capabilities, "offset") FILTER (WHERE type = 'agent_registered'),
     arg_max(capacity, "offset") FILTER (WHERE type = 'agent_registered'),
     min(ts) FILTER (WHERE type = 'agent_registered'), max(ts),
     arg_max(type, "offset") <> 'agent_offline'
-FROM events
+FROM {{source}}
 WHERE type IN ('agent_registered', 'agent_offline', 'agent_online')
-  AND agent IN (SELECT agent FROM registry WHERE t LIKE 'agent_%')
+  AND agent IN (SELECT agent FROM registry WHERE type LIKE 'agent_%')
 GROUP BY agent;
-DELETE FROM queues WHERE queue IN (SELECT queue FROM registry WHERE t LIKE 'queue_%');
+DELETE FROM queues WHERE queue IN (SELECT queue FROM registry WHERE type LIKE 'queue_%');
 INSERT INTO queues
 SELECT queue,
     arg_max(max_concurrent, "offset") FILTER (WHERE type = 'queue_declared'),
     arg_max(CASE type WHEN 'queue_paused' THEN true WHEN 'queue_resumed' THEN false
                  ELSE coalesce(paused, false) END, "offset"),
     min(ts) FILTER (WHERE type = 'queue_declared'), max(ts)
-FROM events
+FROM {{source}}
 WHERE type IN ('queue_declared', 'queue_paused', 'queue_resumed')
-  AND queue IN (SELECT queue FROM registry WHERE t LIKE 'queue_%')
+  AND queue IN (SELECT queue FROM registry WHERE type LIKE 'queue_%')
 GROUP BY queue;
 """
+_AGENTS = _AGENTS_SQL.format(source="registry")
+_AGENTS_MERGED = _AGENTS_SQL.format(source="events")
 
 _DEPS = """
 INSERT INTO task_deps
@@ -333,7 +338,7 @@ def ingest_file(con: Any, path: str, start: int, end: int) -> tuple[int, str] | 
         con.execute(_ATTEMPTS_MERGED.replace("{start}", at).replace(
             "{cancelled_open}", _CANCELLED_OPEN if cancels else ""))
     if checked:
-        con.execute(_AGENTS)
+        con.execute(_AGENTS if start == 0 else _AGENTS_MERGED)
     con.execute("INSERT OR REPLACE INTO ingest_state VALUES (1, ?, ?)", [end, LAYOUT_VERSION])
     con.execute("; ".join(f"DROP TABLE IF EXISTS {t}" for t in _TEMP_TABLES))
     return None
