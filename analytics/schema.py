@@ -42,7 +42,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "LAYOUT_VERSION", "create_schema", "drop_schema", "TABLES", "VIEWS", "EVENT_COLUMNS"]
+__all__ = ["SCHEMA_VERSION", "LAYOUT_VERSION", "create_schema", "drop_schema", "TABLES", "VIEWS",
+           "EVENT_COLUMNS"]
 
 #: The event schema version this projection reads (``"v"`` of every record).
 SCHEMA_VERSION = 1

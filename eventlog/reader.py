@@ -195,7 +195,7 @@ class ReadAPI:
         bytes contain ``needle`` (a byte search in C: the other records never become Python
         objects).  Checksums of every record are verified, as in :meth:`read`.
 
-        Cost: memory speed, ~20 ns per record skipped.
+        Cost: ~60 ns per record skipped (5 M events searched in 0.3 s).
 
         Raises:
             InvalidArgumentError: a bad range, or ``needle`` not non-empty bytes.

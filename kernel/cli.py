@@ -248,8 +248,8 @@ def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
     with EventLog.open_readonly(_log_dir(directory)) as log:
         trail = task_history(log, task)
     if not any(ev["t"] == "submitted" for ev in trail):
-        raise UnknownTaskError(f"no task {task!r} in the log {directory}; "
-                               "`eskernel status` lists the queues and their tasks' counts")
+        raise UnknownTaskError(f"no task {task!r} in the log {directory}; check the id "
+                               f"(eskernel sql {directory} \"SELECT task FROM tasks\" lists them)")
     if fmt == "json":
         emit(table_from_dicts(trail, sorted({c for e in trail for c in e})), fmt)
         return
