@@ -298,8 +298,8 @@ def test_failed_chunk_rolls_back_rows_and_offset(demo_dir: Path, monkeypatch) ->
     with Projection(demo_dir) as p:
         p.refresh(until=1000)
         before = snapshot_tables(p)
-        # The last statement of an incremental chunk fails: events, tasks and the offset
-        # were already written in the transaction and must all roll back.
+        # A late statement of an incremental chunk fails: the events and tasks it already
+        # wrote in the transaction roll back with the offset.
         real = ingest._ATTEMPTS_MERGED
         monkeypatch.setattr(ingest, "_ATTEMPTS_MERGED", "SELECT no_such_column FROM events")
         with pytest.raises(ProjectionError):
