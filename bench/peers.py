@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["PEERS", "DAG_PEERS", "available", "skipped_peers", "run_queue", "run_dag"]
+__all__ = ["PEERS", "DAG_PEERS", "available", "require", "skipped_peers", "run_queue", "run_dag"]
 
 _MODULES = {
     "peer-huey-memory": "huey",
@@ -51,6 +51,17 @@ def available(name: str) -> str | None:
     except Exception as err:  # ImportError, or a broken install
         return f"not installed ({mod}: {type(err).__name__}); pip install 'eskernel[compare]'"
     return None
+
+
+def require(name: str, enabled: bool) -> None:
+    """Skip the calling benchmark unless peers were asked for (``--peers``) and ``name``
+    can run."""
+    import pytest
+    if not enabled:
+        pytest.skip("peers run with --peers (eskernel bench --compare)")
+    why = available(name)
+    if why:
+        pytest.skip(why)
 
 
 def skipped_peers(names: tuple[str, ...] = PEERS) -> list[tuple[str, str]]:

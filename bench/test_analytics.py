@@ -139,10 +139,6 @@ def test_ingest(benchmark, event_log: Path, impl: str) -> None:
             N_EVENTS / statistics.median(_REFRESH_S))
 
 
-def _refresh_tail(p: Projection) -> int:
-    return p.refresh()
-
-
 @pytest.mark.benchmark(group="ingest-incremental")
 @pytest.mark.parametrize("tail", [1_000, 20_000])
 def test_refresh_tail(benchmark, event_log: Path, tail: int) -> None:
@@ -158,7 +154,7 @@ def test_refresh_tail(benchmark, event_log: Path, tail: int) -> None:
         projections.append(p)
         return (p,), {}
 
-    n = benchmark.pedantic(_refresh_tail, setup=setup, rounds=3, iterations=1)
+    n = benchmark.pedantic(Projection.refresh, setup=setup, rounds=3, iterations=1)
     for p in projections:
         p.close()
     assert n == tail

@@ -46,11 +46,7 @@ def test_dag_drain(benchmark: Any, impl: str, peers_enabled: bool) -> None:
     layers = dag_layers(S["dag_layers"], S["dag_width"])
     n = S["dag_layers"] * S["dag_width"]
     if impl.startswith("peer"):
-        if not peers_enabled:
-            pytest.skip("peers run with --peers (eskernel bench --compare)")
-        why = peers.available(impl)
-        if why:
-            pytest.skip(why)
+        peers.require(impl, peers_enabled)
         run = peers.run_dag(impl, layers)
         benchmark.pedantic(run, rounds=2, iterations=1)
         record(benchmark, impl, items=n, tasks_per_s=n / benchmark.stats.stats.median,

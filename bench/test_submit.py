@@ -125,11 +125,7 @@ def test_queue_workload(benchmark: Any, impl: str, peers_enabled: bool,
         n = S["rt_fsync_n"]
     prios = _prios(n, seed=11)
     if impl.startswith("peer"):
-        if not peers_enabled:
-            pytest.skip("peers run with --peers (eskernel bench --compare)")
-        why = peers.available(impl)
-        if why:
-            pytest.skip(why)
+        peers.require(impl, peers_enabled)
         state: dict[str, Any] = {}
 
         def setup() -> None:

@@ -164,6 +164,13 @@ class Kernel(Views):
         st.applied += 1
         st.last_ts = now
 
+    def _append_hot_many(self, records: list[bytes], now: int) -> None:
+        # The batch hot paths applied in the core already: one write, then count them.
+        self._write(records)
+        st = self._state
+        st.applied += len(records)
+        st.last_ts = now
+
     def _maybe_snapshot(self) -> None:
         if self._snapshot_every and self._state.applied - self._last_snapshot >= self._snapshot_every:
             self.snapshot()
@@ -381,12 +388,7 @@ class Kernel(Views):
                 records = [sub(tid, q, prio, attempts, timeout_ns, pol, now, body)
                            for tid, q, prio, attempts, timeout_ns, body in args]
                 st.add_plain_many(ids, [a[5] for a in args])
-                try:
-                    self._log.append_many(records)
-                except BaseException as err:
-                    raise self._poison(err) from err
-                st.applied += len(records)
-                st.last_ts = now
+                self._append_hot_many(records, now)
                 self._maybe_snapshot()
             return ids
         finally:
@@ -527,12 +529,7 @@ class Kernel(Views):
             bad = leases[records]
             self._lease(bad)                   # not a Lease / not issued here: raises
             raise self._stale(bad, "complete")
-        try:
-            self._log.append_many(records)
-        except BaseException as err:
-            raise self._poison(err) from err
-        st.applied += len(records)
-        st.last_ts = now
+        self._append_hot_many(records, now)
 
     def _u(self, lease_id: int) -> float:
         # The jitter draw for a failed attempt: a pure function of (seed, lease id), so a

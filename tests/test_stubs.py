@@ -1,9 +1,11 @@
-"""kernel/_core.pyi lists every Python-visible name of the compiled core, checked by stubtest
-with an empty allowlist."""
+"""The stubs of the compiled modules (kernel/_core.pyi, eventlog/_framing.pyi) list every
+Python-visible name, checked by stubtest with an empty allowlist."""
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,16 +18,16 @@ cache_dir = {cache}
 ignore_errors = True
 [mypy-kernel.*]
 ignore_errors = True
-[mypy-kernel._core]
+[mypy-{module}]
 ignore_errors = False
 """
 
 
-def test_core_stub_matches_the_compiled_module(tmp_path):
+@pytest.mark.parametrize("module", ["kernel._core", "eventlog._framing"])
+def test_stub_matches_the_compiled_module(tmp_path: Path, module: str) -> None:
     config = tmp_path / "mypy.ini"
-    config.write_text(MYPY_CONFIG.format(cache=tmp_path / "cache"))
+    config.write_text(MYPY_CONFIG.format(cache=tmp_path / "cache", module=module))
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy.stubtest", "kernel._core", "--mypy-config-file",
-         str(config)],
+        [sys.executable, "-m", "mypy.stubtest", module, "--mypy-config-file", str(config)],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
