@@ -23,7 +23,7 @@ import duckdb
 from eventlog import EventLog
 
 from .errors import ProjectionError
-from .ingest import ingest_file, reset
+from .ingest import first_bad_record, ingest_file, reset
 from .query import Table, run_query
 from .schema import LAYOUT_VERSION, SCHEMA_VERSION, create_schema, drop_schema
 
@@ -192,7 +192,7 @@ class Projection:
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
-            if isinstance(result, tuple):
+            if result is False:
                 self._con.execute("ROLLBACK")
             else:
                 self._con.execute("COMMIT")
@@ -201,13 +201,17 @@ class Projection:
             raise _duck(err, f"ingesting the log {self.log_path} failed") from err
 
     def _ingest_chunk(self, path: str, start: int, end: int) -> None:
-        bad = self._transaction(lambda: ingest_file(self._con, path, start, end))
-        if bad is not None:
-            offset, what = bad
-            raise ProjectionError(
-                f"record {offset} of the log {self.log_path} is not an eskernel event "
-                f"({what}); this tool reads schema v{SCHEMA_VERSION} logs written by "
-                "eskernel's Kernel")
+        if self._transaction(lambda: ingest_file(self._con, path, start, end)):
+            return
+        try:
+            bad = first_bad_record(self._con, path)
+        except duckdb.Error as err:
+            raise _duck(err, f"reading the log {self.log_path} failed") from err
+        offset, what = bad if bad is not None else (f"{start}..{end - 1}", "unreadable")
+        raise ProjectionError(
+            f"record {offset} of the log {self.log_path} is not an eskernel event "
+            f"({what}); this tool reads schema v{SCHEMA_VERSION} logs written by "
+            "eskernel's Kernel")
 
     def follow(self, *, interval: float = 0.5, stop: threading.Event | None = None,
                idle_timeout: float | None = None,
