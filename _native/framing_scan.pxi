@@ -22,12 +22,20 @@ cdef enum:
     SCAN_INCOMPLETE = 1     # a frame runs past `end` (or past end of file)
     SCAN_ZERO = 2           # an all-zero frame header: unwritten space
     SCAN_BADCRC = 3         # a complete frame whose checksum does not match
+    EXPORT_NOT_OBJECT = 4   # export_json only: a record that is not a JSON object
     WINDOW_BYTES = 1 << 20
 
 
 cdef struct JsonOut:
     uint8_t *buf
     Py_ssize_t len, cap
+
+
+cdef struct ExportState:    # an export's progress, kept across the GIL-free loop
+    JsonOut o
+    long long pos, count
+    uint32_t length         # of the record that stopped the export (EXPORT_NOT_OBJECT)
+    int status, err         # err: 0, an errno, or -1 for out of memory
 
 
 @cython.auto_pickle(False)     # holds descriptors and C buffers
@@ -52,11 +60,14 @@ cdef class SegmentScanner:
     def invalidate(self):
         self.win_len = 0
 
-    cdef const uint8_t *_at(self, long long pos, Py_ssize_t need) except? NULL:
+    cdef const uint8_t *_window(self, long long pos, Py_ssize_t need,
+                                int *err) noexcept nogil:
         # Pointer to file bytes [pos, pos+need), reading a new window if needed; NULL if the
-        # file is shorter than that.
+        # file is shorter than that (*err = 0), or on a read error (*err = errno) or when
+        # memory runs out (*err = -1).
         cdef Py_ssize_t cap
         cdef int64_t got
+        err[0] = 0
         if pos >= self.win_start and pos + need <= self.win_start + self.win_len:
             return self.win + (pos - self.win_start)
         cap = WINDOW_BYTES if need < WINDOW_BYTES else need
@@ -66,18 +77,30 @@ cdef class SegmentScanner:
             self.win_len = 0
             if self.win == NULL:
                 self.win_cap = 0
-                raise MemoryError()
+                err[0] = -1
+                return NULL
             self.win_cap = cap
-        with nogil:
-            got = esk_pread_full(self.fd, self.win, cap, pos)
+        got = esk_pread_full(self.fd, self.win, cap, pos)
         if got < 0:
             self.win_len = 0
-            raise os_error(<int>-got)
+            err[0] = <int>-got
+            return NULL
         self.win_start = pos
         self.win_len = got
         if got < need:
             return NULL
         return self.win
+
+    cdef const uint8_t *_at(self, long long pos, Py_ssize_t need) except? NULL:
+        cdef int err
+        cdef const uint8_t *p
+        with nogil:
+            p = self._window(pos, need, &err)
+        if err == -1:
+            raise MemoryError()
+        if err:
+            raise os_error(err)
+        return p
 
     def scan(self, long long pos, long long end, long long max_records, bint verify=True,
              list out=None, long long first_offset=-1, bint fresh=False, bytes needle=None):
@@ -140,84 +163,99 @@ cdef class SegmentScanner:
         """Write records as JSON lines with ``key_prefix<offset>,`` injected after ``{``.
 
         Returns (pos, count, status) like :meth:`scan`; raises InvalidArgumentError naming
-        the offset of a record that is not a JSON object.
+        the offset of a record that is not a JSON object.  Runs without the GIL: threads
+        exporting other segments (other scanners) run in parallel.
         """
-        cdef long long count = 0
-        cdef const uint8_t *h
+        cdef ExportState x
         cdef const uint8_t *body
-        cdef uint32_t length, crc, j
-        cdef int status = SCAN_OK, err
-        cdef Py_ssize_t klen = len(key_prefix), need
         cdef const uint8_t *key = key_prefix
-        cdef JsonOut o
-        o.cap = WINDOW_BYTES
-        o.len = 0
-        o.buf = <uint8_t *>malloc(o.cap)
-        if o.buf == NULL:
+        cdef Py_ssize_t klen = len(key_prefix)
+        x.pos = pos
+        x.count = 0
+        x.status = SCAN_OK
+        x.err = 0
+        x.o.cap = WINDOW_BYTES
+        x.o.len = 0
+        x.o.buf = <uint8_t *>malloc(x.o.cap)
+        if x.o.buf == NULL:
             raise MemoryError()
         try:
-            while count < max_records:
-                if pos >= end:
-                    break
-                if end - pos < FRAME_HEADER:
-                    status = SCAN_INCOMPLETE
-                    break
-                h = self._at(pos, FRAME_HEADER)
-                if h == NULL:
-                    status = SCAN_INCOMPLETE
-                    break
-                length = get_u32(h)
-                crc = get_u32(h + 4)
-                if length == 0 and crc == 0:
-                    status = SCAN_ZERO
-                    break
-                if <long long>length > end - pos - FRAME_HEADER:
-                    status = SCAN_INCOMPLETE
-                    break
-                h = self._at(pos, FRAME_HEADER + length)
-                if h == NULL:
-                    status = SCAN_INCOMPLETE
-                    break
-                body = h + FRAME_HEADER
-                if crc32c_frame(length, body, length) != crc:
-                    status = SCAN_BADCRC
-                    break
-                if length == 0 or body[0] != 123:
-                    raise InvalidArgumentError(
-                        f"record at offset {first_offset + count} is not a JSON object (it "
-                        f"starts with {(<char *>body)[:min(length, 20)]!r}); "
-                        "export_json_lines only exports records that are JSON objects")
-                need = klen + 24 + length + 2
-                if o.len + need > o.cap:
-                    err = json_flush(&o, dest_fd)
-                    if err:
-                        raise os_error(err)
-                    if need > o.cap:
-                        json_grow(&o, need)
-                json_record(&o, key, klen, first_offset + count, body, length)
-                pos += FRAME_HEADER + length
-                count += 1
-            err = json_flush(&o, dest_fd)
-            if err:
-                raise os_error(err)
+            with nogil:
+                self._export(&x, end, max_records, dest_fd, first_offset, key, klen)
+            if x.err == -1:
+                raise MemoryError()
+            if x.err:
+                raise os_error(x.err)
+            if x.status == EXPORT_NOT_OBJECT:
+                body = self.win + (x.pos + FRAME_HEADER - self.win_start)
+                raise InvalidArgumentError(
+                    f"record at offset {first_offset + x.count} is not a JSON object (it "
+                    f"starts with {(<char *>body)[:min(x.length, 20)]!r}); "
+                    "export_json_lines only exports records that are JSON objects")
         finally:
-            free(o.buf)
-        return pos, count, status
+            free(x.o.buf)
+        return x.pos, x.count, x.status
+
+    cdef void _export(self, ExportState *x, long long end, long long max_records, int dest_fd,
+                      long long first_offset, const uint8_t *key,
+                      Py_ssize_t klen) noexcept nogil:
+        cdef const uint8_t *h
+        cdef const uint8_t *body
+        cdef uint32_t length, crc
+        cdef Py_ssize_t need
+        cdef uint8_t *nb
+        while x.count < max_records:
+            if x.pos >= end:
+                break
+            if end - x.pos < FRAME_HEADER:
+                x.status = SCAN_INCOMPLETE
+                break
+            h = self._window(x.pos, FRAME_HEADER, &x.err)
+            if h == NULL:
+                x.status = SCAN_INCOMPLETE
+                return
+            length = get_u32(h)
+            crc = get_u32(h + 4)
+            if length == 0 and crc == 0:
+                x.status = SCAN_ZERO
+                break
+            if <long long>length > end - x.pos - FRAME_HEADER:
+                x.status = SCAN_INCOMPLETE
+                break
+            h = self._window(x.pos, FRAME_HEADER + length, &x.err)
+            if h == NULL:
+                x.status = SCAN_INCOMPLETE
+                return
+            body = h + FRAME_HEADER
+            if crc32c_frame(length, body, length) != crc:
+                x.status = SCAN_BADCRC
+                break
+            if length == 0 or body[0] != 123:
+                x.status = EXPORT_NOT_OBJECT
+                x.length = length
+                return
+            need = klen + 24 + length + 2
+            if x.o.len + need > x.o.cap:
+                x.err = json_flush(&x.o, dest_fd)
+                if x.err:
+                    return
+                if need > x.o.cap:
+                    nb = <uint8_t *>realloc(x.o.buf, need)
+                    if nb == NULL:
+                        x.err = -1
+                        return
+                    x.o.buf = nb
+                    x.o.cap = need
+            json_record(&x.o, key, klen, first_offset + x.count, body, length)
+            x.pos += FRAME_HEADER + length
+            x.count += 1
+        x.err = json_flush(&x.o, dest_fd)
 
 
 cdef int json_flush(JsonOut *o, int fd) noexcept nogil:
     cdef int err = esk_write_all(fd, o.buf, o.len)
     o.len = 0
     return err
-
-
-cdef int json_grow(JsonOut *o, Py_ssize_t need) except -1:
-    cdef uint8_t *nb = <uint8_t *>realloc(o.buf, need)
-    if nb == NULL:
-        raise MemoryError()
-    o.buf = nb
-    o.cap = need
-    return 0
 
 
 cdef void json_record(JsonOut *o, const uint8_t *key, Py_ssize_t klen, long long offset,

@@ -23,7 +23,7 @@ from kernel.events import EVENT_TYPES
 
 from .schema import EVENT_COLUMNS, LAYOUT_VERSION, SCHEMA_VERSION
 
-__all__ = ["first_bad_record", "ingest_file", "reset"]
+__all__ = ["first_bad_record", "ingest_files", "reset"]
 
 _COLUMNS = "{" + ", ".join(f"'{k}': '{v}'" for k, v in EVENT_COLUMNS.items()) + "}"
 _KNOWN = ", ".join(f"'{t}'" for t in EVENT_TYPES)
@@ -46,8 +46,9 @@ def _bad(r: str = "") -> str:
 _NOT_AN_EVENT = "eskernel: a record is not an eskernel event"
 
 
-def _read(path: str) -> str:
-    return (f"read_ndjson({_quote(path)}, columns = {_COLUMNS}, "
+def _read(paths: list[str]) -> str:
+    files = "[" + ", ".join(_quote(p) for p in paths) + "]"
+    return (f"read_ndjson({files}, columns = {_COLUMNS}, "
             "format = 'newline_delimited', maximum_object_size = 67108864)")
 
 
@@ -75,10 +76,10 @@ _INSERT_EVENTS_MERGED = _INSERT_EVENTS_SQL.replace(
     "{old_leases}", "UNION ALL SELECT lease, agent, attempt FROM old_leases")
 
 
-def first_bad_record(con: Any, path: str) -> tuple[int, str] | None:
-    """The first record of the export at ``path`` that is not a known v1 event, as
+def first_bad_record(con: Any, paths: list[str]) -> tuple[int, str] | None:
+    """The first record of the export in ``paths`` that is not a known v1 event, as
     ``(offset, description)``; None when there is none."""
-    row = con.execute(f'SELECT "offset", v, t FROM {_read(path)} WHERE {_bad()} '
+    row = con.execute(f'SELECT "offset", v, t FROM {_read(paths)} WHERE {_bad()} '
                       'ORDER BY "offset" LIMIT 1').fetchone()
     if row is None:
         return None
@@ -327,8 +328,9 @@ _TEMP_TABLES = ("stage", "touched", "old_tasks", "old_leases", "merged", "ends",
                 "reopened", "registry")
 
 
-def ingest_file(con: Any, path: str, start: int, end: int) -> bool:
-    """Ingest the NDJSON export of records ``[start, end)`` inside the caller's transaction.
+def ingest_files(con: Any, paths: list[str], start: int, end: int) -> bool:
+    """Ingest the NDJSON export of records ``[start, end)`` (the files in offset order)
+    inside the caller's transaction.
 
     Returns False, with the transaction aborted, when a record is not an eskernel event (the
     caller rolls back and names it with :func:`first_bad_record`).  ``start == 0`` is a full
@@ -339,10 +341,10 @@ def ingest_file(con: Any, path: str, start: int, end: int) -> bool:
     at = str(int(start))
     try:
         if start == 0:
-            con.execute(_INSERT_EVENTS.replace("{source}", _read(path)))
+            con.execute(_INSERT_EVENTS.replace("{source}", _read(paths)))
         else:
             # The touched rows are read before the insert (they fill its queue / agent).
-            con.execute(f"CREATE OR REPLACE TEMP TABLE stage AS SELECT * FROM {_read(path)}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE stage AS SELECT * FROM {_read(paths)}")
             con.execute(_TOUCHED)
             con.execute(_INSERT_EVENTS_MERGED.replace("{source}", "stage"))
     except duckdb.InvalidInputException as err:

@@ -23,7 +23,7 @@ import duckdb
 from eventlog import EventLog
 
 from .errors import ProjectionError
-from .ingest import first_bad_record, ingest_file, reset
+from .ingest import first_bad_record, ingest_files, reset
 from .query import Table, run_query
 from .schema import LAYOUT_VERSION, SCHEMA_VERSION, create_schema, drop_schema
 
@@ -84,7 +84,8 @@ class Projection:
             # Refreshes commit often; let the WAL absorb them rather than rewriting the
             # database file at every commit (it is checkpointed on close).
             self._con.execute("SET checkpoint_threshold = '1GB'")
-            if self._layout() not in (None, LAYOUT_VERSION):
+            # A new in-memory database holds nothing to check.
+            if self.db_path and self._layout() not in (None, LAYOUT_VERSION):
                 drop_schema(self._con)   # built by another version: rebuild from the log
             create_schema(self._con)
         except duckdb.Error as err:
@@ -173,10 +174,10 @@ class Projection:
                 pos = start
                 while pos < end:
                     stop = min(end, pos + chunk)
-                    path = os.path.join(tmpdir, f"{pos}.ndjson")
-                    self._reader.export_json_lines(path, pos, stop)
-                    self._ingest_chunk(path, pos, stop)
-                    os.unlink(path)
+                    paths = [str(p) for p in self._reader.export_json_parts(tmpdir, pos, stop)]
+                    self._ingest_chunk(paths, pos, stop)
+                    for path in paths:
+                        os.unlink(path)
                     pos = stop
                     if progress is not None:
                         progress(pos - start, total)
@@ -200,11 +201,11 @@ class Projection:
         except duckdb.Error as err:
             raise _duck(err, f"ingesting the log {self.log_path} failed") from err
 
-    def _ingest_chunk(self, path: str, start: int, end: int) -> None:
-        if self._transaction(lambda: ingest_file(self._con, path, start, end)):
+    def _ingest_chunk(self, paths: list[str], start: int, end: int) -> None:
+        if self._transaction(lambda: ingest_files(self._con, paths, start, end)):
             return
         try:
-            bad = first_bad_record(self._con, path)
+            bad = first_bad_record(self._con, paths)
         except duckdb.Error as err:
             raise _duck(err, f"reading the log {self.log_path} failed") from err
         offset, what = bad if bad is not None else (f"{start}..{end - 1}", "unreadable")

@@ -168,6 +168,28 @@ def test_flipped_byte_in_older_segment_is_found_by_reads(tmp_path: Path) -> None
     assert (info.value.segment, info.value.offset) == (str(victim), pos)
 
 
+def test_exports_check_every_record_and_leave_nothing_on_corruption(tmp_path: Path) -> None:
+    objects = [b'{"n":%d}' % i for i in range(100)]
+    obj_dir = tmp_path / "objects"
+    with EventLog.open(obj_dir, segment_bytes=400) as log:
+        log.append_many(objects)
+    victim = sorted(obj_dir.glob("*.seg"))[2]
+    data = bytearray(victim.read_bytes())
+    data[HEADER_SIZE + 8 + 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    dest = tmp_path / "export"
+    dest.mkdir()
+    with EventLog.open(obj_dir, segment_bytes=400) as log:
+        for workers in (1, 2):
+            with pytest.raises(LogCorruptError) as info:
+                log.export_json_parts(dest, workers=workers)
+            assert (info.value.segment, info.value.offset) == (str(victim), HEADER_SIZE)
+            assert list(dest.iterdir()) == []
+        with pytest.raises(LogCorruptError):
+            log.export_json_lines(dest / "one.jsonl")
+    assert list(dest.iterdir()) == []
+
+
 def test_torn_tail_is_repaired_and_reported(tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     with EventLog.open(tmp_path) as log:
