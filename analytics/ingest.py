@@ -285,10 +285,12 @@ WHERE outcome IS NULL AND task IN (SELECT task FROM cancels)
 
 # Agents and queues named by the chunk are recomputed from their events: the chunk's own
 # for a first ingest ({source} = registry), all of them later ({source} = the events table).
+# Agent and queue events never name a task (kernel/events.py): `task IS NULL` lets DuckDB
+# skip every row group without such a row by its statistics (~20 ms -> ~3 ms a million).
 _REGISTRY_ROWS = f"""
 CREATE OR REPLACE TEMP TABLE registry AS
-SELECT "offset", type, ts, agent, queue, capabilities, capacity, max_concurrent, paused
-FROM events WHERE "offset" >= {{start}} AND type IN ({_REGISTRY})
+SELECT "offset", type, ts, task, agent, queue, capabilities, capacity, max_concurrent, paused
+FROM events WHERE "offset" >= {{start}} AND task IS NULL AND type IN ({_REGISTRY})
 """
 _AGENTS_SQL = """
 DELETE FROM agents WHERE agent IN (SELECT agent FROM registry WHERE type LIKE 'agent_%');
@@ -299,7 +301,7 @@ SELECT agent,
     min(ts) FILTER (WHERE type = 'agent_registered'), max(ts),
     arg_max(type, "offset") <> 'agent_offline'
 FROM {source}
-WHERE type IN ('agent_registered', 'agent_offline', 'agent_online')
+WHERE task IS NULL AND type IN ('agent_registered', 'agent_offline', 'agent_online')
   AND agent IN (SELECT agent FROM registry WHERE type LIKE 'agent_%')
 GROUP BY agent;
 DELETE FROM queues WHERE queue IN (SELECT queue FROM registry WHERE type LIKE 'queue_%');
@@ -310,7 +312,7 @@ SELECT queue,
                  ELSE coalesce(paused, false) END, "offset"),
     min(ts) FILTER (WHERE type = 'queue_declared'), max(ts)
 FROM {source}
-WHERE type IN ('queue_declared', 'queue_paused', 'queue_resumed')
+WHERE task IS NULL AND type IN ('queue_declared', 'queue_paused', 'queue_resumed')
   AND queue IN (SELECT queue FROM registry WHERE type LIKE 'queue_%')
 GROUP BY queue;
 """
