@@ -1,10 +1,12 @@
 """Incremental ingest: log records ``[start, end)`` -> the projection's tables, in one
 DuckDB transaction that also stores the new ``next_offset``.
 
-A chunk is exported by the log reader as NDJSON (in C, ``"offset"`` injected), read by
-DuckDB's ``read_ndjson`` with explicit columns into a temporary stage, checked, appended
-to ``events`` (with queue / priority / agent / attempt filled in from the task's submit and
-the lease's claim).  The first chunk derives tasks and attempts from all events; a later
+A chunk is exported by the log reader as NDJSON (in C, ``"offset"`` injected, one file per
+segment written two at a time), read by DuckDB's ``read_ndjson`` with explicit columns,
+checked in the same scan and appended to ``events`` with queue / priority / agent / attempt
+filled in from the task's submit and the lease's claim: straight from the reader for a
+first chunk, through a temporary stage for a later one (whose touched rows are read before
+the insert).  The first chunk derives tasks and attempts from all events; a later
 chunk folds its events into the rows of the tasks it *touches* (a task with an event in the
 chunk, or whose dependency completed in it) and of the leases it opens or ends, so its cost
 follows the chunk and the derived tables, not the length of the history.  Agents and queues
@@ -36,9 +38,10 @@ def _quote(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-# A record that is not a known v1 event stops the insert (the caller then names it, see
-# first_bad_record); the check costs next to nothing inside the insert's own scan.
 def _bad(r: str = "") -> str:
+    # A record that is not a known v1 event (``r``: the relation's prefix).  It stops the
+    # insert (the caller then names it, see first_bad_record): the check rides on the
+    # insert's own scan instead of a scan of its own.
     return (f"{r}v IS DISTINCT FROM {SCHEMA_VERSION} OR {r}t IS NULL OR {r}t NOT IN ({_KNOWN}) "
             f"OR {r}ts IS NULL")
 
@@ -79,12 +82,12 @@ _INSERT_EVENTS_MERGED = _INSERT_EVENTS_SQL.replace(
 def first_bad_record(con: Any, paths: list[str]) -> tuple[int, str] | None:
     """The first record of the export in ``paths`` that is not a known v1 event, as
     ``(offset, description)``; None when there is none."""
-    row = con.execute(f'SELECT "offset", v, t FROM {_read(paths)} WHERE {_bad()} '
+    row = con.execute(f'SELECT "offset", v, t, ts FROM {_read(paths)} WHERE {_bad()} '
                       'ORDER BY "offset" LIMIT 1').fetchone()
     if row is None:
         return None
-    offset, v, t = row
-    return offset, f"schema version {v!r}, type {t!r}"
+    offset, v, t, ts = row
+    return offset, f"schema version {v!r}, type {t!r}" + (", no ts" if ts is None else "")
 
 
 # The tasks a chunk touches (an event of theirs, or a dependency completing) and the rows it

@@ -394,6 +394,30 @@ def test_record_that_is_not_an_event(tmp_path: Path) -> None:
         assert p.next_offset == 0
 
 
+@pytest.mark.parametrize(("bad", "what"), [
+    (b'{"v":2,"t":"ready","ts":9,"task":"a"}', "schema version 2, type 'ready'"),
+    (b'{"v":1,"t":"teleported","ts":9,"task":"a"}', "schema version 1, type 'teleported'"),
+    (b'{"v":1,"t":"ready","task":"a"}', "schema version 1, type 'ready', no ts")])
+def test_record_that_is_not_an_event_in_a_later_refresh(tmp_path: Path, bad: bytes,
+                                                        what: str) -> None:
+    # A later chunk is checked like a first one, and the first bad record is the one named
+    # (two are appended; the chunk's earlier good records are not kept either).
+    with Kernel.open(tmp_path, clock=ManualClock()) as k:
+        k.declare_queue("q")
+        k.submit("q", id="a")
+    with Projection(tmp_path) as p:
+        p.refresh()
+        before = p.next_offset, p.query("SELECT count(*) FROM events").rows
+        with EventLog.open(tmp_path) as log:
+            first_bad = log.append(b'{"v":1,"t":"requeued","ts":8,"task":"a"}') + 1
+            log.append_many([bad, bad])
+        with pytest.raises(ProjectionError) as info:
+            p.refresh()
+        assert f"record {first_bad} of the log" in str(info.value)
+        assert f"is not an eskernel event ({what});" in str(info.value)
+        assert (p.next_offset, p.query("SELECT count(*) FROM events").rows) == before
+
+
 def test_bad_sql_and_read_only_queries(proj: Projection) -> None:
     with pytest.raises(ProjectionError, match="SQL error"):
         proj.query("SELEC nonsense")
