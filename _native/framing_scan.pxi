@@ -212,8 +212,10 @@ cdef class SegmentScanner:
                 break
             h = self._window(x.pos, FRAME_HEADER, &x.err)
             if h == NULL:
+                if x.err:
+                    return
                 x.status = SCAN_INCOMPLETE
-                return
+                break
             length = get_u32(h)
             crc = get_u32(h + 4)
             if length == 0 and crc == 0:
@@ -224,8 +226,10 @@ cdef class SegmentScanner:
                 break
             h = self._window(x.pos, FRAME_HEADER + length, &x.err)
             if h == NULL:
+                if x.err:
+                    return
                 x.status = SCAN_INCOMPLETE
-                return
+                break
             body = h + FRAME_HEADER
             if crc32c_frame(length, body, length) != crc:
                 x.status = SCAN_BADCRC

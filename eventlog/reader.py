@@ -152,17 +152,20 @@ class Catalog:
                     jobs = [(seg, first, n, seg.locate(first), seg.open(), path)
                             for seg, first, n, path in group]
                     written += [path for *_, path in group]
-                    errors: list[BaseException] = []
-                    threads = [threading.Thread(target=_export_piece,
-                                                args=(job, key_prefix, errors))
-                               for job in jobs[1:]]
+                    errors: list[BaseException | None] = [None] * len(jobs)
+                    threads = [threading.Thread(target=_export_piece, args=(jobs, i, key_prefix,
+                                                                            errors))
+                               for i in range(1, len(jobs))]
                     for t in threads:
                         t.start()
-                    _export_piece(jobs[0], key_prefix, errors)
-                    for t in threads:
-                        t.join()
-                    if errors:
-                        raise errors[0]
+                    try:
+                        _export_piece(jobs, 0, key_prefix, errors)
+                    finally:
+                        for t in threads:      # never leave a thread on a scanner
+                            t.join()
+                    for err in errors:         # the first piece's error first
+                        if err is not None:
+                            raise err
             except BaseException:
                 for path in written:
                     path.unlink(missing_ok=True)
@@ -182,9 +185,10 @@ def _check_int(name: str, value: object) -> int:
     return value
 
 
-def _export_piece(job: tuple, key_prefix: bytes, errors: list[BaseException]) -> None:
+def _export_piece(jobs: list[tuple], i: int, key_prefix: bytes,
+                  errors: list[BaseException | None]) -> None:
     # One segment's records into one file; runs in a thread (the C export drops the GIL).
-    seg, first, n, pos, scanner, path = job
+    seg, first, n, pos, scanner, path = jobs[i]
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -196,7 +200,7 @@ def _export_piece(job: tuple, key_prefix: bytes, errors: list[BaseException]) ->
             raise corrupt(seg.path, new_pos, STATUS_TEXT.get(status, "a short segment"))
         seg.cursor_offset, seg.cursor_pos = first + n, new_pos
     except BaseException as err:
-        errors.append(err)
+        errors[i] = err
 
 
 class ReadAPI:
