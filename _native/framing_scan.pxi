@@ -92,8 +92,11 @@ cdef class SegmentScanner:
         return self.win
 
     cdef const uint8_t *_at(self, long long pos, Py_ssize_t need) except? NULL:
+        # _window for callers holding the GIL: dropped only when a read is needed.
         cdef int err
         cdef const uint8_t *p
+        if pos >= self.win_start and pos + need <= self.win_start + self.win_len:
+            return self.win + (pos - self.win_start)
         with nogil:
             p = self._window(pos, need, &err)
         if err == -1:

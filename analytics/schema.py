@@ -172,12 +172,10 @@ SELECT q.queue, q.max_concurrent, coalesce(busy.leases, 0) AS leases,
 FROM queues q CROSS JOIN b LEFT JOIN busy USING (queue) ORDER BY q.queue;
 
 CREATE OR REPLACE MACRO failures_in(t0, t1) AS TABLE
+-- Counted once per (queue, agent), then summed both ways: one pass over the attempts
+-- instead of one per grouping (counts add up; ~0.24 -> ~0.13 s over 10 M attempts).
 WITH a AS (
-    SELECT * FROM attempts
-    WHERE (t0 IS NULL OR claimed_at >= t0) AND (t1 IS NULL OR claimed_at < t1)),
-g AS (
-    SELECT CASE WHEN GROUPING(queue) = 0 THEN 'queue' ELSE 'agent' END AS "by",
-           CASE WHEN GROUPING(queue) = 0 THEN queue ELSE agent END AS "key",
+    SELECT queue, agent,
            count(*) AS attempts,
            count(*) FILTER (WHERE outcome = 'completed') AS completed,
            count(*) FILTER (WHERE outcome = 'failed') AS failed,
@@ -186,6 +184,15 @@ g AS (
                             AND retry_at IS NOT NULL) AS retried,
            count(*) FILTER (WHERE outcome IN ('failed', 'expired')
                             AND retry_at IS NULL) AS dead_lettered
+    FROM attempts
+    WHERE (t0 IS NULL OR claimed_at >= t0) AND (t1 IS NULL OR claimed_at < t1)
+    GROUP BY queue, agent),
+g AS (
+    SELECT CASE WHEN GROUPING(queue) = 0 THEN 'queue' ELSE 'agent' END AS "by",
+           CASE WHEN GROUPING(queue) = 0 THEN queue ELSE agent END AS "key",
+           sum(attempts)::BIGINT AS attempts, sum(completed)::BIGINT AS completed,
+           sum(failed)::BIGINT AS failed, sum(expired)::BIGINT AS expired,
+           sum(retried)::BIGINT AS retried, sum(dead_lettered)::BIGINT AS dead_lettered
     FROM a GROUP BY GROUPING SETS ((queue), (agent)))
 SELECT "by", "key", attempts, completed, failed, expired, retried, dead_lettered,
        failed / attempts::DOUBLE AS failure_rate, retried / attempts::DOUBLE AS retry_rate,
