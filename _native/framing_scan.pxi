@@ -35,6 +35,7 @@ cdef struct ExportState:    # an export's progress, kept across the GIL-free loo
     JsonOut o
     long long pos, count
     uint32_t length         # of the record that stopped the export (EXPORT_NOT_OBJECT)
+    Py_ssize_t longest      # the longest line written, newline included
     int status, err         # err: 0, an errno, or -1 for out of memory
 
 
@@ -165,9 +166,10 @@ cdef class SegmentScanner:
                     long long first_offset, bytes key_prefix):
         """Write records as JSON lines with ``key_prefix<offset>,`` injected after ``{``.
 
-        Returns (pos, count, status) like :meth:`scan`; raises InvalidArgumentError naming
-        the offset of a record that is not a JSON object.  Runs without the GIL: threads
-        exporting other segments (other scanners) run in parallel.
+        Returns (pos, count, status) like :meth:`scan` and the longest line written (bytes,
+        newline included); raises InvalidArgumentError naming the offset of a record that is
+        not a JSON object.  Runs without the GIL: threads exporting with other scanners run
+        in parallel.
         """
         cdef ExportState x
         cdef const uint8_t *body
@@ -177,6 +179,7 @@ cdef class SegmentScanner:
         x.count = 0
         x.status = SCAN_OK
         x.err = 0
+        x.longest = 0
         x.o.cap = WINDOW_BYTES
         x.o.len = 0
         x.o.buf = <uint8_t *>malloc(x.o.cap)
@@ -197,7 +200,7 @@ cdef class SegmentScanner:
                     "export_json_lines only exports records that are JSON objects")
         finally:
             free(x.o.buf)
-        return x.pos, x.count, x.status
+        return x.pos, x.count, x.status, x.longest
 
     cdef void _export(self, ExportState *x, long long end, long long max_records, int dest_fd,
                       long long first_offset, const uint8_t *key,
@@ -205,7 +208,7 @@ cdef class SegmentScanner:
         cdef const uint8_t *h
         cdef const uint8_t *body
         cdef uint32_t length, crc
-        cdef Py_ssize_t need
+        cdef Py_ssize_t need, before
         cdef uint8_t *nb
         while x.count < max_records:
             if x.pos >= end:
@@ -253,7 +256,10 @@ cdef class SegmentScanner:
                         return
                     x.o.buf = nb
                     x.o.cap = need
+            before = x.o.len
             json_record(&x.o, key, klen, first_offset + x.count, body, length)
+            if x.o.len - before > x.longest:
+                x.longest = x.o.len - before
             x.pos += FRAME_HEADER + length
             x.count += 1
         x.err = json_flush(&x.o, dest_fd)

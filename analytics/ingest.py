@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from eventlog import JsonParts
 from kernel.events import EVENT_TYPES
 
 from .schema import EVENT_COLUMNS, LAYOUT_VERSION, SCHEMA_VERSION
@@ -49,10 +50,14 @@ def _bad(r: str = "") -> str:
 _NOT_AN_EVENT = "eskernel: a record is not an eskernel event"
 
 
-def _read(paths: list[str]) -> str:
-    files = "[" + ", ".join(_quote(p) for p in paths) + "]"
+def _read(export: JsonParts) -> str:
+    # DuckDB reads in buffers of twice the maximum object size: the smallest size that
+    # holds every line keeps its buffers (and their first-touch cost) small.  Reading the
+    # same export with 64 MB instead of 16 MB costs ~30 ms more per million events.
+    files = "[" + ", ".join(_quote(str(p)) for p in export.paths) + "]"
+    size = max(16 << 20, 1 << export.longest_line.bit_length())
     return (f"read_ndjson({files}, columns = {_COLUMNS}, "
-            "format = 'newline_delimited', maximum_object_size = 67108864)")
+            f"format = 'newline_delimited', maximum_object_size = {size})")
 
 
 # One statement from the reader into the table, filling queue / priority from the task's
@@ -79,10 +84,10 @@ _INSERT_EVENTS_MERGED = _INSERT_EVENTS_SQL.replace(
     "{old_leases}", "UNION ALL SELECT lease, agent, attempt FROM old_leases")
 
 
-def first_bad_record(con: Any, paths: list[str]) -> tuple[int, str] | None:
-    """The first record of the export in ``paths`` that is not a known v1 event, as
+def first_bad_record(con: Any, export: JsonParts) -> tuple[int, str] | None:
+    """The first record of ``export`` that is not a known v1 event, as
     ``(offset, description)``; None when there is none."""
-    row = con.execute(f'SELECT "offset", v, t, ts FROM {_read(paths)} WHERE {_bad()} '
+    row = con.execute(f'SELECT "offset", v, t, ts FROM {_read(export)} WHERE {_bad()} '
                       'ORDER BY "offset" LIMIT 1').fetchone()
     if row is None:
         return None
@@ -333,8 +338,8 @@ _TEMP_TABLES = ("stage", "touched", "old_tasks", "old_leases", "merged", "ends",
                 "reopened", "registry")
 
 
-def ingest_files(con: Any, paths: list[str], start: int, end: int) -> bool:
-    """Ingest the NDJSON export of records ``[start, end)`` (the files in offset order)
+def ingest_files(con: Any, export: JsonParts, start: int, end: int) -> bool:
+    """Ingest the NDJSON export of records ``[start, end)`` (``EventLog.export_json_parts``)
     inside the caller's transaction.
 
     Returns False, with the transaction aborted, when a record is not an eskernel event (the
@@ -346,10 +351,10 @@ def ingest_files(con: Any, paths: list[str], start: int, end: int) -> bool:
     at = str(int(start))
     try:
         if start == 0:
-            con.execute(_INSERT_EVENTS.replace("{source}", _read(paths)))
+            con.execute(_INSERT_EVENTS.replace("{source}", _read(export)))
         else:
             # The touched rows are read before the insert (they fill its queue / agent).
-            con.execute(f"CREATE OR REPLACE TEMP TABLE stage AS SELECT * FROM {_read(paths)}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE stage AS SELECT * FROM {_read(export)}")
             con.execute(_TOUCHED)
             con.execute(_INSERT_EVENTS_MERGED.replace("{source}", "stage"))
     except duckdb.InvalidInputException as err:

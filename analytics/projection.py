@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from eventlog import EventLog
+from eventlog import EventLog, JsonParts
 
 from .errors import ProjectionError
 from .ingest import first_bad_record, ingest_files, reset
@@ -174,9 +174,9 @@ class Projection:
                 pos = start
                 while pos < end:
                     stop = min(end, pos + chunk)
-                    paths = [str(p) for p in self._reader.export_json_parts(tmpdir, pos, stop)]
-                    self._ingest_chunk(paths, pos, stop)
-                    for path in paths:
+                    export = self._reader.export_json_parts(tmpdir, pos, stop)
+                    self._ingest_chunk(export, pos, stop)
+                    for path in export.paths:
                         os.unlink(path)
                     pos = stop
                     if progress is not None:
@@ -201,11 +201,11 @@ class Projection:
         except duckdb.Error as err:
             raise _duck(err, f"ingesting the log {self.log_path} failed") from err
 
-    def _ingest_chunk(self, paths: list[str], start: int, end: int) -> None:
-        if self._transaction(lambda: ingest_files(self._con, paths, start, end)):
+    def _ingest_chunk(self, export: JsonParts, start: int, end: int) -> None:
+        if self._transaction(lambda: ingest_files(self._con, export, start, end)):
             return
         try:
-            bad = first_bad_record(self._con, paths)
+            bad = first_bad_record(self._con, export)
         except duckdb.Error as err:
             raise _duck(err, f"reading the log {self.log_path} failed") from err
         offset, what = bad if bad is not None else (f"{start}..{end - 1}", "unreadable")

@@ -29,7 +29,7 @@ from .errors import (
     RecordTypeError as RecordTypeError,
 )
 from .log import Durability as Durability, EventLog as EventLog
-from .reader import LogReader as LogReader
+from .reader import JsonParts as JsonParts, LogReader as LogReader
 from .repair import RepairReport as RepairReport, VerifyReport as VerifyReport, verify as verify
 from .snapshots import Snapshot as Snapshot
 
@@ -38,6 +38,7 @@ __all__ = [
     "EskernelError",
     "EventLog",
     "InvalidArgumentError",
+    "JsonParts",
     "LogClosedError",
     "LogCorruptError",
     "LogError",

@@ -25,17 +25,20 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 from pathlib import Path
 
 from .errors import InvalidArgumentError, LogClosedError, LogNotFoundError, LogReadOnlyError
+from ._framing import SegmentScanner
 from .segment import STATUS_TEXT, Segment, corrupt, list_segments
 from .snapshots import Snapshot, latest_snapshot
 from .framing import segment_name
 
-__all__ = ["LogReader"]
+__all__ = ["JsonParts", "LogReader"]
 
 BATCH = 4096
 SEARCH_BATCH = 1 << 16     # records scanned per call by read_containing (few match)
+MIN_PART_RECORDS = 1 << 14     # export_json_parts: smaller runs are not worth a thread
 KEEP_OPEN = 4       # complete segments whose descriptors stay open (the last always does)
 
 
@@ -121,7 +124,7 @@ class Catalog:
             seg = self._segment(offset)
             n = min(count, seg.first + seg.count - offset)
             pos = seg.locate(offset)
-            new_pos, got, status = seg.open().export_json(
+            new_pos, got, status, _ = seg.open().export_json(
                 pos, seg.end_pos, n, fd, offset, key_prefix)
             if got != n:
                 raise corrupt(seg.path, new_pos, STATUS_TEXT.get(status, "a short segment"))
@@ -130,47 +133,41 @@ class Catalog:
             count -= n
 
     def export_parts(self, dest_dir: Path, offset: int, count: int, key_prefix: bytes,
-                     workers: int) -> list[Path]:
-        """Write records as JSON lines, one file per segment the range touches, up to
-        ``workers`` files at once (see ``export_json_parts``); all or none are kept."""
+                     parts: int) -> JsonParts:
+        """Write records as JSON lines into ``parts`` files of (nearly) equal record counts,
+        all at once (see ``export_json_parts``); all files or none are kept."""
         with self.lock:
             if offset + count > self.next_offset:
                 self._refresh()
-            pieces = []
-            while count > 0:
-                seg = self._segment(offset)
-                n = min(count, seg.first + seg.count - offset)
-                pieces.append((seg, offset, n, dest_dir / f"{offset}.ndjson"))
-                offset += n
-                count -= n
-            written: list[Path] = []
+            bounds = [offset + count * k // parts for k in range(parts + 1)]
+            jobs = []
+            for a, b in zip(bounds, bounds[1:]):
+                walk = []          # (segment path, byte position, end position, offset, n)
+                o = a
+                while o < b:
+                    seg = self._segment(o)
+                    n = min(b - o, seg.first + seg.count - o)
+                    pos = seg.locate(o)
+                    seg.open()         # a complete segment learns its end here
+                    walk.append((seg.path, pos, seg.end_pos, o, n))
+                    o += n
+                jobs.append((walk, dest_dir / f"{a}.ndjson"))
+            results: list[int | BaseException] = [0] * len(jobs)
+            threads = [threading.Thread(target=_export_walk, args=(jobs, i, key_prefix, results))
+                       for i in range(1, len(jobs))]
             try:
-                for k in range(0, len(pieces), workers):
-                    group = pieces[k:k + workers]
-                    # Positions and descriptors are taken here, under the lock; the
-                    # threads only run the exports (each on its own segment's scanner).
-                    jobs = [(seg, first, n, seg.locate(first), seg.open(), path)
-                            for seg, first, n, path in group]
-                    written += [path for *_, path in group]
-                    errors: list[BaseException | None] = [None] * len(jobs)
-                    threads = [threading.Thread(target=_export_piece, args=(jobs, i, key_prefix,
-                                                                            errors))
-                               for i in range(1, len(jobs))]
-                    for t in threads:
-                        t.start()
-                    try:
-                        _export_piece(jobs, 0, key_prefix, errors)
-                    finally:
-                        for t in threads:      # never leave a thread on a scanner
-                            t.join()
-                    for err in errors:         # the first piece's error first
-                        if err is not None:
-                            raise err
-            except BaseException:
-                for path in written:
-                    path.unlink(missing_ok=True)
-                raise
-            return written
+                for t in threads:
+                    t.start()
+                _export_walk(jobs, 0, key_prefix, results)
+            finally:
+                for t in threads:          # never leave a thread writing
+                    t.join()
+            for r in results:              # the first part's error first
+                if isinstance(r, BaseException):
+                    for _, path in jobs:
+                        path.unlink(missing_ok=True)
+                    raise r
+            return JsonParts([path for _, path in jobs], max(results))
 
     def close(self) -> None:
         with self.lock:
@@ -185,22 +182,39 @@ def _check_int(name: str, value: object) -> int:
     return value
 
 
-def _export_piece(jobs: list[tuple], i: int, key_prefix: bytes,
-                  errors: list[BaseException | None]) -> None:
-    # One segment's records into one file; runs in a thread (the C export drops the GIL).
-    seg, first, n, pos, scanner, path = jobs[i]
+class JsonParts(NamedTuple):
+    """The files of :meth:`ReadAPI.export_json_parts`, in offset order, and the longest line
+    written in any of them (bytes, newline included)."""
+
+    paths: list[Path]
+    longest_line: int
+
+
+def _export_walk(jobs: list[tuple], i: int, key_prefix: bytes,
+                 results: list[int | BaseException]) -> None:
+    # One part's records (across segments) into one file; runs in a thread.  It reads
+    # through descriptors and scanners of its own, so parts may share a segment, and the
+    # C export drops the GIL.
+    walk, path = jobs[i]
+    longest = 0
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            new_pos, got, status = scanner.export_json(pos, seg.end_pos, n, fd, first,
-                                                       key_prefix)
+            for seg_path, pos, end_pos, first, n in walk:
+                fd = os.open(seg_path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    new_pos, got, status, line = SegmentScanner(fd, seg_path).export_json(
+                        pos, end_pos, n, out, first, key_prefix)
+                finally:
+                    os.close(fd)
+                if got != n:
+                    raise corrupt(seg_path, new_pos, STATUS_TEXT.get(status, "a short segment"))
+                longest = max(longest, line)
         finally:
-            os.close(fd)
-        if got != n:
-            raise corrupt(seg.path, new_pos, STATUS_TEXT.get(status, "a short segment"))
-        seg.cursor_offset, seg.cursor_pos = first + n, new_pos
+            os.close(out)
+        results[i] = longest
     except BaseException as err:
-        errors[i] = err
+        results[i] = err
 
 
 class ReadAPI:
@@ -391,38 +405,44 @@ class ReadAPI:
 
     def export_json_parts(self, dest_dir: str | os.PathLike[str], start: int = 0,
                           end: int | None = None, *, offset_key: str = "offset",
-                          workers: int = 2) -> list[Path]:
-        """Like :meth:`export_json_lines`, into one file per segment the range touches.
+                          parts: int = 2) -> JsonParts:
+        """Like :meth:`export_json_lines`, into up to ``parts`` files written at once.
 
-        The files (``<dest_dir>/<first offset>.ndjson``) are written by up to ``workers``
-        threads at once (the export runs in C without the GIL), and returned in offset order:
-        read them in that order (DuckDB's ``read_ndjson`` takes the list) to get the records
-        in offset order.  On an error no file is left behind.  An empty range returns ``[]``.
+        The range is cut into ``parts`` runs of nearly equal record counts (fewer when it is
+        small: at least ``MIN_PART_RECORDS`` records each), each written to
+        ``<dest_dir>/<its first offset>.ndjson`` by its own thread (the export runs in C
+        without the GIL).  Returns the paths in offset order (read them in that order to get
+        the records in offset order; DuckDB's ``read_ndjson`` takes the list) and the longest
+        line written.  On an error no file is left behind.  An empty range writes nothing.
 
         Raises:
-            InvalidArgumentError: a bad range or ``workers``, or a record that is not a JSON
+            InvalidArgumentError: a bad range or ``parts``, or a record that is not a JSON
                 object (the message names its offset).
+            LogCorruptError: a record fails its checksum.
 
         >>> import tempfile
         >>> from eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b'{"a":1}', b'{}'])
-        ...     [p.read_text() for p in log.export_json_parts(d, 1)]
-        ['{"offset":1}\\n']
+        ...     paths, longest = log.export_json_parts(d, 1)
+        ...     [p.read_text() for p in paths], longest
+        (['{"offset":1}\\n'], 13)
         """
         start, stop = self._range(start, end)
         if not isinstance(offset_key, str) or not offset_key:
             raise InvalidArgumentError(f"offset_key must be a non-empty str, got {offset_key!r}")
-        if type(workers) is not int or not 1 <= workers <= KEEP_OPEN:
-            raise InvalidArgumentError(f"workers must be an int in 1..{KEEP_OPEN}, got "
-                                       f"{workers!r}")
+        if type(parts) is not int or not 1 <= parts <= 64:
+            raise InvalidArgumentError(f"parts must be an int in 1..64, got {parts!r}")
         dest = Path(dest_dir)
         if not dest.is_dir():
             raise InvalidArgumentError(f"dest_dir {str(dest)!r} is not a directory; create it "
                                        "first")
+        count = stop - start
+        if count == 0:
+            return JsonParts([], 0)
         key_prefix = json.dumps(offset_key).encode() + b":"
-        return self._catalog_for_read().export_parts(dest, start, stop - start, key_prefix,
-                                                     workers)
+        parts = max(1, min(parts, count // MIN_PART_RECORDS))
+        return self._catalog_for_read().export_parts(dest, start, count, key_prefix, parts)
 
     def latest_snapshot(self, max_offset: int | None = None) -> Snapshot | None:
         """The newest valid snapshot (offset <= ``max_offset`` if given), or ``None``.

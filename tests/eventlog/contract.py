@@ -25,6 +25,7 @@ from eventlog import (
     LogReadOnlyError,
     RecordTypeError,
 )
+from eventlog import reader as reader_module
 from eventlog.framing import HEADER_SIZE, encode_frame, segment_header
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -361,8 +362,10 @@ class LogContract:
             assert [p["offset"] for p in parsed] == list(range(32))
             assert parsed[31] == {"offset": 31, "pretty": True}
 
-    @pytest.mark.parametrize("workers", [1, 2, 3])
-    def test_export_json_parts_equal_one_export(self, tmp_path: Path, workers: int) -> None:
+    @pytest.mark.parametrize("parts", [1, 2, 3, 7])
+    def test_export_json_parts_equal_one_export(self, tmp_path: Path, parts: int,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(reader_module, "MIN_PART_RECORDS", 5)
         recs = [orjson.dumps({"n": i, "pad": "x" * (i % 40)}) for i in range(60)]
         one = tmp_path / "one.jsonl"
         parts_dir = tmp_path / "parts"
@@ -370,38 +373,56 @@ class LogContract:
         with self.make_log(tmp_path / "log", segment_bytes=400) as log:
             log.append_many(recs)
             log.export_json_lines(one, 7, 53)
-            parts = log.export_json_parts(parts_dir, 7, 53, workers=workers)
-            assert log.export_json_parts(parts_dir, 20, 20) == []
-        firsts = [int(p.stem) for p in parts]
-        assert firsts[0] == 7 and firsts == sorted(firsts) and len(parts) > workers
-        assert sorted(parts_dir.iterdir()) == sorted(parts)
-        assert b"".join(p.read_bytes() for p in parts) == one.read_bytes()
-        for p, nxt in zip(parts, firsts[1:] + [53]):
+            paths, longest = log.export_json_parts(parts_dir, 7, 53, parts=parts)
+            assert log.export_json_parts(parts_dir, 20, 20) == ([], 0)
+        # Runs of nearly equal record counts, cut inside segments when they fall there.
+        firsts = [int(p.stem) for p in paths]
+        assert firsts == [7 + 46 * k // parts for k in range(parts)]
+        assert sorted(parts_dir.iterdir()) == sorted(paths)
+        assert b"".join(p.read_bytes() for p in paths) == one.read_bytes()
+        assert longest == max(len(line) + 1 for line in one.read_bytes().splitlines())
+        for p, nxt in zip(paths, firsts[1:] + [53]):
             offsets = [orjson.loads(line)["offset"] for line in p.read_bytes().splitlines()]
             assert offsets == list(range(int(p.stem), nxt))
+
+    def test_export_json_parts_are_never_smaller_than_the_minimum(self, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+        monkeypatch.setattr(reader_module, "MIN_PART_RECORDS", 10)
+        with self.make_log(tmp_path / "log") as log:
+            log.append_many([b"{}"] * 25)
+            assert len(log.export_json_parts(tmp_path, parts=8).paths) == 2
+            for p in tmp_path.glob("*.ndjson"):
+                p.unlink()
+            assert len(log.export_json_parts(tmp_path, 0, 9, parts=8).paths) == 1
 
     def test_export_json_parts_rejects_bad_arguments(self, tmp_path: Path) -> None:
         with self.make_log(tmp_path / "log") as log:
             log.append(b"{}")
-            for workers in (0, 99, 1.5):
-                with pytest.raises(InvalidArgumentError, match="workers must be"):
-                    log.export_json_parts(tmp_path, workers=workers)
+            for parts in (0, 99, 1.5):
+                with pytest.raises(InvalidArgumentError, match="parts must be"):
+                    log.export_json_parts(tmp_path, parts=parts)
             with pytest.raises(InvalidArgumentError, match="is not a directory"):
                 log.export_json_parts(tmp_path / "missing")
             with pytest.raises(InvalidArgumentError, match="outside the log"):
                 log.export_json_parts(tmp_path, 5)
         assert [p.name for p in tmp_path.iterdir()] == ["log"]
 
-    def test_export_json_parts_leaves_nothing_on_a_bad_record(self, tmp_path: Path) -> None:
+    def test_export_json_parts_leaves_nothing_on_a_bad_record(self, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+        monkeypatch.setattr(reader_module, "MIN_PART_RECORDS", 5)
         dest = tmp_path / "parts"
         dest.mkdir()
         recs = [orjson.dumps({"n": i, "pad": "x" * 30}) for i in range(40)]
         recs[33] = b"[33]"
         with self.make_log(tmp_path / "log", segment_bytes=300) as log:
             log.append_many(recs)
-            with pytest.raises(InvalidArgumentError, match="record at offset 33 is not a JSON"):
-                log.export_json_parts(dest)
-        assert list(dest.iterdir()) == []
+            for parts in (1, 2, 4):
+                with pytest.raises(InvalidArgumentError,
+                                   match="record at offset 33 is not a JSON"):
+                    log.export_json_parts(dest, parts=parts)
+                assert list(dest.iterdir()) == []
 
     @pytest.mark.parametrize("bad", [b"[1,2]", b"", b" {}", b'"s"'])
     def test_export_rejects_non_objects(self, tmp_path: Path, bad: bytes) -> None:

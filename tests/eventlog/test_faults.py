@@ -16,6 +16,7 @@ from eventlog import (
     LogWriteError,
     verify,
 )
+from eventlog import reader as reader_module
 from eventlog.framing import HEADER_SIZE
 
 from .contract import records
@@ -168,7 +169,9 @@ def test_flipped_byte_in_older_segment_is_found_by_reads(tmp_path: Path) -> None
     assert (info.value.segment, info.value.offset) == (str(victim), pos)
 
 
-def test_exports_check_every_record_and_leave_nothing_on_corruption(tmp_path: Path) -> None:
+def test_exports_check_every_record_and_leave_nothing_on_corruption(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader_module, "MIN_PART_RECORDS", 5)
     objects = [b'{"n":%d}' % i for i in range(100)]
     obj_dir = tmp_path / "objects"
     with EventLog.open(obj_dir, segment_bytes=400) as log:
@@ -180,9 +183,9 @@ def test_exports_check_every_record_and_leave_nothing_on_corruption(tmp_path: Pa
     dest = tmp_path / "export"
     dest.mkdir()
     with EventLog.open(obj_dir, segment_bytes=400) as log:
-        for workers in (1, 2):
+        for parts in (1, 2, 3):
             with pytest.raises(LogCorruptError) as info:
-                log.export_json_parts(dest, workers=workers)
+                log.export_json_parts(dest, parts=parts)
             assert (info.value.segment, info.value.offset) == (str(victim), HEADER_SIZE)
             assert list(dest.iterdir()) == []
         with pytest.raises(LogCorruptError):
