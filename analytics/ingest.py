@@ -51,9 +51,9 @@ _NOT_AN_EVENT = "eskernel: a record is not an eskernel event"
 
 
 def _read(export: JsonParts) -> str:
-    # DuckDB reads in buffers of twice the maximum object size: the smallest size that
-    # holds every line keeps its buffers (and their first-touch cost) small.  Reading the
-    # same export with 64 MB instead of 16 MB costs ~30 ms more per million events.
+    # DuckDB reads in buffers of twice the maximum object size, and some versions refuse a
+    # longer line: the smallest size that holds every line keeps the buffers (and their
+    # first-touch cost) small.  64 MB instead of 16 MB costs ~30 ms more per million events.
     files = "[" + ", ".join(_quote(str(p)) for p in export.paths) + "]"
     size = max(16 << 20, 1 << export.longest_line.bit_length())
     return (f"read_ndjson({files}, columns = {_COLUMNS}, "
