@@ -186,6 +186,7 @@ class Projection:
             return total
 
     def _transaction(self, body: Callable[[], Any]) -> Any:
+        # Runs body in one transaction: committed unless it raises or returns False.
         try:
             self._con.execute("BEGIN TRANSACTION")
             try:
