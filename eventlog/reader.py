@@ -25,11 +25,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
-from .errors import InvalidArgumentError, LogClosedError, LogNotFoundError, LogReadOnlyError
 from ._framing import SegmentScanner
+from .errors import InvalidArgumentError, LogClosedError, LogNotFoundError, LogReadOnlyError
 from .segment import STATUS_TEXT, Segment, corrupt, list_segments
 from .snapshots import Snapshot, latest_snapshot
 from .framing import segment_name
@@ -153,20 +153,25 @@ class Catalog:
                     o += n
                 jobs.append((walk, dest_dir / f"{a}.ndjson"))
             results: list[int | BaseException] = [0] * len(jobs)
-            threads = [threading.Thread(target=_export_walk, args=(jobs, i, key_prefix, results))
-                       for i in range(1, len(jobs))]
+            started: list[threading.Thread] = []
             try:
-                for t in threads:
-                    t.start()
-                _export_walk(jobs, 0, key_prefix, results)
-            finally:
-                for t in threads:          # never leave a thread writing
-                    t.join()
-            for r in results:              # the first part's error first
-                if isinstance(r, BaseException):
-                    for _, path in jobs:
-                        path.unlink(missing_ok=True)
-                    raise r
+                try:
+                    for i in range(1, len(jobs)):
+                        t = threading.Thread(target=_export_walk,
+                                             args=(jobs, i, key_prefix, results))
+                        t.start()
+                        started.append(t)
+                    _export_walk(jobs, 0, key_prefix, results)
+                finally:
+                    for t in started:      # never leave a thread writing
+                        t.join()
+                for r in results:          # the first part's error first
+                    if isinstance(r, BaseException):
+                        raise r
+            except BaseException:
+                for _, path in jobs:
+                    path.unlink(missing_ok=True)
+                raise
             return JsonParts([path for _, path in jobs], max(results))
 
     def close(self) -> None:
