@@ -1,8 +1,8 @@
 """Incremental ingest: log records ``[start, end)`` -> the projection's tables, in one
 DuckDB transaction that also stores the new ``next_offset``.
 
-A chunk is exported by the log reader as NDJSON (in C, ``"offset"`` injected, one file per
-segment written two at a time), read by DuckDB's ``read_ndjson`` with explicit columns,
+A chunk is exported by the log reader as NDJSON (in C, ``"offset"`` injected, in parts of
+equal record counts written at once), read by DuckDB's ``read_ndjson`` with explicit columns,
 checked in the same scan and appended to ``events`` with queue / priority / agent / attempt
 filled in from the task's submit and the lease's claim: straight from the reader for a
 first chunk, through a temporary stage for a later one (whose touched rows are read before

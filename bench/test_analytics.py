@@ -8,8 +8,8 @@ Groups and implementations (ids):
 * ``ingest`` — 1,000,000 events into an empty in-memory projection.
   ``projection`` is :meth:`Projection.refresh` (C NDJSON export + DuckDB ``read_ndjson`` with
   explicit columns + the derived tasks/attempts/agents tables), timed as a whole: opening
-  the database, the refresh, closing it (the refresh alone is recorded as
-  ``extra_info["refresh_only_events_per_s"]``);
+  the database, the refresh, closing it; median of 5 after one warmup round (the refresh
+  alone is recorded as ``extra_info["refresh_only_events_per_s"]``);
   ``baseline-orjson-insert`` decodes every record with orjson in Python and inserts the
   columns into DuckDB as list parameters (raw events only, no derived tables).
 * ``ingest-incremental`` — a refresh of the last 1,000 / 20,000 events on top of the rest
