@@ -149,27 +149,39 @@ WHERE claimed_at < b.hi AND coalesce(ended_at, b.hi) > b.lo
   AND claimed_at < coalesce(t1::BIGINT, 9223372036854775807)
   AND (ended_at IS NULL OR ended_at > coalesce(t0::BIGINT, -1));
 
-CREATE OR REPLACE MACRO agent_utilization_in(t0, t1) AS TABLE
+-- Agents and queues from one pass over the attempts: busy time per (agent, queue), summed
+-- both ways ("by" = 'agent' | 'queue'; "limit" = capacity | max_concurrent).  Two macros
+-- of one pass each took ~0.25 s over 10 M attempts, this one ~0.18 s.
+CREATE OR REPLACE MACRO utilization_in(t0, t1) AS TABLE
 WITH b AS {_BOUNDS},
-busy AS (SELECT agent, count(*) AS leases, sum(busy_ns) AS busy_ns
-         FROM busy_in(t0, t1) GROUP BY agent)
-SELECT a.agent, a.capacity, coalesce(busy.leases, 0) AS leases,
-       coalesce(busy.busy_ns, 0) / 1e9 AS busy_s, (b.hi - b.lo) / 1e9 AS window_s,
-       CASE WHEN b.hi > b.lo THEN coalesce(busy.busy_ns, 0) / (a.capacity * (b.hi - b.lo))
+busy AS MATERIALIZED (SELECT agent, queue, count(*) AS leases, sum(busy_ns) AS busy_ns
+                      FROM busy_in(t0, t1) GROUP BY agent, queue),
+ag AS (SELECT agent, sum(leases)::BIGINT AS leases, sum(busy_ns) AS busy_ns
+       FROM busy GROUP BY agent),
+qu AS (SELECT queue, sum(leases)::BIGINT AS leases, sum(busy_ns) AS busy_ns
+       FROM busy GROUP BY queue)
+SELECT 'agent' AS "by", a.agent AS "key", a.capacity AS "limit",
+       coalesce(ag.leases, 0) AS leases, coalesce(ag.busy_ns, 0) / 1e9 AS busy_s,
+       (b.hi - b.lo) / 1e9 AS window_s, NULL::DOUBLE AS avg_running,
+       CASE WHEN b.hi > b.lo THEN coalesce(ag.busy_ns, 0) / (a.capacity * (b.hi - b.lo))
        END AS utilization
-FROM agents a CROSS JOIN b LEFT JOIN busy USING (agent) ORDER BY a.agent;
+FROM agents a CROSS JOIN b LEFT JOIN ag USING (agent)
+UNION ALL
+SELECT 'queue', q.queue, q.max_concurrent, coalesce(qu.leases, 0),
+       coalesce(qu.busy_ns, 0) / 1e9, (b.hi - b.lo) / 1e9,
+       CASE WHEN b.hi > b.lo THEN coalesce(qu.busy_ns, 0) / (b.hi - b.lo) END,
+       CASE WHEN b.hi > b.lo AND q.max_concurrent > 0
+            THEN coalesce(qu.busy_ns, 0) / (q.max_concurrent * (b.hi - b.lo)) END
+FROM queues q CROSS JOIN b LEFT JOIN qu USING (queue);
+
+CREATE OR REPLACE MACRO agent_utilization_in(t0, t1) AS TABLE
+SELECT "key" AS agent, "limit" AS capacity, leases, busy_s, window_s, utilization
+FROM utilization_in(t0, t1) WHERE "by" = 'agent' ORDER BY agent;
 
 CREATE OR REPLACE MACRO queue_utilization_in(t0, t1) AS TABLE
-WITH b AS {_BOUNDS},
-busy AS (SELECT queue, count(*) AS leases, sum(busy_ns) AS busy_ns
-         FROM busy_in(t0, t1) GROUP BY queue)
-SELECT q.queue, q.max_concurrent, coalesce(busy.leases, 0) AS leases,
-       coalesce(busy.busy_ns, 0) / 1e9 AS busy_s, (b.hi - b.lo) / 1e9 AS window_s,
-       CASE WHEN b.hi > b.lo THEN coalesce(busy.busy_ns, 0) / (b.hi - b.lo) END AS avg_running,
-       CASE WHEN b.hi > b.lo AND q.max_concurrent > 0
-            THEN coalesce(busy.busy_ns, 0) / (q.max_concurrent * (b.hi - b.lo)) END
-           AS utilization
-FROM queues q CROSS JOIN b LEFT JOIN busy USING (queue) ORDER BY q.queue;
+SELECT "key" AS queue, "limit" AS max_concurrent, leases, busy_s, window_s, avg_running,
+       utilization
+FROM utilization_in(t0, t1) WHERE "by" = 'queue' ORDER BY queue;
 
 CREATE OR REPLACE MACRO failures_in(t0, t1) AS TABLE
 -- Counted once per (queue, agent), then summed both ways: one pass over the attempts

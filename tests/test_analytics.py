@@ -457,6 +457,11 @@ def test_export_parquet_and_csv(proj: Projection, tmp_path: Path) -> None:
 
 def test_report_renders(proj: Projection) -> None:
     rep = proj.report()
+    # The report splits one utilization pass: the same tables as the two views.
+    for name in ("agent_utilization", "queue_utilization"):
+        view = proj.query(f"SELECT * FROM {name}")
+        assert (rep.sections[name].columns, rep.sections[name].rows) == (view.columns, view.rows)
+        assert view.rows
     text = rep.to_text()
     for title in ("Latency percentiles", "Utilization by agent", "Failures"):
         assert title in text
