@@ -29,7 +29,8 @@ Tables (filled by :mod:`analytics.ingest`):
 Views: ``throughput`` (per minute and queue), ``latency`` (p50/p95/p99 of wait, run and
 end-to-end by queue and by priority, completed tasks), ``agent_utilization``,
 ``queue_utilization``, ``failures`` (by queue and by agent).  The ``*_in(t0, t1)`` table
-macros are the same over the time window ``[t0, t1)`` in ns (``NULL`` = unbounded).
+macros are the same over the time window ``[t0, t1)`` in ns (``NULL`` = unbounded);
+``utilization_in(t0, t1)`` gives both utilizations in one table (``"by"`` = agent | queue).
 
 >>> import duckdb
 >>> con = duckdb.connect()
