@@ -39,6 +39,25 @@ def test_claim_encoded_by_the_core_matches_events_encode(task, agent):
     assert lease._event == events.encode(ev)
 
 
+@given(ts_ns=st.integers(0, 3_900_000_000_000_000_000), timeout_ms=st.integers(1, 10**9),
+       claims=st.integers(1, 130))
+def test_claims_encoded_by_the_core_match_at_any_magnitude(ts_ns, timeout_ms, claims):
+    # Every digit count of ts / expires (1 to 19) and of the lease id (1 to 3).
+    clock = ManualClock(start=0.0)
+    clock.advance(ts_ns / 1e9)
+    k = Kernel.in_memory(clock=clock)
+    k.declare_queue("q")
+    k.register_agent("w", ["q"], capacity=claims)
+    for _ in range(claims):
+        k.submit("q", timeout=timeout_ms / 1000)
+    for _ in range(claims):
+        lease = k.claim("w")
+        ev = {"t": "claimed", "ts": clock.time_ns(), "task": lease.task_id,
+              "lease": lease.lease_id, "agent": "w", "attempt": 1,
+              "expires": clock.time_ns() + timeout_ms * 1_000_000}
+        assert lease._event == events.encode(ev)
+
+
 def test_every_event_type_round_trips():
     for t, fields in events.EVENT_TYPES.items():
         ev = {"t": t, "ts": 1, **{f: None for f in fields}}
