@@ -115,43 +115,31 @@ class Catalog:
     def export(self, fd: int, offset: int, count: int, key_prefix: bytes) -> None:
         """Write records as JSON lines to ``fd`` (see ``export_json_lines``)."""
         with self.lock:
-            self._export(fd, offset, count, key_prefix)
+            _write_walk(self._walk(offset, offset + count), fd, key_prefix)
 
-    def _export(self, fd: int, offset: int, count: int, key_prefix: bytes) -> None:
-        if offset + count > self.next_offset:
+    def _walk(self, a: int, b: int) -> list[tuple[Path, int, int, int, int]]:
+        """Records ``a .. b-1`` as runs within segments: (path, byte position, end position,
+        first offset, count), positions taken under the lock for an export to read."""
+        if b > self.next_offset:
             self._refresh()
-        while count > 0:
-            seg = self._segment(offset)
-            n = min(count, seg.first + seg.count - offset)
-            pos = seg.locate(offset)
-            new_pos, got, status, _ = seg.open().export_json(
-                pos, seg.end_pos, n, fd, offset, key_prefix)
-            if got != n:
-                raise corrupt(seg.path, new_pos, STATUS_TEXT.get(status, "a short segment"))
-            seg.cursor_offset, seg.cursor_pos = offset + n, new_pos
-            offset += n
-            count -= n
+        walk = []
+        while a < b:
+            seg = self._segment(a)
+            n = min(b - a, seg.first + seg.count - a)
+            pos = seg.locate(a)
+            seg.open()         # a complete segment learns its end here
+            walk.append((seg.path, pos, seg.end_pos, a, n))
+            a += n
+        return walk
 
     def export_parts(self, dest_dir: Path, offset: int, count: int, key_prefix: bytes,
                      parts: int) -> JsonParts:
         """Write records as JSON lines into ``parts`` files of (nearly) equal record counts,
         all at once (see ``export_json_parts``); all files or none are kept."""
         with self.lock:
-            if offset + count > self.next_offset:
-                self._refresh()
             bounds = [offset + count * k // parts for k in range(parts + 1)]
-            jobs = []
-            for a, b in zip(bounds, bounds[1:]):
-                walk = []          # (segment path, byte position, end position, offset, n)
-                o = a
-                while o < b:
-                    seg = self._segment(o)
-                    n = min(b - o, seg.first + seg.count - o)
-                    pos = seg.locate(o)
-                    seg.open()         # a complete segment learns its end here
-                    walk.append((seg.path, pos, seg.end_pos, o, n))
-                    o += n
-                jobs.append((walk, dest_dir / f"{a}.ndjson"))
+            jobs = [(self._walk(a, b), dest_dir / f"{a}.ndjson")
+                    for a, b in zip(bounds, bounds[1:])]
             results: list[int | BaseException] = [0] * len(jobs)
             started: list[threading.Thread] = []
             try:
@@ -195,29 +183,35 @@ class JsonParts(NamedTuple):
     longest_line: int
 
 
+def _write_walk(walk: list[tuple[Path, int, int, int, int]], out: int,
+                key_prefix: bytes) -> int:
+    # The records of a walk (see Catalog._walk) as JSON lines to `out`; returns the longest
+    # line.  It reads through descriptors and scanners of its own, so walks may share a
+    # segment and run in threads at once (the C export drops the GIL).
+    longest = 0
+    for seg_path, pos, end_pos, first, n in walk:
+        fd = os.open(seg_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            new_pos, got, status, line = SegmentScanner(fd, seg_path).export_json(
+                pos, end_pos, n, out, first, key_prefix)
+        finally:
+            os.close(fd)
+        if got != n:
+            raise corrupt(seg_path, new_pos, STATUS_TEXT.get(status, "a short segment"))
+        longest = max(longest, line)
+    return longest
+
+
 def _export_walk(jobs: list[tuple], i: int, key_prefix: bytes,
                  results: list[int | BaseException]) -> None:
-    # One part's records (across segments) into one file; runs in a thread.  It reads
-    # through descriptors and scanners of its own, so parts may share a segment, and the
-    # C export drops the GIL.
+    # One part into its own file; runs in a thread.
     walk, path = jobs[i]
-    longest = 0
     try:
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            for seg_path, pos, end_pos, first, n in walk:
-                fd = os.open(seg_path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    new_pos, got, status, line = SegmentScanner(fd, seg_path).export_json(
-                        pos, end_pos, n, out, first, key_prefix)
-                finally:
-                    os.close(fd)
-                if got != n:
-                    raise corrupt(seg_path, new_pos, STATUS_TEXT.get(status, "a short segment"))
-                longest = max(longest, line)
+            results[i] = _write_walk(walk, out, key_prefix)
         finally:
             os.close(out)
-        results[i] = longest
     except BaseException as err:
         results[i] = err
 
