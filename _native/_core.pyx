@@ -752,6 +752,10 @@ cdef class Scheduler:
         """The C state as one bytes blob for a snapshot (same machine and build only)."""
         return sched_dump(self)
 
+    def policy_table(self):
+        """[(initial, factor, maximum, jitter)] of the interned backoff policies, by index."""
+        return [(p.initial, p.factor, p.maximum, p.jitter) for p in self.policies[:self.n_policies]]
+
     @staticmethod
     def load(bytes blob, list task_ids, list queue_names, list agent_names):
         """A Scheduler restored from dump(); raises ValueError when the blob does not fit."""

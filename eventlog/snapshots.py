@@ -36,7 +36,8 @@ from ._framing import crc32c
 from .errors import InvalidArgumentError
 from .segment import fsync_dir
 
-__all__ = ["Snapshot", "latest_snapshot", "write_snapshot"]
+__all__ = ["Snapshot", "latest_snapshot", "list_snapshots", "prune_snapshots",
+           "remove_snapshots", "write_snapshot"]
 
 logger = logging.getLogger("eventlog")
 SNAP_MAGIC = b"\x89ESKSNP\n"
@@ -122,6 +123,36 @@ def remove_temp_files(directory: Path) -> None:
         stale = [e.path for e in it if e.name.startswith(".") and ".snap.tmp-" in e.name]
     for p in stale:
         os.unlink(p)
+
+
+def list_snapshots(directory: Path) -> list[int]:
+    """Offsets of the snapshot files in ``directory`` (valid or not), ascending."""
+    with os.scandir(directory) as it:
+        return sorted(int(e.name[:20]) for e in it if _NAME.match(e.name))
+
+
+def remove_snapshots(directory: Path, offsets: list[int]) -> None:
+    """Delete the snapshot files with these offsets (missing ones are no error), durably."""
+    for off in offsets:
+        try:
+            os.unlink(directory / f"{off:020d}.snap")
+        except FileNotFoundError:
+            pass
+    if offsets:
+        fsync_dir(directory)
+
+
+def prune_snapshots(directory: Path, keep: int) -> list[int]:
+    """Keep the ``keep`` newest snapshot files, delete the rest; returns what was deleted.
+
+    Raises:
+        InvalidArgumentError: ``keep`` not an int >= 1.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise InvalidArgumentError(f"keep must be an int >= 1, got {keep!r}")
+    old = list_snapshots(directory)[:-keep]
+    remove_snapshots(directory, old)
+    return old
 
 
 def latest_snapshot(directory: Path, max_offset: int | None = None) -> Snapshot | None:

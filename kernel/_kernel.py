@@ -24,8 +24,9 @@ from ._submit import NO_IDS, batch_events, new_id, simple_batch, spec_dict, subm
 from ._views import Views
 from ._validate import (ID_PATTERN, MAX_DURATION_S, NS, check_capabilities, check_id, check_int,
                         lookup)
+from ._snapshotter import Snapshotter
 from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError, EskernelError,
-                     InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
+                     InvalidArgumentError, InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
                      StaleLeaseError)
 from .models import BackoffPolicy, Priority, TaskSpec
 
@@ -56,7 +57,8 @@ class Kernel(Views):
     # -- construction -------------------------------------------------------------------
 
     def __init__(self, log: Any, state: KernelState, *, clock: Clock | None, seed: int,
-                 snapshot_every: int, max_payload_bytes: int, read_only: bool = False) -> None:
+                 snapshot_every: int, max_payload_bytes: int, read_only: bool = False,
+                 snapshot_keep: int = 2) -> None:
         self._log = log
         self._state = state
         self._sched = state.sched
@@ -72,6 +74,8 @@ class Kernel(Views):
         self._append = log.append
         self._agent_index = state.agent_index
         self._blocked = read_only    # True once closed, failed or read-only: the slow check runs
+        self._snapshotter = (Snapshotter(log, snapshot_keep)
+                             if hasattr(log, "write_snapshot") and not read_only else None)
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, seed: int = 0,
@@ -89,22 +93,28 @@ class Kernel(Views):
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durability: str = "write",
              clock: Clock | None = None, seed: int = 0, snapshot_every: int = 100_000,
-             max_payload_bytes: int = 1 << 20, **log_options: Any) -> "Kernel":
+             snapshot_keep: int = 2, max_payload_bytes: int = 1 << 20,
+             **log_options: Any) -> "Kernel":
         """Open (or create) a durable kernel in directory ``path``.
 
         Loads the newest valid snapshot, then replays the log's tail through the same apply
         path live operation uses.  ``durability`` is the event log's mode (``"fsync"``,
         ``"write"`` or ``"buffer"``; see :class:`eventlog.Durability`).  A snapshot is taken
-        every ``snapshot_every`` events (0: only on :meth:`snapshot`).
+        every ``snapshot_every`` events (0: only on :meth:`snapshot`) once the log has grown
+        by half the last snapshot's size, on a background thread; the ``snapshot_keep``
+        newest are kept.  A snapshot that fails its checks, or lies beyond the log's end
+        (removed on open), is reported and the log replayed instead.
 
         Raises:
             LogLockedError: another process holds the directory.
             LogCorruptError: a record before the tail is damaged.
+            InvalidSpecError: a bad option, or ``max_payload_bytes`` too large for the log's
+                ``max_record_bytes``.
         """
         from ._replay import open_durable
         return open_durable(cls, path, durability=durability, clock=clock, seed=seed,
-                            snapshot_every=snapshot_every, max_payload_bytes=max_payload_bytes,
-                            log_options=log_options)
+                            snapshot_every=snapshot_every, snapshot_keep=snapshot_keep,
+                            max_payload_bytes=max_payload_bytes, log_options=log_options)
 
     @classmethod
     def replay(cls, path: str | os.PathLike[str], *, until: int | None = None,
@@ -131,17 +141,25 @@ class Kernel(Views):
     def _commit(self, evs: list[dict[str, Any]]) -> None:
         """Append events (one record each, one batch) then apply them."""
         records = [ev.get("_rec") or events.encode(ev) for ev in evs]
-        self._write(records)
+        self._write(records, applied=False)
         for ev in evs:
             self._state.apply(ev)
         self._maybe_snapshot()
 
-    def _write(self, records: list[bytes]) -> None:
+    def _write(self, records: list[bytes], applied: bool = True) -> None:
         try:
             if len(records) == 1:
                 self._append(records[0])
             else:
                 self._log.append_many(records)
+        except InvalidArgumentError as err:
+            # The log refused the batch before writing a byte (a record over its size
+            # limit).  Nothing was applied yet on the general path: the caller's error only.
+            if applied:
+                raise self._poison(err) from err
+            raise InvalidSpecError(
+                f"the request makes a record the log refuses ({err}); make the payload, tags "
+                "or batch smaller: nothing was written") from err
         except BaseException as err:
             raise self._poison(err) from err
 
@@ -172,8 +190,11 @@ class Kernel(Views):
         st.last_ts = now
 
     def _maybe_snapshot(self) -> None:
+        # A safe point: the call's events are appended and applied.
         if self._snapshot_every and self._state.applied - self._last_snapshot >= self._snapshot_every:
-            self.snapshot()
+            self._last_snapshot = self._state.applied
+            if self._snapshotter is not None:
+                self._snapshotter.maybe(self._state)
 
     def _task(self, task_id: Any) -> int:
         return lookup(self._state.task_index, task_id, "task")

@@ -9,10 +9,12 @@ from typing import Any
 
 from . import events
 from ._apply import KernelState
-from .errors import InvalidSpecError
+from .errors import InvalidSpecError, SnapshotCorruptError
 
 log = logging.getLogger("eskernel")
 BATCH = 8192
+#: Bytes a hot-path record holds beyond its payload or result (ids, names, fields).
+RECORD_OVERHEAD = 4096
 
 
 def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None) -> None:
@@ -45,38 +47,73 @@ def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None =
             gc.enable()
 
 
-def _load_snapshot(log_: Any, max_offset: int | None) -> KernelState:
-    snap = log_.latest_snapshot(max_offset)
-    if snap is None:
+def _load_snapshot(log_: Any, end: int, *, remove_beyond: bool = False) -> KernelState:
+    """The state of the newest snapshot that is valid and belongs to this log, else empty.
+
+    A snapshot beyond the log's end describes records the log no longer holds (a repaired
+    tail, a crash in buffer mode): it is never loaded, and the writer removes it so that
+    records appended later at those offsets can never be hidden by it.  Every snapshot passed
+    over is logged with the reason.
+    """
+    from eventlog.snapshots import list_snapshots, remove_snapshots
+
+    from ._snapshot import decode, tail_hash
+    path = getattr(log_, "path", None)
+    if path is None:
         return KernelState()
-    try:
-        state = KernelState.load(snap.blob)
-    except ValueError as err:
-        log.warning("snapshot at offset %d in %s is unusable (%s); replaying the log from 0",
-                    snap.offset, snap.path, err)
-        return KernelState()
-    if state.applied != snap.offset:
-        log.warning("snapshot %s claims offset %d but holds %d events; replaying from 0",
-                    snap.path, snap.offset, state.applied)
-        return KernelState()
-    return state
+    beyond = [off for off in list_snapshots(path) if off > end]
+    if beyond:
+        log.warning("snapshot(s) at offset(s) %s in %s lie beyond the log's end %d (the tail "
+                    "was repaired or never made durable); %s", beyond, path, end,
+                    "removing them" if remove_beyond else "ignoring them")
+        if remove_beyond:
+            remove_snapshots(path, beyond)
+    limit = end
+    while limit >= 0:
+        snap = log_.latest_snapshot(limit)
+        if snap is None:
+            break
+        limit = snap.offset - 1
+        try:
+            state, tail = decode(snap.blob)
+            if state.applied != snap.offset:
+                raise SnapshotCorruptError(f"it holds {state.applied} events, not {snap.offset}")
+            if snap.offset and tail_hash(log_.read_batch(snap.offset - 1, 1)[0]) != tail:
+                raise SnapshotCorruptError(
+                    f"its last record differs from the log's record {snap.offset - 1}: it "
+                    "belongs to another history")
+        except SnapshotCorruptError as err:
+            log.warning("snapshot %s is unusable (%s); trying an older one, else replaying "
+                        "the log", snap.path, err)
+            continue
+        return state
+    return KernelState()
 
 
 def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clock: Any,
-                 seed: int, snapshot_every: int, max_payload_bytes: int,
+                 seed: int, snapshot_every: int, snapshot_keep: int, max_payload_bytes: int,
                  log_options: dict[str, Any]) -> Any:
     from eventlog import EventLog
-    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 0:
-        raise InvalidSpecError(f"snapshot_every must be an int >= 0, got {snapshot_every!r}")
+    for name, value, low in (("snapshot_every", snapshot_every, 0),
+                             ("snapshot_keep", snapshot_keep, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidSpecError(f"{name} must be an int >= {low}, got {value!r}")
+    max_record = log_options.get("max_record_bytes", 16 << 20)
+    if (isinstance(max_payload_bytes, int) and isinstance(max_record, int)
+            and max_payload_bytes + RECORD_OVERHEAD > max_record):
+        raise InvalidSpecError(
+            f"max_payload_bytes {max_payload_bytes} does not fit in a record of "
+            f"max_record_bytes {max_record} (a task's record needs {RECORD_OVERHEAD} bytes "
+            "more than its payload); lower max_payload_bytes or raise max_record_bytes")
     log_ = EventLog.open(path, durability=durability, **log_options)
     try:
-        state = _load_snapshot(log_, None)
+        state = _load_snapshot(log_, log_.next_offset, remove_beyond=True)
         _replay_into(state, log_, log_.next_offset)
     except BaseException:
         log_.close()
         raise
     return cls(log_, state, clock=clock, seed=seed, snapshot_every=snapshot_every,
-               max_payload_bytes=max_payload_bytes)
+               max_payload_bytes=max_payload_bytes, snapshot_keep=snapshot_keep)
 
 
 def replay_readonly(cls: Any, path: str | os.PathLike[str], *, until: int | None,
@@ -91,7 +128,7 @@ def replay_readonly(cls: Any, path: str | os.PathLike[str], *, until: int | None
             end = until
         until_ns = (seconds_to_ns(until_time, "until_time", maximum=MAX_TIME_S)
                     if until_time is not None else None)
-        state = _load_snapshot(reader, end if until_ns is None else None)
+        state = _load_snapshot(reader, end if until_ns is None else reader.next_offset)
         if until_ns is not None and state.last_ts > until_ns:
             state = KernelState()
         _replay_into(state, reader, end, until_ns)

@@ -36,6 +36,7 @@ class Views:
     _state: Any
     _sched: Any
     _log: Any
+    _snapshotter: Any
 
     def task(self, task_id: str) -> TaskView:
         """The current state of one task.
@@ -151,13 +152,29 @@ class Views:
         return bool(self._sched._check())
 
     def snapshot(self) -> int:
-        """Write a snapshot of the state now; returns its offset (0-cost for in-memory)."""
-        if not hasattr(self._log, "write_snapshot"):
-            return int(self._state.applied)
+        """Write a snapshot of the state now and return its offset (0-cost for in-memory).
+
+        The log is synced through that offset first, so a snapshot never covers records a
+        crash could lose.  Waits for an automatic snapshot in flight.
+
+        Raises:
+            LogWriteError: the snapshot could not be written (ENOSPC, EIO...); the kernel
+                and its log are unaffected and later calls work.
+        """
         self._writable()  # type: ignore[attr-defined]
-        self._log.write_snapshot(self._state.applied, self._state.dump())
-        self._last_snapshot = self._state.applied
-        return int(self._state.applied)
+        if self._snapshotter is None:
+            return int(self._state.applied)
+        offset = self._snapshotter.now(self._state)
+        self._last_snapshot = offset
+        return int(offset)
+
+    def snapshot_status(self) -> dict[str, Any]:
+        """Snapshot counters of this kernel: ``taken``, ``failed``, ``last_offset``,
+        ``last_error``, ``in_progress`` and ``keep`` (all zero/None for in-memory)."""
+        if self._snapshotter is None:
+            return {"taken": 0, "failed": 0, "last_offset": None, "last_error": None,
+                    "in_progress": False, "keep": 0}
+        return self._snapshotter.status()
 
     @property
     def repair(self) -> Any:
@@ -169,6 +186,8 @@ class Views:
         if not getattr(self, "_closed", False):
             self._closed = True
             self._blocked = True
+            if self._snapshotter is not None:
+                self._snapshotter.wait()
             self._log.close()
 
     def __enter__(self) -> Any:

@@ -40,6 +40,7 @@ __all__ = [
     "KernelInternalError", "HandlerTimeoutError", "WaitTimeoutError", "LogError", "LogClosedError", "LogCorruptError", "LogFailedError",
     "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
     "RecordTypeError",
+    "SnapshotCorruptError",
 ]
 
 
@@ -118,3 +119,10 @@ class KernelInternalError(EskernelError):
     the log."""
 
 
+class SnapshotCorruptError(LogError):
+    """A snapshot file failed a check (format, checksum, hash, bounds or consistency).
+
+    Opening never raises it: the snapshot is passed over with a warning and the log replayed
+    (the log, not a snapshot, is the truth); ``eskernel verify`` reports it as a finding.
+    Delete the file, or run ``eskernel snapshot DIR`` to write a fresh one.
+    """
