@@ -20,6 +20,10 @@ rule                     what must hold
                          open lease; every lease ends once (or is still open)
 ``apply``                the kernel's own apply path accepts the event
 ``snapshot-digest``      the state replayed from offset 0 equals each stored snapshot's
+``snapshot-corrupt``     every snapshot file passes its checks and its last record is the
+                         log's record at that offset
+``snapshot-beyond-end``  no snapshot lies beyond the log's end (opening would ignore and
+                         remove it: it describes records the log does not hold)
 =======================  ===============================================================
 
 It stops at the first violation and names it (offset, event, rule).
@@ -43,7 +47,8 @@ __all__ = ["Violation", "VerifyResult", "verify_log", "RULES"]
 
 RULES = ("integrity", "schema", "unknown-ref", "duplicate-task", "task-leased-twice",
          "agent-capacity", "queue-max-concurrent", "agent-capability", "dependency-order",
-         "claim-terminal", "lease-monotonic", "lease-end", "apply", "snapshot-digest")
+         "claim-terminal", "lease-monotonic", "lease-end", "apply", "snapshot-digest",
+         "snapshot-corrupt", "snapshot-beyond-end")
 BATCH = 8192
 
 
@@ -254,6 +259,13 @@ def _verify_events(path: Path, integrity: Any, snaps: list[int], checker: _Check
     loads, known = kevents.loads, kevents.EVENT_TYPES
     with EventLog.open_readonly(path) as reader:
         total = min(reader.next_offset, integrity.records)
+        beyond = [s for s in snaps if s > total]
+        if beyond:
+            return VerifyResult(total, integrity.segments, 0, integrity.torn_tail_bytes,
+                                Violation(beyond[0], None, "snapshot-beyond-end",
+                                          f"snapshot(s) at offset(s) {beyond} lie beyond the "
+                                          f"log's end {total}: they describe records the log "
+                                          "does not hold; opening the directory removes them"))
         pending = [s for s in snaps if s <= total]
         off = 0
         while off < total:
@@ -308,16 +320,24 @@ def _fail(off: int, ev: dict[str, Any] | None, rule: str, msg: str, integrity: A
 
 
 def _compare_snapshot(reader: Any, offset: int, state: Any) -> Violation | None:
-    from kernel._apply import KernelState
+    from kernel._snapshot import decode, tail_hash
+    from kernel.errors import SnapshotCorruptError
     snap = reader.latest_snapshot(offset)
+    name = reader.path / f"{offset:020d}.snap"
     if snap is None or snap.offset != offset:
-        return None            # unreadable snapshots are skipped by the kernel too
+        return Violation(offset, None, "snapshot-corrupt",
+                         f"snapshot {name} fails its file checks (opening passes over it)")
     try:
-        stored = KernelState.load(snap.blob).digest()
-    except Exception as err:
-        return Violation(offset, None, "snapshot-digest",
-                         f"snapshot {snap.path} cannot be loaded: {err}")
-    replayed = state.digest()
+        loaded, tail = decode(snap.blob)
+        if loaded.applied != offset:
+            raise SnapshotCorruptError(f"it holds {loaded.applied} events, not {offset}")
+        if offset and tail_hash(reader.read_batch(offset - 1, 1)[0]) != tail:
+            raise SnapshotCorruptError(f"its last record differs from the log's record "
+                                       f"{offset - 1}")
+    except SnapshotCorruptError as err:
+        return Violation(offset, None, "snapshot-corrupt",
+                         f"snapshot {snap.path} cannot be used: {err} (opening passes over it)")
+    stored, replayed = loaded.digest(), state.digest()
     if stored != replayed:
         return Violation(offset, None, "snapshot-digest",
                          f"snapshot {snap.path} has digest {stored[:16]}… but replaying "

@@ -23,7 +23,7 @@ Sections, each exactly once and in this order:
     4 PAYLOADS  msgpack arrays of bytes (each one JSON document)
     5 RESULTS   msgpack arrays of bytes or nil
     6 ERRORS    msgpack arrays of str or nil
-    7 META      msgpack arrays of nil or [name, tags, key, parent, depends_on]
+    7 META      msgpack arrays of nil or [name, tags (a map), key, parent, depends_on]
 
 Column sections are a stream of arrays of at most ``CHUNK`` items, so a background writer
 hands the GIL back between chunks.  Derived tables (the id indexes, agent capabilities,
@@ -205,8 +205,7 @@ def _meta(m: Any, task_index: dict[str, int], h: int) -> tuple[Any, ...]:
         raise SnapshotCorruptError(f"metadata of task {h} is not a 5-item list")
     name, tags, key, parent, deps = m
     if (any(x is not None and type(x) is not str for x in (name, key, parent))
-            or (tags is not None and (type(tags) is not list
-                                      or any(type(t) is not str for t in tags)))
+            or (tags is not None and type(tags) is not dict)
             or type(deps) is not list
             or any(type(d) is not str or task_index.get(d, h) >= h for d in deps)):
         raise SnapshotCorruptError(f"metadata of task {h} has a field of the wrong kind or "
