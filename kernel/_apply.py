@@ -15,6 +15,7 @@ from . import events
 from ._core import Scheduler
 from .errors import KernelInternalError
 
+#: The metadata of the many tasks that carry none, shared (snapshots test identity with it).
 _NO_META: tuple[Any, ...] = (None, None, None, None, ())
 
 

@@ -58,7 +58,7 @@ class Kernel(Views):
 
     def __init__(self, log: Any, state: KernelState, *, clock: Clock | None, seed: int,
                  snapshot_every: int, max_payload_bytes: int, read_only: bool = False,
-                 snapshot_keep: int = 2) -> None:
+                 snapshot_keep: int = 2, snapshot_growth: float = 0.5) -> None:
         self._log = log
         self._state = state
         self._sched = state.sched
@@ -74,7 +74,7 @@ class Kernel(Views):
         self._append = log.append
         self._agent_index = state.agent_index
         self._blocked = read_only    # True once closed, failed or read-only: the slow check runs
-        self._snapshotter = (Snapshotter(log, snapshot_keep)
+        self._snapshotter = (Snapshotter(log, snapshot_keep, snapshot_growth)
                              if hasattr(log, "write_snapshot") and not read_only else None)
 
     @classmethod
@@ -93,7 +93,8 @@ class Kernel(Views):
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durability: str = "write",
              clock: Clock | None = None, seed: int = 0, snapshot_every: int = 100_000,
-             snapshot_keep: int = 2, max_payload_bytes: int = 1 << 20,
+             snapshot_keep: int = 2, snapshot_growth: float = 0.5,
+             max_payload_bytes: int = 1 << 20,
              **log_options: Any) -> "Kernel":
         """Open (or create) a durable kernel in directory ``path``.
 
@@ -101,8 +102,8 @@ class Kernel(Views):
         path live operation uses.  ``durability`` is the event log's mode (``"fsync"``,
         ``"write"`` or ``"buffer"``; see :class:`eventlog.Durability`).  A snapshot is taken
         every ``snapshot_every`` events (0: only on :meth:`snapshot`) once the log has grown
-        by half the last snapshot's size, on a background thread; the ``snapshot_keep``
-        newest are kept.  A snapshot that fails its checks, or lies beyond the log's end
+        by ``snapshot_growth`` times the last snapshot's size, on a background thread; the
+        ``snapshot_keep`` newest are kept.  A snapshot that fails its checks, or lies beyond the log's end
         (removed on open), is reported and the log replayed instead.
 
         Raises:
@@ -114,6 +115,7 @@ class Kernel(Views):
         from ._replay import open_durable
         return open_durable(cls, path, durability=durability, clock=clock, seed=seed,
                             snapshot_every=snapshot_every, snapshot_keep=snapshot_keep,
+                            snapshot_growth=snapshot_growth,
                             max_payload_bytes=max_payload_bytes, log_options=log_options)
 
     @classmethod

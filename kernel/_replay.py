@@ -91,13 +91,17 @@ def _load_snapshot(log_: Any, end: int, *, remove_beyond: bool = False) -> Kerne
 
 
 def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clock: Any,
-                 seed: int, snapshot_every: int, snapshot_keep: int, max_payload_bytes: int,
-                 log_options: dict[str, Any]) -> Any:
+                 seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
+                 max_payload_bytes: int, log_options: dict[str, Any]) -> Any:
     from eventlog import EventLog
     for name, value, low in (("snapshot_every", snapshot_every, 0),
                              ("snapshot_keep", snapshot_keep, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InvalidSpecError(f"{name} must be an int >= {low}, got {value!r}")
+    if (isinstance(snapshot_growth, bool) or not isinstance(snapshot_growth, (int, float))
+            or not 0 <= snapshot_growth <= 1000):
+        raise InvalidSpecError(f"snapshot_growth must be a number in [0, 1000], got "
+                               f"{snapshot_growth!r}")
     max_record = log_options.get("max_record_bytes", 16 << 20)
     if (isinstance(max_payload_bytes, int) and isinstance(max_record, int)
             and max_payload_bytes + RECORD_OVERHEAD > max_record):
@@ -113,7 +117,8 @@ def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clo
         log_.close()
         raise
     return cls(log_, state, clock=clock, seed=seed, snapshot_every=snapshot_every,
-               max_payload_bytes=max_payload_bytes, snapshot_keep=snapshot_keep)
+               max_payload_bytes=max_payload_bytes, snapshot_keep=snapshot_keep,
+               snapshot_growth=float(snapshot_growth))
 
 
 def replay_readonly(cls: Any, path: str | os.PathLike[str], *, until: int | None,

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +49,7 @@ import orjson
 from eventlog.framing import crc32c
 
 from . import events
+from ._apply import _NO_META, KernelState
 from ._core import Scheduler
 from .errors import SnapshotCorruptError
 
@@ -59,7 +62,6 @@ SECTION_COUNT = len(SECTION_NAMES)
 CHUNK = 8192
 _HEADER = struct.Struct("<8sII32s")
 _ENTRY = struct.Struct("<IQI")
-_NO_META: tuple[Any, ...] = (None, None, None, None, ())
 
 
 def tail_hash(record: bytes) -> bytes:
@@ -111,7 +113,18 @@ def _column(items: list[Any]) -> bytes:
 
 # -- reading --------------------------------------------------------------------------------
 
-def _sections(blob: bytes) -> dict[int, bytes]:
+class _Hasher(threading.Thread):
+    # BLAKE2b releases the GIL on large buffers: the hash runs beside the decoding.
+    def __init__(self, data: memoryview) -> None:
+        super().__init__(name="eskernel-snapshot-hash", daemon=True)
+        self.data, self.digest = data, b""
+        self.start()
+
+    def run(self) -> None:
+        self.digest = hashlib.blake2b(self.data, digest_size=32).digest()
+
+
+def _sections(blob: bytes) -> tuple[dict[int, memoryview], Any]:
     if len(blob) < _HEADER.size:
         raise SnapshotCorruptError(f"{len(blob)} bytes, shorter than the snapshot header")
     magic, version, count, digest = _HEADER.unpack_from(blob)
@@ -127,8 +140,7 @@ def _sections(blob: bytes) -> dict[int, bytes]:
     if len(blob) < table_end:
         raise SnapshotCorruptError("the section table is truncated")
     view = memoryview(blob)
-    h = hashlib.blake2b(view[_HEADER.size:], digest_size=32)
-    out: dict[int, bytes] = {}
+    out: dict[int, memoryview] = {}
     pos = table_end
     for i, tag in enumerate(SECTION_NAMES):
         got, length, crc = _ENTRY.unpack_from(blob, _HEADER.size + i * _ENTRY.size)
@@ -138,19 +150,23 @@ def _sections(blob: bytes) -> dict[int, bytes]:
             raise SnapshotCorruptError(
                 f"the {SECTION_NAMES[tag]} section claims {length} bytes, {len(blob) - pos} "
                 "are left")
-        body = blob[pos:pos + length]
+        body = view[pos:pos + length]
         if crc32c(body) != crc:
             raise SnapshotCorruptError(f"the {SECTION_NAMES[tag]} section fails its checksum")
         out[tag] = body
         pos += length
     if pos != len(blob):
         raise SnapshotCorruptError(f"{len(blob) - pos} bytes follow the last section")
-    if h.digest() != digest:
-        raise SnapshotCorruptError("the content hash does not match: the file was altered")
-    return out
+    hasher = _Hasher(view[_HEADER.size:])
+
+    def check_hash() -> None:
+        hasher.join()
+        if hasher.digest != digest:
+            raise SnapshotCorruptError("the content hash does not match: the file was altered")
+    return out, check_hash
 
 
-def _unpack(body: bytes, what: str) -> Iterator[Any]:
+def _unpack(body: memoryview, what: str) -> Iterator[Any]:
     # No ext hook, str keys only, and a buffer no larger than the section: msgpack builds
     # plain values and nothing else.
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=max(
@@ -162,7 +178,7 @@ def _unpack(body: bytes, what: str) -> Iterator[Any]:
         raise SnapshotCorruptError(f"the {what} section does not decode: {err}") from None
 
 
-def _column_items(body: bytes, tag: int, n: int) -> list[Any]:
+def _column_items(body: memoryview, tag: int, n: int) -> list[Any]:
     what = SECTION_NAMES[tag]
     out: list[Any] = []
     for chunk in _unpack(body, what):
@@ -175,32 +191,28 @@ def _column_items(body: bytes, tag: int, n: int) -> list[Any]:
 
 
 def _names(value: Any, what: str) -> list[str]:
-    if type(value) is not list or any(type(x) is not str for x in value):
+    if type(value) is not list or not set(map(type, value)) <= {str}:
         raise SnapshotCorruptError(f"{what} is not a list of strings")
     if len(set(value)) != len(value):
         raise SnapshotCorruptError(f"{what} holds a name twice")
     return value
 
 
-def _bad_items(items: list[Any], ok: Any, what: str) -> None:
-    for i, x in enumerate(items):
-        if not ok(x):
-            raise SnapshotCorruptError(f"{what} entry {i} is {type(x).__name__}: invalid")
-
-
-def _json_doc(b: Any) -> bool:
-    if type(b) is not bytes:
-        return False
-    try:
-        orjson.loads(b)
-    except orjson.JSONDecodeError:
-        return False
-    return True
+def _check_column(items: list[Any], kinds: set[type], json_docs: bool, what: str) -> None:
+    # Whole-column checks (no Python call per item): the kinds present, then every JSON
+    # document parsed; only a failure looks for the first bad item to name it.
+    if not set(map(type, items)) <= kinds:
+        i = next(i for i, x in enumerate(items) if type(x) not in kinds)
+        raise SnapshotCorruptError(f"{what} {i} is a {type(items[i]).__name__}")
+    if json_docs:
+        docs = [x for x in items if x is not None] if type(None) in kinds else items
+        try:
+            deque(map(orjson.loads, docs), maxlen=0)
+        except orjson.JSONDecodeError as err:
+            raise SnapshotCorruptError(f"a {what} is not a JSON document: {err}") from None
 
 
 def _meta(m: Any, task_index: dict[str, int], h: int) -> tuple[Any, ...]:
-    if m is None:
-        return _NO_META
     if type(m) is not list or len(m) != 5:
         raise SnapshotCorruptError(f"metadata of task {h} is not a 5-item list")
     name, tags, key, parent, deps = m
@@ -219,8 +231,14 @@ def decode(blob: bytes) -> tuple[Any, bytes]:
     Raises:
         SnapshotCorruptError: anything at all is wrong; the message says what.
     """
-    from ._apply import KernelState
-    sec = _sections(blob)
+    sec, check_hash = _sections(blob)
+    try:
+        return _decode(sec)
+    finally:
+        check_hash()     # a state that fails it is dropped (the finally raises instead)
+
+
+def _decode(sec: dict[int, memoryview]) -> tuple[Any, bytes]:
     heads = list(_unpack(sec[HEAD], "head"))
     head = heads[0] if len(heads) == 1 else None
     if type(head) is not dict or set(head) != {"applied", "last_ts", "tail", "queue_names",
@@ -233,23 +251,26 @@ def decode(blob: bytes) -> tuple[Any, bytes]:
     queue_names = _names(head["queue_names"], "the queue names")
     agent_names = _names(head["agent_names"], "the agent names")
     n = _core_task_count(sec[CORE])
-    task_ids = _names(_column_items(sec[TASK_IDS], TASK_IDS, n), "the task ids")
+    task_ids = _column_items(sec[TASK_IDS], TASK_IDS, n)
+    task_index = dict(zip(task_ids, range(n)))     # hashes each id once, for both uses
+    if len(task_index) != n or not set(map(type, task_ids)) <= {str}:
+        raise SnapshotCorruptError("the task ids are not distinct strings")
     try:
-        sched = Scheduler.load(sec[CORE], task_ids, queue_names, agent_names)
+        sched = Scheduler.load(bytes(sec[CORE]), task_ids, queue_names, agent_names)
     except (ValueError, MemoryError) as err:
         raise SnapshotCorruptError(f"the core section does not load: {err}") from None
     payloads = _column_items(sec[PAYLOADS], PAYLOADS, n)
     results = _column_items(sec[RESULTS], RESULTS, n)
     errors = _column_items(sec[ERRORS], ERRORS, n)
-    _bad_items(payloads, _json_doc, "payload")
-    _bad_items(results, lambda r: r is None or _json_doc(r), "result")
-    _bad_items(errors, lambda e: e is None or type(e) is str, "error")
+    _check_column(payloads, {bytes}, True, "payload")
+    _check_column(results, {bytes, type(None)}, True, "result")
+    _check_column(errors, {str, type(None)}, False, "error")
     st = KernelState()
     st.sched = sched
-    st.task_index = {tid: h for h, tid in enumerate(task_ids)}
+    st.task_index = task_index
     st.queue_index = {q: h for h, q in enumerate(queue_names)}
     st.agent_index = {a: h for h, a in enumerate(agent_names)}
-    st.meta = [_meta(m, st.task_index, h)
+    st.meta = [_NO_META if m is None else _meta(m, task_index, h)
                for h, m in enumerate(_column_items(sec[META], META, n))]
     for h, m in enumerate(st.meta):
         if m[2] is not None:
@@ -268,7 +289,7 @@ def decode(blob: bytes) -> tuple[Any, bytes]:
     return st, tail
 
 
-def _core_task_count(core: bytes) -> int:
+def _core_task_count(core: memoryview) -> int:
     # The core's header: 16 int64, the task count second (see _native/snapshot.pxi).
     if len(core) < 16:
         raise SnapshotCorruptError("the core section is truncated")

@@ -8,8 +8,8 @@ the capture; a failed one is logged and counted (:meth:`Snapshotter.status`), ne
 to that call.  After each, the directory keeps the ``keep`` newest.
 
 Spacing: one is due every ``every`` events, and only once the log has grown by at least
-``GROWTH`` times the last snapshot's size since it, so the bytes spent on snapshots stay a
-bounded multiple of the log's.
+``growth`` (default ``GROWTH``) times the last snapshot's size since it, so the bytes spent
+on snapshots stay a bounded multiple of the log's.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ def log_bytes(directory: Path) -> int:
 class Snapshotter:
     """Takes the snapshots of one durable kernel.  Its methods run on the kernel's thread."""
 
-    def __init__(self, event_log: Any, keep: int) -> None:
+    def __init__(self, event_log: Any, keep: int, growth: float = GROWTH) -> None:
         self._log = event_log
         self._dir = Path(event_log.path)
         self.keep = keep
+        self.growth = growth
         self.taken = self.failed = 0
         self.last_error: str | None = None
         self.last_offset: int | None = None
@@ -65,7 +66,7 @@ class Snapshotter:
         if self.busy():
             return
         grown = log_bytes(self._dir)
-        if grown - self._log_at_last < GROWTH * self._last_size:
+        if grown - self._log_at_last < self.growth * self._last_size:
             return
         cap = Capture(state)
         self._thread = threading.Thread(target=self._background, args=(cap, grown),
