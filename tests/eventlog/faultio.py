@@ -59,6 +59,26 @@ class PassThroughIO:
         os.fsync(fd)
 
 
+class TraceIO(PassThroughIO):
+    """Records every call as (call, file name) in ``trace``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trace: list[tuple[str, str]] = []
+
+    def write(self, fd: int, data: bytes) -> int:
+        self.trace.append(("write", os.path.basename(fd_path(fd))))
+        return super().write(fd, data)
+
+    def fdatasync(self, fd: int) -> None:
+        self.trace.append(("fdatasync", os.path.basename(fd_path(fd))))
+        super().fdatasync(fd)
+
+    def fsync(self, fd: int) -> None:
+        self.trace.append(("fsync", os.path.basename(fd_path(fd))))
+        super().fsync(fd)
+
+
 class FaultyIO(PassThroughIO):
     """Once armed, the next write hands over only ``partial`` bytes (if set) and the one after
     raises ``OSError(write_errno)``; or the next sync raises ``OSError(sync_errno)``."""

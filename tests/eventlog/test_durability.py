@@ -19,7 +19,7 @@ from eventlog import EventLog, LogFailedError, LogWriteError
 from eventlog.framing import HEADER_SIZE, encode_frame, segment_header
 
 from .contract import records
-from .faultio import ChoppyIO, CutIO, HoldIO, PassThroughIO, io_hook
+from .faultio import ChoppyIO, CutIO, HoldIO, PassThroughIO, TraceIO, io_hook
 
 SEG0 = "00000000000000000000.seg"
 HELD = 0.3      # seconds a held call must keep every dependent call waiting
@@ -57,6 +57,18 @@ def _end_of(offset: int, recs: list[bytes]) -> int:
     return HEADER_SIZE + sum(8 + len(r) for r in recs[:offset + 1])
 
 
+def _wait_then_release(io: HoldIO, leader: Call, waiting: list[Call]) -> None:
+    """Assert that no call returns while ``io`` holds the leader's call, then release it
+    (when the assertion fails too, so the log can close)."""
+    try:
+        assert not leader.done.wait(HELD), "the held call returned"
+        for call in waiting:
+            assert not call.done.wait(HELD / 4), (
+                f"{call.fn} returned while the {io.what} it needs was held")
+    finally:
+        io.release.set()
+
+
 @pytest.mark.parametrize("mode, held", [("fsync", "fdatasync"), ("fsync", "write"),
                                         ("write", "write")])
 def test_nothing_completes_while_the_io_it_needs_is_held(tmp_path: Path, mode: str,
@@ -70,10 +82,7 @@ def test_nothing_completes_while_the_io_it_needs_is_held(tmp_path: Path, mode: s
         waiting = [_start(log.sync, io) if mode == "fsync" else _start(log.flush, io),
                    _start(lambda: log.append(b"c"), io),
                    _start(lambda: log.append_many([b"d", b"e"]), io)]
-        for call in [leader, *waiting]:
-            assert not call.done.wait(HELD / 4 if call is not leader else HELD), (
-                f"{call.fn} returned while the {held} it needs was held")
-        io.release.set()
+        _wait_then_release(io, leader, waiting)
         for call in [leader, *waiting]:
             assert call.done.wait(10)
             assert call.error is None, call.error
@@ -124,10 +133,8 @@ def test_failed_fdatasync_fails_every_waiter_and_is_never_retried(tmp_path: Path
         waiting = [_start(lambda: log.append(b"b"), io),
                    _start(lambda: log.append_many([b"c", b"d"]), io),
                    _start(log.sync, io)]
-        for call in [leader, *waiting]:
-            assert not call.done.wait(HELD / 4 if call is not leader else HELD)
         syncs = io.syncs
-        io.release.set()
+        _wait_then_release(io, leader, waiting)
         for call in [leader, *waiting]:
             assert call.done.wait(10)
         # Nobody was told their record is durable: the leader sees the EIO, the waiters
@@ -219,3 +226,17 @@ def test_enospc_on_a_segment_roll(tmp_path: Path) -> None:
         assert reopened.read_batch(0, 100) == recs[:n]
         assert reopened.append(b"after") == n
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_new_segment_is_durable_before_a_record_goes_in(tmp_path: Path) -> None:
+    with io_hook(TraceIO()) as io, EventLog.open(tmp_path, "fsync", segment_bytes=300) as log:
+        for r in records(40):
+            log.append(r)
+    names = [p.name for p in sorted(tmp_path.glob("*.seg"))[1:]]
+    assert len(names) >= 3
+    for name in names:
+        first_write = io.trace.index(("write", name))
+        # header written and synced under a temporary name, renamed, directory synced
+        steps = [("write", name + ".tmp"), ("fdatasync", name + ".tmp"),
+                 ("fsync", tmp_path.name)]
+        assert io.trace[first_write - 3:first_write] == steps, io.trace
