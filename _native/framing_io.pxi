@@ -185,10 +185,10 @@ def _set_io_hook(hook):
     """Tests only: route the writer's I/O through ``hook``; ``None`` restores the OS calls.
 
     ``hook.write(fd, data)`` returns the number of bytes it wrote (at least 1; it may be
-    fewer than ``len(data)``); ``hook.fdatasync(fd)`` and ``hook.fsync(fd)`` return nothing; all three
-    raise ``OSError`` to fail.  The hook applies to every writer in the process, on the same
-    code path as the OS calls (including the GIL-free group commit).  Returns the previous
-    hook.
+    fewer than ``len(data)``); ``hook.fdatasync(fd)`` and ``hook.fsync(fd)`` return nothing;
+    all three raise ``OSError`` to fail.  The hook applies to every writer in the process,
+    on the same code path as the OS calls (including the GIL-free group commit).  Returns the
+    previous hook.
     """
     global io_hook
     previous = io_hook

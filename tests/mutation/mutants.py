@@ -84,7 +84,8 @@ MUTANTS: tuple[Mutant, ...] = (
                  "self.seg_bytes + fl >= self.seg_limit", count=2),)),
     Mutant("roll-header-uncounted",
            "segment roll: a new segment's size is counted without its 32-byte header",
-           (Edit(WRITER, "        self.seg_bytes = HEADER_SIZE\n", "        self.seg_bytes = 0\n"),)),
+           (Edit(WRITER, "        self.seg_bytes = HEADER_SIZE\n",
+                 "        self.seg_bytes = 0\n"),)),
     Mutant("roll-directory-not-synced",
            "segment roll in fsync mode skips the directory fsync after the rename",
            (Edit(WRITER, "        if err == 0 and fs:\n            err = esk_fsync(self.dirfd)\n",
@@ -98,7 +99,8 @@ MUTANTS: tuple[Mutant, ...] = (
            (Edit(WRITER, "                self._drain(False, self.appended)\n"
                          "        target = self.appended\n",
                  "                self._drain(False, self.appended)\n"
-                 "        target = self.appended - PyBytes_GET_SIZE(items[n - 1]) - FRAME_HEADER\n"),)),
+                 "        target = self.appended - PyBytes_GET_SIZE(items[n - 1])"
+                 " - FRAME_HEADER\n"),)),
     Mutant("written-before-io",
            "write mode: self.written += n moved ahead of the write (flush returns early)",
            (Edit(WRITER, "            fd = self.fd\n            try:\n",
