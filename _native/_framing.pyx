@@ -28,6 +28,13 @@ include "framing_scan.pxi"
 HW_CRC = bool(eskcrc_hw)
 
 
+def _force_table_crc(bint on):
+    """Tests only: ``True`` makes every checksum (frames, headers, ``crc32c``) take the table
+    path even on a CPU with SSE4.2, ``False`` returns to the CPU's path.  Returns the previous
+    setting.  Not thread-safe: call it only while no log is in use."""
+    return bool(eskcrc_force_table(on))
+
+
 def crc32c(data, unsigned int value=0):
     """CRC32C (Castagnoli) of ``data``, continuing from ``value`` like ``zlib.crc32``."""
     cdef const uint8_t[::1] view = data

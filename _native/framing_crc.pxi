@@ -4,7 +4,9 @@
 #   - crc32c_update(c, p, n) continues a raw (pre-inverted) register; crc32c() applies the
 #     standard ~init/~final, so crc32c(b"123456789") == 0xE3069283 (the iSCSI check value).
 #   - The SSE4.2 path and the slicing-by-8 table path give identical results on every input
-#     (tests compare them); which one runs is decided once, at module import.
+#     (tests compare them); which one runs is decided once, at module import, from the CPU.
+#     eskcrc_force_table() is a test seam: it lets tests run the frame checksum, the writer
+#     and the scanner on the table path of a CPU that has SSE4.2.
 #   - Nothing here touches Python objects: everything is noexcept nogil.
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
@@ -15,7 +17,8 @@ cdef extern from *:
     #include <string.h>
 
     static uint32_t eskcrc_table[8][256];
-    static int eskcrc_hw = 0;
+    static int eskcrc_hw = 0;           /* the path in use: 1 = SSE4.2 */
+    static int eskcrc_hw_cpu = 0;       /* what the CPU supports */
 
     static void eskcrc_init(void) {
         for (uint32_t i = 0; i < 256; i++) {
@@ -32,8 +35,16 @@ cdef extern from *:
         }
     #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
         __builtin_cpu_init();
-        eskcrc_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+        eskcrc_hw_cpu = __builtin_cpu_supports("sse4.2") ? 1 : 0;
     #endif
+        eskcrc_hw = eskcrc_hw_cpu;
+    }
+
+    /* Tests only: 1 forces the table path, 0 returns to the CPU's; returns the old setting. */
+    static int eskcrc_force_table(int on) {
+        int was = eskcrc_hw_cpu && !eskcrc_hw;
+        eskcrc_hw = on ? 0 : eskcrc_hw_cpu;
+        return was;
     }
 
     /* Portable slicing-by-8: eight table lookups per 8 input bytes. */
@@ -77,7 +88,9 @@ cdef extern from *:
     }
     """
     void eskcrc_init() noexcept nogil
+    int eskcrc_force_table(int on) noexcept nogil
     int eskcrc_hw
+    int eskcrc_hw_cpu
     uint32_t eskcrc_sw(uint32_t c, const uint8_t *p, size_t n) noexcept nogil
     uint32_t eskcrc_update(uint32_t c, const uint8_t *p, size_t n) noexcept nogil
 

@@ -3,10 +3,15 @@
 # Invariants:
 #   - esk_write_all writes every byte or returns the errno of the first failure (EINTR is
 #     retried); a short write followed by an error leaves a torn tail that opening repairs.
+#   - Every write, fdatasync and fsync of the writer (appends, group commit, segment rolls)
+#     goes through esk_write1/esk_fdatasync/esk_fsync.  Tests may route them through a Python
+#     object (_set_io_hook, a fault injector); unset, the hook costs one NULL test per
+#     system call, never one per record.
 #   - esk_pread_full reads until `n` bytes or end of file; it returns the count or -errno.
 #   - The 32-byte segment header written here is the one eventlog/framing.py documents and
 #     decodes: magic, version, flags, header length, first offset, reserved, CRC32C of the rest.
 
+from libc.errno cimport EIO
 from libc.stdint cimport int64_t
 
 cdef extern from *:
@@ -16,20 +21,38 @@ cdef extern from *:
     #include <time.h>
     #include <unistd.h>
 
+    /* The test seam: NULL unless a test installed a fault injector (see _set_io_hook). */
+    static ssize_t (*esk_write_hook)(int fd, const uint8_t *p, size_t n) = NULL;  /* or -errno */
+    static int (*esk_sync_hook)(int fd, int full) = NULL;                          /* 0 or errno */
+
+    static void esk_set_hooks(ssize_t (*w)(int, const uint8_t *, size_t), int (*s)(int, int)) {
+        esk_write_hook = w;
+        esk_sync_hook = s;
+    }
+
+    /* One write(2): the bytes written, or -errno. */
+    static inline ssize_t esk_write1(int fd, const uint8_t *p, size_t n) {
+        if (esk_write_hook) return esk_write_hook(fd, p, n);
+        ssize_t r = write(fd, p, n);
+        return r < 0 ? -(ssize_t)errno : r;
+    }
+
     static int esk_write_all(int fd, const uint8_t *p, size_t n) {
         while (n) {
-            ssize_t r = write(fd, p, n);
-            if (r < 0) { if (errno == EINTR) continue; return errno; }
+            ssize_t r = esk_write1(fd, p, n);
+            if (r < 0) { if (r == -EINTR) continue; return (int)-r; }
             p += r; n -= (size_t)r;
         }
         return 0;
     }
 
     static int esk_fdatasync(int fd) {
+        if (esk_sync_hook) return esk_sync_hook(fd, 0);
         return fdatasync(fd) < 0 ? errno : 0;
     }
 
     static int esk_fsync(int fd) {
+        if (esk_sync_hook) return esk_sync_hook(fd, 1);
         return fsync(fd) < 0 ? errno : 0;
     }
 
@@ -59,6 +82,9 @@ cdef extern from *:
         return renameat(dirfd, src, dirfd, dst) < 0 ? errno : 0;
     }
     """
+    ctypedef ssize_t (*esk_write_fn)(int fd, const uint8_t *p, size_t n) noexcept nogil
+    ctypedef int (*esk_sync_fn)(int fd, int full) noexcept nogil
+    void esk_set_hooks(esk_write_fn w, esk_sync_fn s) noexcept nogil
     int esk_write_all(int fd, const uint8_t *p, size_t n) noexcept nogil
     int esk_fdatasync(int fd) noexcept nogil
     int esk_fsync(int fd) noexcept nogil
@@ -117,3 +143,59 @@ def segment_header(long long first_offset):
 
 cdef object os_error(int err):
     return OSError(err, os_strerror(err))
+
+
+# ---- the test seam: a Python fault injector in place of write/fdatasync/fsync ------------
+
+cdef object io_hook = None
+
+
+cdef int hook_errno(BaseException e) noexcept:
+    # An OSError carries its errno; anything else a hook raises is reported as EIO.
+    if isinstance(e, OSError) and (<object>e).errno:
+        return (<object>e).errno
+    return EIO
+
+
+cdef ssize_t hook_write(int fd, const uint8_t *p, size_t n) noexcept nogil:
+    cdef ssize_t r
+    with gil:
+        try:
+            r = io_hook.write(fd, (<const char *>p)[:n])
+        except BaseException as e:
+            return -hook_errno(e)
+    if r <= 0 or <size_t>r > n:     # a hook that wrote nothing would loop forever
+        return -EIO
+    return r
+
+
+cdef int hook_sync(int fd, int full) noexcept nogil:
+    with gil:
+        try:
+            if full:
+                io_hook.fsync(fd)
+            else:
+                io_hook.fdatasync(fd)
+        except BaseException as e:
+            return hook_errno(e)
+        return 0
+
+
+def _set_io_hook(hook):
+    """Tests only: route the writer's I/O through ``hook``; ``None`` restores the OS calls.
+
+    ``hook.write(fd, data)`` returns the number of bytes it wrote (at least 1; it may be
+    fewer than ``len(data)``); ``hook.fdatasync(fd)`` and ``hook.fsync(fd)`` return nothing;
+    all three raise ``OSError`` to fail.  The hook applies to every writer in the process,
+    on the same code path as the OS calls (including the GIL-free group commit).  Returns the
+    previous hook.
+    """
+    global io_hook
+    previous = io_hook
+    if hook is None:
+        esk_set_hooks(NULL, NULL)
+        io_hook = None
+    else:
+        io_hook = hook
+        esk_set_hooks(hook_write, hook_sync)
+    return previous

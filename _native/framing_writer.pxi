@@ -41,12 +41,12 @@ cdef class Writer:
     cdef bint io_busy
     cdef readonly bint closed
     cdef int waiters
-    cdef object cond, io
+    cdef object cond
     cdef readonly object failed
 
     def __cinit__(self, int fd, int dirfd, long long segment_first, long long segment_size,
                   long long next_offset, long long segment_limit, Py_ssize_t max_record,
-                  int mode, double flush_interval_ms, object io=None):
+                  int mode, double flush_interval_ms):
         self.fd = fd
         self.dirfd = dirfd
         self.segment_first = segment_first
@@ -56,7 +56,6 @@ cdef class Writer:
         self.max_record = max_record
         self.mode = mode
         self.interval_ns = <int64_t>(flush_interval_ms * 1e6)
-        self.io = io
         self.cond = Condition(Lock())
         self.failed = None
         self.buf_cap = CHUNK_BYTES + 64 * 1024
@@ -250,9 +249,7 @@ cdef class Writer:
         cdef uint8_t *data
         cdef Py_ssize_t n, cap
         cdef int err = 0
-        cdef bint nogil_ok
-        cdef int fd = self.fd
-        cdef object pyerr = None
+        cdef int fd
         while True:
             if self.failed is not None:
                 self._check_open()
@@ -270,11 +267,9 @@ cdef class Writer:
             self.spare = data
             self.spare_cap = cap
             self.io_busy = True
-            nogil_ok = self.io is None and (sync or n >= NOGIL_BYTES)
+            fd = self.fd
             try:
-                if self.io is not None:
-                    pyerr = self._hook_io(data, n, sync)
-                elif nogil_ok:
+                if sync or n >= NOGIL_BYTES:
                     with nogil:
                         err = esk_write_all(fd, data, n)
                         if err == 0 and sync:
@@ -285,7 +280,7 @@ cdef class Writer:
                         err = esk_fdatasync(fd)
             finally:
                 self.io_busy = False
-                if err == 0 and pyerr is None:
+                if err == 0:
                     self.written += n
                     if sync:
                         self.durable = self.written
@@ -295,22 +290,7 @@ cdef class Writer:
                     with self.cond:
                         self.cond.notify_all()
             if err:
-                pyerr = os_error(err)
-            if pyerr is not None:
-                self._fail(pyerr, "sync" if sync else "write")
-
-    cdef object _hook_io(self, const uint8_t *data, Py_ssize_t n, bint sync):
-        # Test seam: route writes and syncs through Python callables (a fault injector).
-        cdef bytes chunk = (<char *>data)[:n]
-        cdef Py_ssize_t done = 0
-        try:
-            while done < n:
-                done += self.io.write(self.fd, memoryview(chunk)[done:])
-            if sync:
-                self.io.fdatasync(self.fd)
-        except OSError as e:
-            return e
-        return None
+                self._fail(os_error(err), "sync" if sync else "write")
 
     cdef int _fail(self, object err, str what) except -1:
         self.failed = err

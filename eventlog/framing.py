@@ -112,8 +112,12 @@ def encode_frame(payload: bytes) -> bytes:
 def decode_header(data: bytes, path: Path | str) -> int:
     """Validate a segment header and return its first offset.
 
+    The checksum is checked before any field it covers is interpreted, so a damaged version
+    or length field is reported as damage, never as a format from a newer eskernel.  Only the
+    magic comes first: a file without it is not a segment at all.
+
     Raises:
-        LogCorruptError: short, foreign (bad magic), unknown version, or bad header checksum.
+        LogCorruptError: short, foreign (bad magic), bad header checksum, or unknown version.
     """
     if len(data) < HEADER_SIZE:
         raise LogCorruptError(
@@ -125,12 +129,12 @@ def decode_header(data: bytes, path: Path | str) -> int:
         raise LogCorruptError(
             f"{path} is not an eskernel log segment (magic {magic!r}); move foreign files "
             "out of the log directory", segment=str(path), offset=0)
-    if version != VERSION or hlen != HEADER_SIZE:
-        raise LogCorruptError(
-            f"segment {path} has format version {version} (header {hlen} bytes); this "
-            f"eskernel reads version {VERSION}: upgrade eskernel", segment=str(path), offset=0)
     if crc32c(data[:28]) != crc:
         raise LogCorruptError(
             f"segment {path} has a corrupt header (checksum mismatch); restore it from a "
             "backup", segment=str(path), offset=0)
+    if version != VERSION or hlen != HEADER_SIZE:
+        raise LogCorruptError(
+            f"segment {path} has format version {version} (header {hlen} bytes); this "
+            f"eskernel reads version {VERSION}: upgrade eskernel", segment=str(path), offset=0)
     return int(first)

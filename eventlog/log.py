@@ -129,8 +129,7 @@ class EventLog(ReadAPI):
     @classmethod
     def open(cls, path: str | os.PathLike[str], durability: Durability | str = "write", *,
              segment_bytes: int = 64 * 2**20, max_record_bytes: int = 16 * 2**20,
-             flush_interval_ms: float = 5.0, create: bool = True,
-             _io: Any = None) -> EventLog:
+             flush_interval_ms: float = 5.0, create: bool = True) -> EventLog:
         """Open (or create) the log at ``path`` for writing.
 
         Args:
@@ -184,7 +183,7 @@ class EventLog(ReadAPI):
             dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             first = parse_segment_name(seg_path.name)
             writer = Writer(fd, dirfd, first, size, next_offset, segment_bytes,
-                            max_record_bytes, _MODE[mode], float(flush_interval_ms), _io)
+                            max_record_bytes, _MODE[mode], float(flush_interval_ms))
         except BaseException:
             for f in (fd, dirfd):
                 if f >= 0:

@@ -115,6 +115,19 @@ class LogContract:
             assert list(reader.read()) == list(enumerate(recs))
             assert reader.read_batch(150, 3) == recs[150:153]
 
+    def test_a_segment_fills_to_exactly_segment_bytes(self, tmp_path: Path) -> None:
+        # A 32-byte header and seven 32-byte frames fill 256 bytes exactly: the eighth rolls.
+        recs = [bytes([i]) * 24 for i in range(21)]
+        with self.make_log(tmp_path, segment_bytes=256) as log:
+            for r in recs[:10]:
+                log.append(r)
+            log.append_many(recs[10:])
+        segs = sorted(tmp_path.glob("*.seg"))
+        assert [int(p.stem) for p in segs] == [0, 7, 14]
+        assert [p.stat().st_size for p in segs] == [256, 256, 256]
+        with self.make_log(tmp_path, segment_bytes=256) as log:
+            assert log.read_batch(0, 30) == recs
+
     def test_record_larger_than_a_segment_gets_its_own(self, tmp_path: Path) -> None:
         with self.make_log(tmp_path, segment_bytes=256) as log:
             log.append_many([b"a", b"b" * 1000, b"c"])

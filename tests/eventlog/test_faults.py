@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -20,35 +19,7 @@ from eventlog import reader as reader_module
 from eventlog.framing import HEADER_SIZE
 
 from .contract import records
-
-
-class FaultyIO:
-    """Stands between the writer and the OS: ``os.write``/``os.fdatasync`` until armed.
-
-    Once armed, the next write hands over only ``partial`` bytes (if set) and the one after
-    raises ``OSError(write_errno)``; or the next sync raises ``OSError(sync_errno)``.
-    """
-
-    def __init__(self) -> None:
-        self.write_errno: int | None = None
-        self.sync_errno: int | None = None
-        self.partial: int | None = None
-        self.writes = self.syncs = 0
-
-    def write(self, fd: int, data: memoryview) -> int:
-        self.writes += 1
-        if self.write_errno is not None:
-            if self.partial:
-                n, self.partial = self.partial, None
-                return os.write(fd, data[:n])
-            raise OSError(self.write_errno, os.strerror(self.write_errno))
-        return os.write(fd, data)
-
-    def fdatasync(self, fd: int) -> None:
-        self.syncs += 1
-        if self.sync_errno is not None:
-            raise OSError(self.sync_errno, os.strerror(self.sync_errno))
-        os.fdatasync(fd)
+from .faultio import FaultyIO, io_hook
 
 
 def _contents(path: Path) -> list[bytes]:
@@ -60,40 +31,39 @@ def _contents(path: Path) -> list[bytes]:
 @pytest.mark.parametrize("partial", [None, 5])
 def test_enospc_fails_the_log_until_reopened(tmp_path: Path, mode: str,
                                              partial: int | None) -> None:
-    io = FaultyIO()
-    log = EventLog.open(tmp_path, mode, _io=io)
-    acked = records(10)
-    log.append_many(acked[:5])
-    for r in acked[5:]:
-        log.append(r)
-    log.flush()
-    io.write_errno, io.partial = errno.ENOSPC, partial
-    with pytest.raises(LogWriteError) as info:
-        log.append(b"refused")
-        log.flush()       # buffer mode: the write happens here
-    assert not isinstance(info.value, LogFailedError)
-    assert isinstance(info.value.__cause__, OSError)
-    assert info.value.__cause__.errno == errno.ENOSPC
-    assert "reopen" in str(info.value)
-    for call in (lambda: log.append(b"x"), lambda: log.append_many([b"x"]), log.flush,
-                 log.sync, lambda: log.read_batch(0, 1)):
-        with pytest.raises(LogFailedError) as failed:
-            call()
-        assert failed.value.__cause__ is info.value.__cause__
-    log.close()
-    io.write_errno = None
-    reopened = EventLog.open(tmp_path, mode)
-    try:
-        assert reopened.read_batch(0, 100) == acked
-        assert (reopened.repair is not None) == bool(partial)
-        assert reopened.append(b"after") == 10
-    finally:
-        reopened.close()
+    with io_hook(FaultyIO()) as io:
+        log = EventLog.open(tmp_path, mode)
+        acked = records(10)
+        log.append_many(acked[:5])
+        for r in acked[5:]:
+            log.append(r)
+        log.flush()
+        io.write_errno, io.partial = errno.ENOSPC, partial
+        with pytest.raises(LogWriteError) as info:
+            log.append(b"refused")
+            log.flush()       # buffer mode: the write happens here
+        assert not isinstance(info.value, LogFailedError)
+        assert isinstance(info.value.__cause__, OSError)
+        assert info.value.__cause__.errno == errno.ENOSPC
+        assert "reopen" in str(info.value)
+        for call in (lambda: log.append(b"x"), lambda: log.append_many([b"x"]), log.flush,
+                     log.sync, lambda: log.read_batch(0, 1)):
+            with pytest.raises(LogFailedError) as failed:
+                call()
+            assert failed.value.__cause__ is info.value.__cause__
+        log.close()
+        io.write_errno = None
+        reopened = EventLog.open(tmp_path, mode)
+        try:
+            assert reopened.read_batch(0, 100) == acked
+            assert (reopened.repair is not None) == bool(partial)
+            assert reopened.append(b"after") == 10
+        finally:
+            reopened.close()
 
 
 def test_eio_on_fdatasync_is_a_write_error(tmp_path: Path) -> None:
-    io = FaultyIO()
-    with EventLog.open(tmp_path, "fsync", _io=io) as log:
+    with io_hook(FaultyIO()) as io, EventLog.open(tmp_path, "fsync") as log:
         log.append_many(records(3))
         assert io.syncs == 1
         io.sync_errno = errno.EIO
