@@ -9,38 +9,47 @@ from typing import Any
 
 from . import events
 from ._apply import KernelState
-from .errors import InvalidSpecError
+from ._records import RecordError, check_record, record_error
+from .errors import EskernelError, InvalidSpecError
 
 log = logging.getLogger("eskernel")
 BATCH = 8192
 
 
 def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None) -> None:
+    # Every record is checked before it is applied (kernel/_records.py): the C fast path
+    # takes only records it has checked itself and declines the rest, which check_record
+    # decodes and checks in full.  A bad record raises LogRecordInvalidError; the state is
+    # then half-applied and the caller must drop it (open and replay do).
     # Decoding retains millions of small objects: the cyclic GC would rescan them again
     # and again, so it is paused for the duration (nothing here makes cycles).
-    loads, apply = events.loads, state.apply
+    check, apply = check_record, state.apply
     fast, ctx = state.sched.replay_record, state.replay_context()
+    state.sched.last_ts = state.last_ts
     enabled = gc.isenabled()
     gc.disable()
-    batch: list[bytes] = []
+    rec = b""
     try:
         off = state.applied
         while off < end:
             batch = log_.read_batch(off, min(BATCH, end - off))
             if not batch:
                 break
-            for rec in batch:
-                if until_ns is None and fast(rec, ctx):
-                    state.applied += 1     # the hot-path records, parsed and applied in C
-                    continue
-                ev = loads(rec)
-                if until_ns is not None and ev["ts"] > until_ns:
-                    return
-                apply(ev)
+            try:
+                for rec in batch:
+                    if until_ns is None and fast(rec, ctx):
+                        state.applied += 1     # the hot-path records, checked and applied in C
+                        continue
+                    ev = check(state, rec)
+                    if until_ns is not None and ev["ts"] > until_ns:
+                        return
+                    apply(ev)
+            except (RecordError, EskernelError, ValueError, TypeError, LookupError,
+                    ArithmeticError, RecursionError) as err:
+                raise record_error(log_, state.applied, rec, err) from err
             off += len(batch)
-        if until_ns is None and batch:
-            state.last_ts = loads(batch[-1])["ts"]
     finally:
+        state.last_ts = state.sched.last_ts
         if enabled:
             gc.enable()
 
