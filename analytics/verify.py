@@ -18,6 +18,8 @@ rule                     what must hold
 ``lease-monotonic``      lease ids strictly increase (they are fencing tokens)
 ``lease-end``            heartbeat / complete / fail / expire / release name the task's
                          open lease; every lease ends once (or is still open)
+``record``               the event is valid for the state before it, as replay checks it
+                         (types, ranges, references, time order, legal transitions)
 ``apply``                the kernel's own apply path accepts the event
 ``snapshot-digest``      the state replayed from offset 0 equals each stored snapshot's
 =======================  ===============================================================
@@ -38,12 +40,14 @@ import eventlog
 from eventlog import EventLog
 from eventlog.errors import LogCorruptError
 from kernel import events as kevents
+from kernel._records import RecordError, check_record
 
 __all__ = ["Violation", "VerifyResult", "verify_log", "RULES"]
 
 RULES = ("integrity", "schema", "unknown-ref", "duplicate-task", "task-leased-twice",
          "agent-capacity", "queue-max-concurrent", "agent-capability", "dependency-order",
-         "claim-terminal", "lease-monotonic", "lease-end", "apply", "snapshot-digest")
+         "claim-terminal", "lease-monotonic", "lease-end", "record", "apply",
+         "snapshot-digest")
 BATCH = 8192
 
 
@@ -273,10 +277,7 @@ def _verify_events(path: Path, integrity: Any, snaps: list[int], checker: _Check
                                          f"v{kevents.SCHEMA_VERSION} event")
                     ev = raw
                     checker.check(ev)
-                    if fast(rec, ctx):
-                        state.applied += 1
-                    else:
-                        state.apply(ev)
+                    _apply_checked(state, fast, ctx, rec)
                 except _Broken as b:
                     return _fail(off, ev, b.rule, b.message, integrity, compared)
                 except (ValueError, KeyError, TypeError) as err:
@@ -298,6 +299,19 @@ def _verify_events(path: Path, integrity: Any, snaps: list[int], checker: _Check
                 return VerifyResult(off, integrity.segments, compared, 0, bad)
             compared += 1
     return VerifyResult(total, integrity.segments, compared, integrity.torn_tail_bytes, None)
+
+
+def _apply_checked(state: Any, fast: Any, ctx: Any, rec: bytes) -> None:
+    # As replay applies a record: the C fast path (which checks the records it takes), or
+    # the full record check and then the apply path.
+    if fast(rec, ctx):
+        state.applied += 1
+        return
+    try:
+        ev = check_record(state, rec)
+    except RecordError as err:
+        raise _Broken("record", f"replay refuses it: {err}") from None
+    state.apply(ev)
 
 
 def _fail(off: int, ev: dict[str, Any] | None, rule: str, msg: str, integrity: Any,

@@ -34,6 +34,16 @@ _TERMINAL = frozenset({4, 5, 6})      # COMPLETED, FAILED, CANCELLED status code
 TICK_BATCH = 4096
 
 
+def _monotonic(read: Any, state: KernelState) -> Any:
+    # Event times never go back in a log (replay refuses a log where they do): a clock
+    # stepped back, or a reopen with an earlier clock, reads as the last event's time.
+    def now() -> int:
+        t = read()
+        last = state.last_ts
+        return t if t >= last else last
+    return now
+
+
 class Kernel(Views):
     """An event-sourced task scheduler.  Open one with :meth:`open` or :meth:`in_memory`.
 
@@ -61,7 +71,7 @@ class Kernel(Views):
         self._state = state
         self._sched = state.sched
         self._clock = clock if clock is not None else SystemClock()
-        self._now = self._clock.time_ns
+        self._now = _monotonic(self._clock.time_ns, state)
         self._seed = seed
         self._snapshot_every = snapshot_every
         self._max_payload = max_payload_bytes
