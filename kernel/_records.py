@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import reprlib
 from typing import Any
 
@@ -393,11 +394,17 @@ def check_record(state: Any, rec: bytes) -> dict[str, Any]:
     return ev
 
 
+_TYPE = re.compile(rb'"t":"([a-z_]{1,40})"')
+
+
 def _record_type(rec: bytes) -> str | None:
+    # The type the record names: decoded, or found in its first bytes when it is not JSON.
     try:
-        t = events.loads(rec).get("t")
-    except Exception:
-        return None
+        ev = events.loads(rec)
+        t = ev.get("t") if type(ev) is dict else None
+    except ValueError:
+        m = _TYPE.search(rec[:64])
+        t = m.group(1).decode() if m else None
     return t if type(t) is str else None
 
 
