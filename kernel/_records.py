@@ -38,7 +38,8 @@ from ._validate import ID_PATTERN, MAX_DURATION_S, MAX_TIME_S, NS
 from .errors import EskernelError, LogRecordInvalidError
 from .models import PRIORITY_MAX, PRIORITY_MIN
 
-__all__ = ["RecordError", "check_record", "record_error", "MAX_TS", "MAX_DURATION"]
+__all__ = ["RecordError", "check_record", "check_shape", "task_events", "record_error",
+           "MAX_TS", "MAX_DURATION"]
 
 MAX_TS = int(MAX_TIME_S) * NS               # the latest event time: 4e9 s (year 2096)
 MAX_DURATION = int(MAX_DURATION_S) * NS     # the longest timeout, delay or backoff
@@ -395,6 +396,49 @@ def check_record(state: Any, rec: bytes) -> dict[str, Any]:
 
 
 _TYPE = re.compile(rb'"t":"([a-z_]{1,40})"')
+
+
+_INT_FIELDS = ("lease", "attempt", "expires", "retry_at", "not_before", "priority",
+               "max_attempts", "timeout", "capacity", "max_concurrent")
+_STR_FIELDS = ("task", "queue", "agent", "cause", "parent", "name", "key", "error", "reason")
+
+
+def check_shape(rec: bytes) -> dict[str, Any]:
+    """The event of ``rec`` when its envelope and the types of its fields are valid, without
+    the state (what a display of single events needs); raises RecordError otherwise."""
+    ev = decode_record(rec)
+    for name in ("ts",) + _INT_FIELDS:
+        v = ev.get(name)
+        if v is not None and (type(v) is not int or not 0 <= v <= MAX_DUE):
+            raise RecordError(f"field {name!r} is {show(v)}, not an int in [0, {MAX_DUE}]")
+    for name in _STR_FIELDS:
+        v = ev.get(name)
+        if v is not None and type(v) is not str:
+            raise RecordError(f"field {name!r} is {show(v)}, not a string")
+    deps = ev.get("depends_on")
+    if deps is not None and (type(deps) is not list or any(type(d) is not str for d in deps)):
+        raise RecordError(f"field 'depends_on' is {show(deps)}, not a list of task ids")
+    return ev
+
+
+def task_events(log: Any, task_id: str) -> list[dict[str, Any]]:
+    """The events of ``log`` that name ``task_id``, in log order, each with its ``offset``
+    (like ``_views.task_history``), each checked with :func:`check_shape`.
+
+    Raises:
+        LogRecordInvalidError: a record naming the task is not a well-formed event.
+    """
+    needle = b'"task":"%s"' % task_id.encode()
+    out = []
+    for off, rec in log.read_containing(needle, 0, None):
+        try:
+            ev = check_shape(rec)
+        except RecordError as err:
+            raise record_error(log, off, rec, err) from None
+        if ev.get("task") == task_id:    # not the same text inside a payload
+            ev["offset"] = off
+            out.append(ev)
+    return out
 
 
 def _record_type(rec: bytes) -> str | None:

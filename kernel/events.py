@@ -157,7 +157,8 @@ def encode_submitted(ts: int, task: str, queue: str, priority: int, payload: byt
 def decode(record: bytes) -> dict[str, Any]:
     """Decode one log record into its event dict; rejects unknown versions and types."""
     ev = orjson.loads(record)
-    if ev.get("v") != SCHEMA_VERSION or ev.get("t") not in EVENT_TYPES:
+    if type(ev) is not dict or ev.get("v") != SCHEMA_VERSION or type(ev.get("t")) is not str \
+            or ev["t"] not in EVENT_TYPES:
         raise ValueError(f"record {record[:80]!r} is not an eskernel v{SCHEMA_VERSION} event")
     for name, default in OPTIONAL.get(ev["t"], {}).items():
         if name not in ev:

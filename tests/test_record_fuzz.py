@@ -13,8 +13,8 @@ valid checksums and opened.  Every outcome must be one of:
   digest equals that of replaying the same log again.
 
 Never a crash, never another exception.  On a sample, ``eskernel status`` and ``verify``
-run through CliRunner: they exit 0 or 1 with a one-line error, and verify fails whenever
-replay refused the log.
+run through CliRunner with ``replay`` and ``history``: they exit 0 or 1 with a one-line
+error, and status, replay and verify fail whenever replay refused the log.
 
 Bounded for CI (:data:`CI_CASES` cases); ``ESKERNEL_FUZZ_RECORDS=20000`` runs that many
 cases and prints the outcome counts.  Crashes found are kept in :data:`REGRESSIONS`.
@@ -39,7 +39,7 @@ from kernel import Kernel, LogRecordInvalidError, ManualClock
 from kernel.cli import cli
 
 CI_CASES = 500
-CLI_EVERY = 20              # CliRunner status + verify on every 20th case
+CLI_EVERY = int(os.environ.get("ESKERNEL_FUZZ_CLI_EVERY", 20))   # CLI on every n-th case
 MARK = "@@MUTATION@@"
 
 
@@ -182,12 +182,15 @@ def run_case(d: Path, records: list[bytes], first_bad: int, cli_too: bool) -> st
             assert _consistent(r) == digest
     if cli_too:
         runner = CliRunner()
-        for cmd in (["status", str(d)], ["verify", str(d), "--json"]):
+        for cmd in (["status", str(d)], ["verify", str(d), "--json"], ["replay", str(d)],
+                    ["history", str(d), "b"], ["history", str(d), "c", "--json"]):
             res = runner.invoke(cli, cmd)
             assert res.exception is None or isinstance(res.exception, SystemExit), \
                 repr(res.exception)
             assert res.exit_code in (0, 1) and "Traceback" not in res.output
-            if outcome == "invalid":
+            if outcome == "ok" and cmd[0] == "verify":
+                assert res.exit_code == 0, res.output
+            if outcome == "invalid" and cmd[0] != "history":
                 assert res.exit_code == 1, (cmd, res.output)
                 if cmd[0] == "verify":
                     assert json.loads(res.stdout)[0]["ok"] is False
