@@ -35,10 +35,11 @@ import pytest
 from click.testing import CliRunner
 
 from eventlog import EventLog
-from kernel import Kernel, LogRecordInvalidError, ManualClock
+from kernel import EskernelError, Kernel, LogRecordInvalidError, ManualClock
 from kernel.cli import cli
 
-CI_CASES = 500
+CI_CASES = 600
+PER_BASE = 150              # cases per random base log after the fixed one
 CLI_EVERY = int(os.environ.get("ESKERNEL_FUZZ_CLI_EVERY", 20))   # CLI on every n-th case
 MARK = "@@MUTATION@@"
 
@@ -87,6 +88,52 @@ def base_records() -> list[bytes]:
     return [rec for _, rec in k._log.read()]
 
 
+def random_records(seed: int, steps: int = 90) -> list[bytes]:
+    """A clean log from a seeded random workload (rejected calls write nothing)."""
+    rng = random.Random(seed)
+    clock = ManualClock()
+    k = Kernel.in_memory(clock=clock, seed=seed)
+    k.declare_queue("q", max_concurrent=rng.choice([0, 2]))
+    k.declare_queue("r")
+    k.register_agent("w", ["q", "r"], capacity=2)
+    k.register_agent("v", ["q"], capacity=1)
+    leases: list[Any] = []
+    ids: list[str] = []
+    for step in range(steps):
+        op = rng.randrange(12)
+        try:
+            if op < 3:
+                deps = rng.sample(ids, min(len(ids), rng.randint(0, 2)))
+                ids.append(k.submit(rng.choice("qr"), {"s": step}, id=f"t{step}",
+                                    priority=rng.randint(0, 9), depends_on=deps,
+                                    max_attempts=rng.randint(1, 3),
+                                    timeout=rng.choice([1, 5, 30]),
+                                    delay=rng.choice([None, None, 0.5, 3]),
+                                    agent=rng.choice([None, None, "w"])))
+            elif op < 5:
+                lease = k.claim(rng.choice("wv"))
+                if lease is not None:
+                    leases.append(lease)
+            elif op < 8 and leases:
+                lease = leases.pop(rng.randrange(len(leases)))
+                [lambda: k.complete(lease, result=step),
+                 lambda: k.fail(lease, error=f"e{step}", retryable=rng.random() < 0.7),
+                 lambda: k.release(lease)][op - 5]()
+            elif op == 8 and leases:
+                k.heartbeat(rng.choice(leases))
+            elif op == 9:
+                clock.advance(rng.choice([0.1, 1, 10]))
+                k.tick()
+            elif op == 10 and ids:
+                rng.choice([k.cancel, k.requeue])(rng.choice(ids))
+            elif op == 11:
+                rng.choice([lambda: k.pause_queue("r"), lambda: k.resume_queue("r"),
+                            lambda: k.agent_offline("v"), lambda: k.agent_online("v")])()
+        except EskernelError:
+            pass
+    return [rec for _, rec in k._log.read()]
+
+
 def _fields(rec: bytes) -> list[str]:
     return list(orjson.loads(rec))
 
@@ -109,7 +156,8 @@ RAW = [b'"\xff\xfe"', b'"\xed\xa0\x80"', b'"\\ud800"', b"[" * 300 + b"]" * 300,
 
 def mutate(records: list[bytes], i: int, field: str, rng: random.Random) -> tuple[str, list[bytes]]:
     """One mutated copy of the log: field ``field`` of record ``i`` (or the record)."""
-    ids = ["a", "b", "c", "d", "e", "q", "r", "w", "v", "s0"]
+    ids = ["a", "b", "c", "t7", "q", "r", "w", "v", "s0",
+           orjson.loads(records[-1]).get("task", "x")]
     recs = list(records)
     ev = orjson.loads(recs[i])
     kind = rng.randrange(100)
@@ -199,11 +247,22 @@ def run_case(d: Path, records: list[bytes], first_bad: int, cli_too: bool) -> st
 
 def fuzz(tmp_path: Path, n_cases: int, seed: int,
          report: Callable[[str], None] | None = None) -> collections.Counter[str]:
-    records = base_records()
-    pairs = [(i, f) for i, rec in enumerate(records) for f in _fields(rec) + ["*"]]
+    # The fixed base first (every (record, field) pair once), then seeded random workloads,
+    # a new one every PER_BASE cases.
     rng = random.Random(seed)
     counts: collections.Counter[str] = collections.Counter()
+    records: list[bytes] = []
+    pairs: list[tuple[int, str]] = []
+    n_pairs = n_records = bases = 0
     for c in range(n_cases):
+        if c == 0 or (c >= n_pairs and (c - n_pairs) % PER_BASE == 0):
+            records = base_records() if c == 0 else random_records(seed * 1000 + c)
+            pairs = [(i, f) for i, rec in enumerate(records) for f in _fields(rec) + ["*"]]
+            if c:
+                rng.shuffle(pairs)
+            n_pairs = n_pairs or len(pairs)
+            n_records += len(records)
+            bases += 1
         i, field = pairs[c % len(pairs)]
         what, recs = mutate(records, i, field, rng)
         t = orjson.loads(records[i])["t"]
@@ -215,8 +274,8 @@ def fuzz(tmp_path: Path, n_cases: int, seed: int,
         counts[outcome] += 1
         counts[f"{outcome}:{t}"] += 1
     if report is not None:
-        report(f"{n_cases} cases over {len(pairs)} (record, field) pairs of "
-               f"{len(records)} records: {dict(sorted(counts.items()))}")
+        report(f"{n_cases} cases on {bases} base logs ({n_records} records): "
+               f"{dict(sorted(counts.items()))}")
     return counts
 
 
