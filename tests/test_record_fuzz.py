@@ -210,8 +210,13 @@ def _consistent(k: Any) -> str:
     return k._state.digest()
 
 
-def run_case(d: Path, records: list[bytes], first_bad: int, cli_too: bool) -> str:
-    """Write, open and replay one log; return the outcome ("invalid" or "ok")."""
+def run_case(d: Path, records: list[bytes], first_bad: int, cli_too: bool,
+             canonical: bool = True) -> str:
+    """Write, open and replay one log; return the outcome ("invalid" or "ok").
+
+    ``Kernel.replay(until_time=...)`` takes no fast path: every record goes through the full
+    check, so it must agree with the fast path (same error, or the same state when the
+    records are as orjson writes them: the fast path keeps a value's bytes as written)."""
     _write(d, records)
     outcome = "ok"
     try:
@@ -220,14 +225,18 @@ def run_case(d: Path, records: list[bytes], first_bad: int, cli_too: bool) -> st
         assert err.log_offset >= first_bad, (err.log_offset, first_bad, str(err))
         assert err.segment.endswith(".seg") and err.offset >= 32
         outcome = "invalid"
-        with pytest.raises(LogRecordInvalidError) as again:
-            Kernel.replay(d)
-        assert again.value.log_offset == err.log_offset
+        for kwargs in ({}, {"until_time": 4e9}):
+            with pytest.raises(LogRecordInvalidError) as again:
+                Kernel.replay(d, **kwargs)
+            assert again.value.log_offset == err.log_offset, (kwargs, str(again.value))
     else:
         with k:
             digest = _consistent(k)
         with Kernel.replay(d) as r:
             assert _consistent(r) == digest
+        with Kernel.replay(d, until_time=4e9) as r:
+            slow = _consistent(r)
+            assert slow == digest or not canonical
     if cli_too:
         runner = CliRunner()
         for cmd in (["status", str(d)], ["verify", str(d), "--json"], ["replay", str(d)],
@@ -267,7 +276,8 @@ def fuzz(tmp_path: Path, n_cases: int, seed: int,
         what, recs = mutate(records, i, field, rng)
         t = orjson.loads(records[i])["t"]
         try:
-            outcome = run_case(tmp_path / "case", recs, min(i, len(recs)), c % CLI_EVERY == 0)
+            outcome = run_case(tmp_path / "case", recs, min(i, len(recs)), c % CLI_EVERY == 0,
+                               not what.startswith("raw"))
         except BaseException as err:
             raise AssertionError(f"case {c}: record {i} ({t}) field {field!r} {what}: "
                                  f"{type(err).__name__}: {err}") from err
@@ -321,3 +331,93 @@ def test_regressions(tmp_path: Path, index: int, record: bytes) -> None:
     records = base_records()
     records[index] = record
     assert run_case(tmp_path / "case", records, index, True) == "invalid"
+
+
+# -- the C fast path against the full check, byte by byte --------------------------------
+
+BYTES = [b"", b"0", b"9", b"-", b"+", b" ", b'"', b"\\", b"}", b"{", b"[", b"]", b",", b":",
+         b".", b"e", b"\x00", b"\x7f", b"\x80", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90",
+         b"\xff", b"u", b"\\u", b"null", b"99999999999999999999", b"1e99"]
+
+
+FRAGMENTS = [b"[", b"]", b"{", b"}", b'"a"', b'"k":', b":", b",", b"1", b"0", b"-0", b"-1",
+             b"1.5e3", b"1e999", b"01", b"9223372036854775808", b"-9223372036854775809",
+             b'"\\u00e9"', b'"\\ud800"', b'"\\n"', b'"\\x"', "\"é\"".encode(), b'"\xc3"',
+             b'"\xed\xa0\x80"', b"true", b"false", b"null", b"nul", b" ", b'"\x01"', b'"\x7f"']
+
+
+def _mutate_value(rec: bytes, rng: random.Random) -> bytes:
+    """Replace the payload or result with random JSON-ish fragments, or one digit of an int."""
+    for key, stop in ((b'"payload":', b',"depends_on"'), (b'"result":', b"}")):
+        a = rec.find(key)
+        if a >= 0:
+            a += len(key)
+            b = rec.rfind(stop)
+            value = b"".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 8)))
+            if rng.random() < 0.5:     # often well-formed: a list of well-formed atoms
+                atoms = [f for f in FRAGMENTS if f not in (b"[", b"]", b"{", b"}", b":",
+                                                            b",", b'"k":', b" ")]
+                value = b"[" + b",".join(rng.choice(atoms) for _ in range(rng.randint(0, 4))) + b"]"
+            return rec[:a] + value + rec[b:]
+    digits = [j for j, ch in enumerate(rec) if 48 <= ch <= 57]
+    j = rng.choice(digits)
+    return rec[:j] + bytes([rng.choice(b"0123456789")]) + rec[j + 1:]
+
+
+def _replayed(records: list[bytes]) -> Any:
+    from kernel._apply import KernelState
+    from kernel._records import check_record
+    st = KernelState()
+    for rec in records:
+        if not st.sched.replay_record(rec, st.replay_context()):
+            st.apply(check_record(st, rec))
+        else:
+            st.applied += 1
+    return st
+
+
+def test_fast_path_accepts_only_what_the_full_check_accepts() -> None:
+    """Byte-level mutations of the four fast-path layouts: a record the C parser applies
+    is one check_record accepts, with the same state (for records as orjson writes them);
+    a record it declines leaves the state as it was."""
+    from kernel._records import RecordError, check_record
+    n = int(os.environ.get("ESKERNEL_FUZZ_RECORDS", CI_CASES)) * 4
+    rng = random.Random(int(os.environ.get("ESKERNEL_FUZZ_SEED", "15")))
+    logs = [base_records()] + [random_records(s) for s in range(3)]
+    fast_types = (b'"t":"submitted"', b'"t":"claimed"', b'"t":"completed"', b'"t":"heartbeat"')
+    spots = [(log, i) for log in logs for i, r in enumerate(log) if any(t in r for t in fast_types)]
+    counts: collections.Counter[str] = collections.Counter()
+    for c in range(n):
+        log, i = rng.choice(spots)
+        if rng.random() < 0.5:
+            mut = _mutate_value(log[i], rng)
+        else:
+            rec = bytearray(log[i])
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                at = rng.randrange(len(rec) + 1)
+                cut = rng.choice([0, 0, 1, 2])
+                rec[at:at + cut] = rng.choice(BYTES)
+            mut = bytes(rec)
+        fast_st, full_st = _replayed(log[:i]), _replayed(log[:i])
+        before = fast_st.digest()
+        took = fast_st.sched.replay_record(mut, fast_st.replay_context())
+        try:
+            full_st.apply(check_record(full_st, mut))
+            full = True
+        except RecordError:
+            full = False
+        where = f"case {c}: {log[i]!r} -> {mut!r}"
+        if took:
+            fast_st.applied += 1
+            assert full, where
+            fast_st.sched._check()
+            try:
+                canonical = orjson.dumps(orjson.loads(mut)) == mut
+            except orjson.JSONDecodeError:
+                canonical = False
+            assert fast_st.digest() == full_st.digest() or not canonical, where
+        else:
+            assert fast_st.digest() == before, where
+        counts[f"fast={bool(took)} full={full}"] += 1
+    print(f"{n} byte mutations of fast-path records: {dict(sorted(counts.items()))}")
+    assert counts["fast=True full=True"] and counts["fast=False full=False"]
