@@ -106,7 +106,7 @@ cdef int sched_replay_submitted(Scheduler self, bytes rec, dict tasks, dict queu
         return 0
     # The ranges of the public API (kernel/_records.py checks the same).
     if (not rp_time_ok(self, ts) or prio > PRIO_MAX or attempts < 1 or attempts > 1_000_000
-            or timeout < 1 or timeout > RP_MAX_DURATION or nb > RP_MAX_DUE
+            or timeout > RP_MAX_DURATION or nb > RP_MAX_DUE
             or rp_json(body, tail, 1) != tail):
         return 0
     tid = PyUnicode_DecodeASCII(ts_, tl, NULL)

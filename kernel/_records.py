@@ -34,7 +34,7 @@ import reprlib
 from typing import Any
 
 from . import events
-from ._validate import ID_PATTERN, MAX_DURATION_S, MAX_TIME_S, NS
+from ._validate import ID_PATTERN, MAX_DURATION_S, MAX_TAG_DEPTH, MAX_TIME_S, NS, depth_ok
 from .errors import EskernelError, LogRecordInvalidError
 from .models import PRIORITY_MAX, PRIORITY_MIN
 
@@ -47,7 +47,6 @@ MAX_DUE = MAX_TS + MAX_DURATION             # a time computed as now + a duratio
 MAX_INT32 = 2**31 - 1
 MAX_LEASE = 2**62
 MAX_ERROR = 65536          # Kernel.fail keeps this many characters of an error
-MAX_TAG_DEPTH = 250        # tags nest inside the digest's tables: orjson encodes 254 levels
 _RUNNING, _FAILED, _CANCELLED = "RUNNING", "FAILED", "CANCELLED"
 _TERMINAL = frozenset({"COMPLETED", _FAILED, _CANCELLED})
 _FIELDS = {t: frozenset(("v", "t", "ts") + f) for t, f in events.EVENT_TYPES.items()}
@@ -119,18 +118,6 @@ def _agent(st: Any, v: Any) -> int:
     return a
 
 
-def _depth_ok(value: Any, limit: int) -> bool:
-    # Iterative: a hostile value may nest far deeper than Python's recursion limit.
-    stack = [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, (dict, list)):
-            if d > limit:
-                return False
-            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
-    return True
-
-
 def _json_body(ev: dict[str, Any], name: str) -> bytes:
     try:
         return events.dumps(ev[name])
@@ -196,7 +183,7 @@ def _submitted(st: Any, ev: dict[str, Any]) -> None:
     q = _queue(st, ev["queue"])
     _int(ev, "priority", PRIORITY_MIN, PRIORITY_MAX)
     _int(ev, "max_attempts", 1, 1_000_000)
-    _int(ev, "timeout", 1, MAX_DURATION)
+    _int(ev, "timeout", 0, MAX_DURATION)      # a timeout below 0.5 ns rounds to 0
     _int(ev, "not_before", 0, MAX_DUE)
     deps = ev["depends_on"]
     if type(deps) is not list:
@@ -222,7 +209,7 @@ def _submitted(st: Any, ev: dict[str, Any]) -> None:
     if ev.get("parent") is not None:
         _id(ev["parent"], "parent task")
     tags = ev.get("tags")
-    if tags is not None and (type(tags) is not dict or not _depth_ok(tags, MAX_TAG_DEPTH)):
+    if tags is not None and (type(tags) is not dict or not depth_ok(tags, MAX_TAG_DEPTH)):
         raise RecordError(f"field 'tags' is {show(tags)}, not an object nested at most "
                           f"{MAX_TAG_DEPTH} levels")
     ev["_body"] = _json_body(ev, "payload")      # the apply path stores it as is

@@ -175,6 +175,14 @@ def test_deep_payload_submit_is_a_typed_error(manual_clock: ManualClock) -> None
     with pytest.raises(InvalidSpecError, match="not JSON-serializable"):
         k.submit("q", deep)
     assert k.next_offset == 1
+    for bad in ({"id": deep}, {"name": deep}, {"tags": deep}, {"depends_on": deep},
+                {"key": deep}, {"priority": deep}, {"timeout": deep}, {"backoff": deep}):
+        with pytest.raises(InvalidSpecError):        # never RecursionError in the message
+            k.submit("q", **bad)
+    with pytest.raises(InvalidSpecError):
+        k.submit_many([deep])
+    with pytest.raises(InvalidSpecError):
+        k.register_agent("w", deep)
 
 
 def test_fail_with_a_lone_surrogate_is_a_typed_error(manual_clock: ManualClock) -> None:
@@ -213,9 +221,10 @@ def test_overlong_id_is_refused(tmp_path: Path) -> None:
     expect_invalid(d, n, "submitted", "is not a valid id")
 
 
-@pytest.mark.parametrize("field", ["attempts", "timeout"])
-def test_submitted_ranges(tmp_path: Path, field: str) -> None:
-    d, n = _log_with(tmp_path, _submitted(**{field: 0}))
+@pytest.mark.parametrize("field,value", [("attempts", 0), ("attempts", 1_000_001),
+                                         ("timeout", 10**18 + 1)])
+def test_submitted_ranges(tmp_path: Path, field: str, value: int) -> None:
+    d, n = _log_with(tmp_path, _submitted(**{field: value}))
     expect_invalid(d, n, "submitted", "not an int in")
 
 
@@ -323,3 +332,39 @@ def test_a_clean_log_replays_through_the_checks(tmp_path: Path) -> None:
         assert k.next_offset == n + 2 and k.task("b").status == "RUNNING"
         k._sched._check()
     assert _cli("verify", str(d))[0] == 0
+
+
+def test_a_log_written_at_the_apis_limits_replays(tmp_path: Path) -> None:
+    # The checks refuse nothing the public API can write: every limit at its edge.
+    def nest(n: int) -> list:
+        v: list = []
+        for _ in range(n - 1):
+            v = [v]
+        return v
+
+    clock = ManualClock()
+    with Kernel.open(tmp_path, clock=clock, snapshot_every=0) as k:
+        k.declare_queue("q", max_concurrent=2**31 - 1)
+        k.register_agent("w" * 200, ["q"], capacity=2**31 - 1)
+        k.submit("q", nest(254), id="a" * 200, priority=1000, max_attempts=1_000_000,
+                 timeout=1e-10)                       # rounds to a 0 ns timeout
+        k.submit("q", id="b", priority=0, timeout=1e9, tags={"t": nest(249)},
+                 backoff={"initial": 1e9, "factor": 1e6, "max": 1e9, "jitter": 1.0},
+                 key="k", parent="p", name="é\n\x00", max_attempts=1)
+        k.submit("q", id="c", not_before=4e9)
+        k.submit("q", id="d", delay=1e9, depends_on=["b"])
+        with pytest.raises(InvalidSpecError, match="tags nest more than 250"):
+            k.submit("q", id="x", tags={"t": nest(250)})
+        la = k.claim("w" * 200)
+        lb = k.claim("w" * 200)
+        k.heartbeat(lb)
+        k.complete(la, result=nest(254))
+        k.fail(lb, error="e" * 70_000)                 # kept to 65536 characters
+        clock.set(4e9)
+        k.tick()
+        digest = k._state.digest()
+    with Kernel.open(tmp_path, snapshot_every=0) as k:
+        assert k._state.digest() == digest
+        k._sched._check()
+        assert k.task("b").status == "FAILED" and k.task("d").status == "CANCELLED"
+    assert _cli("verify", str(tmp_path))[0] == 0
