@@ -30,11 +30,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import reprlib
 from typing import Any
 
 from . import events
-from ._validate import ID_PATTERN, MAX_DURATION_S, MAX_TAG_DEPTH, MAX_TIME_S, NS, depth_ok
+from ._validate import (ID_PATTERN, MAX_DURATION_S, MAX_TAG_DEPTH, MAX_TIME_S, NS, depth_ok,
+                        show)
 from .errors import EskernelError, LogRecordInvalidError
 from .models import PRIORITY_MAX, PRIORITY_MIN
 
@@ -47,21 +47,11 @@ MAX_DUE = MAX_TS + MAX_DURATION             # a time computed as now + a duratio
 MAX_INT32 = 2**31 - 1
 MAX_LEASE = 2**62
 MAX_ERROR = 65536          # Kernel.fail keeps this many characters of an error
-_RUNNING, _FAILED, _CANCELLED = "RUNNING", "FAILED", "CANCELLED"
+_FAILED, _CANCELLED = "FAILED", "CANCELLED"
 _TERMINAL = frozenset({"COMPLETED", _FAILED, _CANCELLED})
 _FIELDS = {t: frozenset(("v", "t", "ts") + f) for t, f in events.EVENT_TYPES.items()}
 _REQUIRED = {t: f - frozenset(events.OPTIONAL.get(t, ())) for t, f in _FIELDS.items()}
 _BACKOFF_KEYS = frozenset(events.DEFAULT_BACKOFF)
-
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = 60
-_repr.maxlevel = 3
-
-
-def show(value: Any) -> str:
-    """A short repr of a decoded value, safe for any nesting depth."""
-    return _repr.repr(value)
-
 
 class RecordError(Exception):
     """What is wrong with one record (internal; surfaces as LogRecordInvalidError)."""
