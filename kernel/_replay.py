@@ -7,7 +7,6 @@ import logging
 import os
 from typing import Any
 
-from . import events
 from ._apply import KernelState
 from ._records import RecordError, check_record, record_error
 from .errors import EskernelError, InvalidSpecError
