@@ -83,6 +83,7 @@ cdef class Scheduler:
     cdef TimeHeap timers
     cdef TimeHeap expiry
     cdef readonly int64_t next_lease_id
+    cdef public int64_t last_ts      # replay: the time of the last event applied
     cdef readonly int64_t n_live_leases
     cdef int64_t st_counts[7]
     cdef readonly list task_ids
@@ -275,6 +276,8 @@ cdef class Scheduler:
                        Py_ssize_t n_deps, tick_t now) except -1:
         # The new task, PENDING; the caller links its dependencies and readies it.
         cdef handle_t h = <handle_t>self.n_tasks
+        if prio < 0 or prio > PRIO_MAX:      # the ready-heap key and stats index by it
+            raise KernelInternalError(f"priority {prio} is outside [0, {PRIO_MAX}]")
         arr_reserve(<void**>&self.tasks, &self.cap_tasks, self.n_tasks + 1, sizeof(Task))
         cdef Task* t = &self.tasks[h]
         memset(t, 0, sizeof(Task))

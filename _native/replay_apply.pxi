@@ -1,15 +1,22 @@
 # The replay fast path's transitions (helpers in replay.pxi): records the hot path writes in
-# a fixed layout are parsed in C and applied through the same core transitions live
-# operation uses.  Anything unexpected returns 0 and the caller decodes the record fully.
+# a fixed layout are parsed in C, checked like kernel/_records.py checks them, and applied
+# through the same core transitions live operation uses.  Every check comes before the
+# first change of state; anything unexpected returns 0 and the caller decodes the record
+# fully (and names what is wrong with it).
+
+cdef inline bint rp_time_ok(Scheduler self, int64_t ts) noexcept:
+    # An event time in range that does not go back before the previous event's.
+    return self.last_ts <= ts <= RP_MAX_TS
+
 
 cdef int sched_replay_record(Scheduler self, bytes rec, dict tasks, dict agents,
                              list results) except -1:
     cdef const char* p = PyBytes_AS_STRING(rec)
     cdef const char* end = p + PyBytes_GET_SIZE(rec)
     cdef int64_t ts = 0, lid = 0, attempt = 0, expires = 0
-    cdef object tid, aid
     cdef const char* ts_ = NULL
     cdef const char* as_ = NULL
+    cdef const char* body
     cdef Py_ssize_t tl = 0, al = 0
     cdef int32_t h, a
     cdef Py_ssize_t n = end - p
@@ -20,40 +27,48 @@ cdef int sched_replay_record(Scheduler self, bytes rec, dict tasks, dict agents,
         p = rp_str(p, end, b',"agent":"', 10, &as_, &al)
         p = rp_int(p, end, b',"attempt":', 11, &attempt)
         p = rp_int(p, end, b',"expires":', 11, &expires)
-        if p == NULL or p + 1 != end or p[0] != b'}':
+        if p == NULL or p + 1 != end or p[0] != b'}' or not rp_time_ok(self, ts):
             return 0
-        tid = PyUnicode_DecodeASCII(ts_, tl, NULL)
-        aid = PyUnicode_DecodeASCII(as_, al, NULL)
-        h = rp_handle(tasks, tid)
-        a = rp_handle(agents, aid)
-        if h < 0 or a < 0 or self.tasks[h].status != ST_READY or lid != self.next_lease_id:
+        h = rp_handle(tasks, PyUnicode_DecodeASCII(ts_, tl, NULL))
+        a = rp_handle(agents, PyUnicode_DecodeASCII(as_, al, NULL))
+        # The claim live operation would have made: the lease next in sequence, the task
+        # the core chooses for this agent (which covers online, capacity, paused, limits,
+        # capabilities, pinning and order), its next attempt, its timeout.
+        if (h < 0 or a < 0 or self.tasks[h].status != ST_READY or lid != self.next_lease_id
+                or self._choose(a) != h or attempt != self.tasks[h].attempts + 1
+                or expires != ts + self.tasks[h].timeout):
             return 0
         self._apply_claim(h, lid, a, ts, expires)
-        if self.tasks[h].attempts != attempt:
-            raise KernelInternalError(f"claimed record for {tid!r} says attempt {attempt}, "
-                                      f"replay has {self.tasks[h].attempts}")
+        self.last_ts = ts
         return 1
     if n > 28 and memcmp(p, P_COMPLETED, 28) == 0:
         p = rp_int(p, end, P_COMPLETED, 28, &ts)
         p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
         p = rp_int(p, end, b',"lease":', 9, &lid)
-        if p == NULL or end - p < 11 or memcmp(p, b',"result":', 10) != 0 or (end - 1)[0] != b'}':
+        if (p == NULL or end - p < 12 or memcmp(p, b',"result":', 10) != 0
+                or (end - 1)[0] != b'}' or not rp_time_ok(self, ts)):
+            return 0
+        body = p + 10
+        if rp_json(body, end - 1, 1) != end - 1:
             return 0
         h = rp_handle(tasks, PyUnicode_DecodeASCII(ts_, tl, NULL))
-        if h < 0 or self.complete(h, lid, ts) != 0:
+        if h < 0 or self._slot_of(h, lid) < 0:
             return 0
-        results[h] = PyBytes_FromStringAndSize(p + 10, end - 1 - (p + 10))
+        self._complete(h, ts)
+        results[h] = PyBytes_FromStringAndSize(body, end - 1 - body)
+        self.last_ts = ts
         return 1
     if n > 28 and memcmp(p, P_HEARTBEAT, 28) == 0:
         p = rp_int(p, end, P_HEARTBEAT, 28, &ts)
         p = rp_str(p, end, b',"task":"', 9, &ts_, &tl)
         p = rp_int(p, end, b',"lease":', 9, &lid)
         p = rp_int(p, end, b',"expires":', 11, &expires)
-        if p == NULL or p + 1 != end or p[0] != b'}':
+        if p == NULL or p + 1 != end or p[0] != b'}' or not rp_time_ok(self, ts):
             return 0
         h = rp_handle(tasks, PyUnicode_DecodeASCII(ts_, tl, NULL))
-        if h < 0 or self.apply_heartbeat(h, lid, expires) < 0:
+        if h < 0 or expires != ts + self.tasks[h].timeout or self.apply_heartbeat(h, lid, expires) < 0:
             return 0
+        self.last_ts = ts
         return 1
     return 0
 
@@ -89,6 +104,11 @@ cdef int sched_replay_submitted(Scheduler self, bytes rec, dict tasks, dict queu
     p = rp_int(p, end, b',"not_before":', 14, &nb)
     if p == NULL or p + 1 != end or p[0] != b'}':
         return 0
+    # The ranges of the public API (kernel/_records.py checks the same).
+    if (not rp_time_ok(self, ts) or prio > PRIO_MAX or attempts < 1 or attempts > 1_000_000
+            or timeout > RP_MAX_DURATION or nb > RP_MAX_DUE
+            or rp_json(body, tail, 1) != tail):
+        return 0
     tid = PyUnicode_DecodeASCII(ts_, tl, NULL)
     q = rp_handle(queues, PyUnicode_DecodeASCII(qs_, ql, NULL))
     if q < 0 or PyDict_GetItem(tasks, tid) != NULL:
@@ -100,4 +120,5 @@ cdef int sched_replay_submitted(Scheduler self, bytes rec, dict tasks, dict queu
     results.append(None)
     errors.append(None)
     meta.append(no_meta)
+    self.last_ts = ts
     return 1

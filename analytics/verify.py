@@ -18,6 +18,8 @@ rule                     what must hold
 ``lease-monotonic``      lease ids strictly increase (they are fencing tokens)
 ``lease-end``            heartbeat / complete / fail / expire / release name the task's
                          open lease; every lease ends once (or is still open)
+``record``               the event is valid for the state before it, as replay checks it
+                         (types, ranges, references, time order, legal transitions)
 ``apply``                the kernel's own apply path accepts the event
 ``snapshot-digest``      the state replayed from offset 0 equals each stored snapshot's
 ``snapshot-corrupt``     every snapshot file passes its checks and its last record is the
@@ -42,13 +44,14 @@ import eventlog
 from eventlog import EventLog
 from eventlog.errors import LogCorruptError
 from kernel import events as kevents
+from kernel._records import RecordError, check_record
 
 __all__ = ["Violation", "VerifyResult", "verify_log", "RULES"]
 
 RULES = ("integrity", "schema", "unknown-ref", "duplicate-task", "task-leased-twice",
          "agent-capacity", "queue-max-concurrent", "agent-capability", "dependency-order",
-         "claim-terminal", "lease-monotonic", "lease-end", "apply", "snapshot-digest",
-         "snapshot-corrupt", "snapshot-beyond-end")
+         "claim-terminal", "lease-monotonic", "lease-end", "record", "apply",
+         "snapshot-digest", "snapshot-corrupt", "snapshot-beyond-end")
 BATCH = 8192
 
 
@@ -285,10 +288,7 @@ def _verify_events(path: Path, integrity: Any, snaps: list[int], checker: _Check
                                          f"v{kevents.SCHEMA_VERSION} event")
                     ev = raw
                     checker.check(ev)
-                    if fast(rec, ctx):
-                        state.applied += 1
-                    else:
-                        state.apply(ev)
+                    _apply_checked(state, fast, ctx, rec)
                 except _Broken as b:
                     return _fail(off, ev, b.rule, b.message, integrity, compared)
                 except (ValueError, KeyError, TypeError) as err:
@@ -312,6 +312,19 @@ def _verify_events(path: Path, integrity: Any, snaps: list[int], checker: _Check
     return VerifyResult(total, integrity.segments, compared, integrity.torn_tail_bytes, None)
 
 
+def _apply_checked(state: Any, fast: Any, ctx: Any, rec: bytes) -> None:
+    # As replay applies a record: the C fast path (which checks the records it takes), or
+    # the full record check and then the apply path.
+    if fast(rec, ctx):
+        state.applied += 1
+        return
+    try:
+        ev = check_record(state, rec)
+    except RecordError as err:
+        raise _Broken("record", f"replay refuses it: {err}") from None
+    state.apply(ev)
+
+
 def _fail(off: int, ev: dict[str, Any] | None, rule: str, msg: str, integrity: Any,
           compared: int) -> VerifyResult:
     etype = ev.get("t") if isinstance(ev, dict) else None
@@ -320,7 +333,7 @@ def _fail(off: int, ev: dict[str, Any] | None, rule: str, msg: str, integrity: A
 
 
 def _compare_snapshot(reader: Any, offset: int, state: Any) -> Violation | None:
-    from kernel._snapshot import decode, tail_hash
+    from kernel._replay import usable_snapshot
     from kernel.errors import SnapshotCorruptError
     snap = reader.latest_snapshot(offset)
     name = reader.path / f"{offset:020d}.snap"
@@ -328,12 +341,7 @@ def _compare_snapshot(reader: Any, offset: int, state: Any) -> Violation | None:
         return Violation(offset, None, "snapshot-corrupt",
                          f"snapshot {name} fails its file checks (opening passes over it)")
     try:
-        loaded, tail = decode(snap.blob)
-        if loaded.applied != offset:
-            raise SnapshotCorruptError(f"it holds {loaded.applied} events, not {offset}")
-        if offset and tail_hash(reader.read_batch(offset - 1, 1)[0]) != tail:
-            raise SnapshotCorruptError(f"its last record differs from the log's record "
-                                       f"{offset - 1}")
+        loaded = usable_snapshot(reader, snap)
     except SnapshotCorruptError as err:
         return Violation(offset, None, "snapshot-corrupt",
                          f"snapshot {snap.path} cannot be used: {err} (opening passes over it)")

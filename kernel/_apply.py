@@ -44,9 +44,10 @@ class KernelState:
     # -- the apply path -------------------------------------------------------------
 
     def apply(self, ev: dict[str, Any]) -> None:
-        """Apply one decoded event."""
+        """Apply one event: made live, or read from the log and checked by
+        ``kernel._records.check_record`` first (apply trusts its input)."""
         self._dispatch[ev["t"]](ev)
-        self.last_ts = ev["ts"]
+        self.last_ts = self.sched.last_ts = ev["ts"]
         self.applied += 1
 
     def policy(self, initial: int, factor: float, maximum: int, jitter: float) -> int:
@@ -156,8 +157,9 @@ class KernelState:
         return rc
 
     def _on_completed(self, ev: dict[str, Any]) -> None:
+        body = ev.get("_body")     # checked records carry the result already encoded
         if self.complete(self.task_index[ev["task"]], ev["lease"], ev["ts"],
-                         events.dumps(ev["result"])) < 0:
+                         body if body is not None else events.dumps(ev["result"])) < 0:
             raise _inconsistent(ev)
 
     def _fail(self, ev: dict[str, Any], error: str) -> None:
@@ -206,7 +208,11 @@ class KernelState:
         # JSON, not pickle: pickle's memo makes equal values with different object
         # identity (a live id string vs the same id decoded on replay) encode differently.
         h.update(events.dumps([self.agent_caps, self.errors, self.meta,
-                               sorted(self.keys.items())]))
+                               sorted(self.keys.items()),
+                               # the C replay path advances only the core's copy of the
+                               # last event time, the live calls only this one
+                               max(self.last_ts, self.sched.last_ts),
+                               self.sched.policy_table()]))
         for blob in self.payloads:
             h.update(blob)
         for res in self.results:

@@ -9,7 +9,8 @@ from typing import Any
 
 from . import events
 from ._apply import KernelState
-from .errors import InvalidSpecError, SnapshotCorruptError
+from ._records import RecordError, check_record, record_error
+from .errors import EskernelError, InvalidSpecError, SnapshotCorruptError
 
 log = logging.getLogger("eskernel")
 BATCH = 8192
@@ -18,31 +19,39 @@ RECORD_OVERHEAD = 4096
 
 
 def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None) -> None:
+    # Every record is checked before it is applied (kernel/_records.py): the C fast path
+    # takes only records it has checked itself and declines the rest, which check_record
+    # decodes and checks in full.  A bad record raises LogRecordInvalidError; the state is
+    # then half-applied and the caller must drop it (open and replay do).
     # Decoding retains millions of small objects: the cyclic GC would rescan them again
     # and again, so it is paused for the duration (nothing here makes cycles).
-    loads, apply = events.loads, state.apply
+    check, apply = check_record, state.apply
     fast, ctx = state.sched.replay_record, state.replay_context()
+    state.sched.last_ts = state.last_ts
     enabled = gc.isenabled()
     gc.disable()
-    batch: list[bytes] = []
+    rec = b""
     try:
         off = state.applied
         while off < end:
             batch = log_.read_batch(off, min(BATCH, end - off))
             if not batch:
                 break
-            for rec in batch:
-                if until_ns is None and fast(rec, ctx):
-                    state.applied += 1     # the hot-path records, parsed and applied in C
-                    continue
-                ev = loads(rec)
-                if until_ns is not None and ev["ts"] > until_ns:
-                    return
-                apply(ev)
+            try:
+                for rec in batch:
+                    if until_ns is None and fast(rec, ctx):
+                        state.applied += 1     # the hot-path records, checked and applied in C
+                        continue
+                    ev = check(state, rec)
+                    if until_ns is not None and ev["ts"] > until_ns:
+                        return
+                    apply(ev)
+            except (RecordError, EskernelError, ValueError, TypeError, LookupError,
+                    ArithmeticError, RecursionError) as err:
+                raise record_error(log_, state.applied, rec, err) from err
             off += len(batch)
-        if until_ns is None and batch:
-            state.last_ts = loads(batch[-1])["ts"]
     finally:
+        state.last_ts = state.sched.last_ts
         if enabled:
             gc.enable()
 
@@ -57,7 +66,6 @@ def _load_snapshot(log_: Any, end: int, *, remove_beyond: bool = False) -> Kerne
     """
     from eventlog.snapshots import list_snapshots, remove_snapshots
 
-    from ._snapshot import decode, tail_hash
     path = getattr(log_, "path", None)
     if path is None:
         return KernelState()
@@ -75,19 +83,48 @@ def _load_snapshot(log_: Any, end: int, *, remove_beyond: bool = False) -> Kerne
             break
         limit = snap.offset - 1
         try:
-            state, tail = decode(snap.blob)
-            if state.applied != snap.offset:
-                raise SnapshotCorruptError(f"it holds {state.applied} events, not {snap.offset}")
-            if snap.offset and tail_hash(log_.read_batch(snap.offset - 1, 1)[0]) != tail:
-                raise SnapshotCorruptError(
-                    f"its last record differs from the log's record {snap.offset - 1}: it "
-                    "belongs to another history")
+            state = usable_snapshot(log_, snap)
         except SnapshotCorruptError as err:
             log.warning("snapshot %s is unusable (%s); trying an older one, else replaying "
                         "the log", snap.path, err)
             continue
         return state
     return KernelState()
+
+
+def usable_snapshot(log_: Any, snap: Any) -> KernelState:
+    """The state of ``snap`` (a stored snapshot of ``log_``) after every check opening makes.
+
+    Raises:
+        SnapshotCorruptError: it fails its own checks, does not hold as many events as its
+            offset says, or its last record or last event time differ from the log's.
+    """
+    from ._snapshot import decode, tail_hash
+    state, tail = decode(snap.blob)
+    if state.applied != snap.offset:
+        raise SnapshotCorruptError(f"it holds {state.applied} events, not {snap.offset}")
+    last_ts = 0
+    if snap.offset:
+        record = log_.read_batch(snap.offset - 1, 1)[0]
+        if tail_hash(record) != tail:
+            raise SnapshotCorruptError(
+                f"its last record differs from the log's record {snap.offset - 1}: it "
+                "belongs to another history")
+        last_ts = _record_ts(record)
+    if state.last_ts != last_ts:     # replay(until_time=) trusts it
+        raise SnapshotCorruptError(
+            f"its last event time {state.last_ts} is not its last record's {last_ts}")
+    return state
+
+
+def _record_ts(record: bytes) -> int:
+    try:
+        ts = events.decode(record).get("ts")
+    except (ValueError, EskernelError):
+        ts = None
+    if type(ts) is not int:      # replaying the log reports the record itself
+        raise SnapshotCorruptError("its last record has no event time")
+    return ts
 
 
 def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clock: Any,

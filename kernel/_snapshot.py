@@ -51,6 +51,7 @@ from eventlog.framing import crc32c
 from . import events
 from ._apply import _NO_META, KernelState
 from ._core import Scheduler
+from ._validate import MAX_TAG_DEPTH, MAX_TIME_S, NS, depth_ok
 from .errors import SnapshotCorruptError
 
 MAGIC = b"ESKSTATE"
@@ -217,11 +218,17 @@ def _meta(m: Any, task_index: dict[str, int], h: int) -> tuple[Any, ...]:
         raise SnapshotCorruptError(f"metadata of task {h} is not a 5-item list")
     name, tags, key, parent, deps = m
     if (any(x is not None and type(x) is not str for x in (name, key, parent))
-            or (tags is not None and type(tags) is not dict)
+            or (tags is not None and (type(tags) is not dict
+                                      or not depth_ok(tags, MAX_TAG_DEPTH)))
             or type(deps) is not list
             or any(type(d) is not str or task_index.get(d, h) >= h for d in deps)):
         raise SnapshotCorruptError(f"metadata of task {h} has a field of the wrong kind or "
                                    "names a dependency that is not an earlier task")
+    if tags is not None:
+        try:            # JSON types only, as a submit accepts them (msgpack has more)
+            orjson.dumps(tags)
+        except TypeError:       # orjson.JSONEncodeError is a TypeError
+            raise SnapshotCorruptError(f"the tags of task {h} are not JSON") from None
     return (name, tags, key, parent, tuple(deps))
 
 
@@ -245,15 +252,18 @@ def _decode(sec: dict[int, memoryview]) -> tuple[Any, bytes]:
                                                "agent_names"}:
         raise SnapshotCorruptError("the head section is not the expected map")
     applied, last_ts, tail = head["applied"], head["last_ts"], head["tail"]
-    if (type(applied) is not int or type(last_ts) is not int or applied < 0 or last_ts < 0
+    if (type(applied) is not int or type(last_ts) is not int or applied < 0
+            or not 0 <= last_ts <= MAX_TIME_S * NS
             or type(tail) is not bytes or len(tail) != (16 if applied else 0)):
         raise SnapshotCorruptError("the head section's counters are out of range")
     queue_names = _names(head["queue_names"], "the queue names")
     agent_names = _names(head["agent_names"], "the agent names")
     n = _core_task_count(sec[CORE])
     task_ids = _column_items(sec[TASK_IDS], TASK_IDS, n)
+    if not set(map(type, task_ids)) <= {str}:      # before hashing: a list is unhashable
+        raise SnapshotCorruptError("the task ids are not all strings")
     task_index = dict(zip(task_ids, range(n)))     # hashes each id once, for both uses
-    if len(task_index) != n or not set(map(type, task_ids)) <= {str}:
+    if len(task_index) != n:
         raise SnapshotCorruptError("the task ids are not distinct strings")
     try:
         sched = Scheduler.load(bytes(sec[CORE]), task_ids, queue_names, agent_names)

@@ -9,7 +9,7 @@ from typing import Any
 from . import events
 from ._apply import KernelState
 from ._validate import (ID_PATTERN, NS, check_backoff, check_id, check_int, check_priority, check_tags,
-                        MAX_DURATION_S, MAX_TIME_S, lookup, seconds_to_ns)
+                        MAX_DURATION_S, MAX_TIME_S, lookup, seconds_to_ns, show)
 from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, UnknownAgentError,
                      UnknownTaskError)
 from .models import Priority, TaskSpec
@@ -23,7 +23,7 @@ def spec_dict(spec: Any, index: int) -> dict[str, Any]:
     if isinstance(spec, TaskSpec):
         return {k: getattr(spec, k) for k in spec.model_fields_set | {"queue"}}
     if not isinstance(spec, dict):
-        raise InvalidSpecError(f"item {index} of submit_many is {spec!r:.80}; pass TaskSpec "
+        raise InvalidSpecError(f"item {index} of submit_many is {show(spec)}; pass TaskSpec "
                                "objects or dicts with TaskSpec's keys")
     unknown = set(spec) - SPEC_KEYS
     if unknown:
@@ -56,7 +56,7 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
     q = lookup(state.queue_index, queue, "queue")
     prio = check_priority(priority)
     if isinstance(depends_on, (str, bytes)) or not hasattr(depends_on, "__iter__"):
-        raise InvalidSpecError(f"depends_on must be a list of task ids, got {depends_on!r:.80}")
+        raise InvalidSpecError(f"depends_on must be a list of task ids, got {show(depends_on)}")
     deps = list(depends_on)
     for d in deps:
         if d == tid:
@@ -96,9 +96,9 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
             raise InvalidSpecError(f"preferred agent {agent!r} does not serve queue {queue!r}; "
                                    "pin the task to an agent that does")
     if name is not None and type(name) is not str:
-        raise InvalidSpecError(f"name must be a str, got {name!r:.80}")
+        raise InvalidSpecError(f"name must be a str, got {show(name)}")
     if key is not None and (type(key) is not str or not key):
-        raise InvalidSpecError(f"key (idempotency key) must be a non-empty str, got {key!r:.80}")
+        raise InvalidSpecError(f"key (idempotency key) must be a non-empty str, got {show(key)}")
     if parent is not None:
         check_id(parent, "parent task")
     body = events.dumps(payload)
@@ -181,7 +181,7 @@ def batch_events(state: KernelState, now: int, max_payload: int,
     for i in live:
         d = specs[i].get("depends_on", ())
         if isinstance(d, (str, bytes)) or not hasattr(d, "__iter__"):
-            raise InvalidSpecError(f"depends_on must be a list of task ids, got {d!r:.80}")
+            raise InvalidSpecError(f"depends_on must be a list of task ids, got {show(d)}")
     order = topo_order(live_ids, [list(specs[i].get("depends_on", ())) for i in live])
     evs = []
     keys_seen: set[str] = set()

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from typing import Any
 
 from .errors import (InvalidSpecError, NotFoundError, UnknownAgentError, UnknownQueueError,
                      UnknownTaskError)
 from .models import PRIORITY_MAX, PRIORITY_MIN, BackoffPolicy
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother = 3, 100, 100
+
+
+def show(value: Any) -> str:
+    """A bounded repr for error messages: a value may nest far past the recursion limit."""
+    return _repr.repr(value)
+
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/+\-]{1,200}")
 _ID_RULE = "1-200 characters from A-Z a-z 0-9 . _ : @ / + -"
@@ -19,7 +29,7 @@ NS = 1_000_000_000
 def check_id(value: Any, what: str) -> str:
     """Return ``value`` when it is a valid id for ``what`` (task, queue, agent...)."""
     if type(value) is not str or ID_PATTERN.fullmatch(value) is None:
-        raise InvalidSpecError(f"{what} id {value!r} is invalid: use {_ID_RULE}")
+        raise InvalidSpecError(f"{what} id {show(value)} is invalid: use {_ID_RULE}")
     return value
 
 
@@ -45,7 +55,7 @@ def lookup(index: dict[str, int], key: Any, what: str) -> int:
 
 def check_int(value: Any, what: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InvalidSpecError(f"{what} must be an int in [{lo}, {hi}], got {value!r}")
+        raise InvalidSpecError(f"{what} must be an int in [{lo}, {hi}], got {show(value)}")
     return int(value)
 
 
@@ -67,7 +77,7 @@ def seconds_to_ns(value: Any, what: str, *, allow_zero: bool = True,
             or value > maximum):
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidSpecError(f"{what} must be a finite number of seconds {bound} and at "
-                               f"most {maximum:g}, got {value!r}")
+                               f"most {maximum:g}, got {show(value)}")
     return round(value * NS)
 
 
@@ -78,22 +88,41 @@ def check_backoff(value: Any) -> BackoffPolicy | None:
         try:
             return BackoffPolicy(**value)
         except ValueError as err:
-            raise InvalidSpecError(f"backoff {value!r} is invalid: {err}") from None
-    raise InvalidSpecError(f"backoff must be a BackoffPolicy or a dict, got {value!r}")
+            raise InvalidSpecError(f"backoff {show(value)} is invalid: {err}") from None
+    raise InvalidSpecError(f"backoff must be a BackoffPolicy or a dict, got {show(value)}")
+
+
+# Tags are kept in the digest's tables, three levels down: orjson encodes 254 levels.
+MAX_TAG_DEPTH = 250
+
+
+def depth_ok(value: Any, limit: int) -> bool:
+    """True when dicts and lists in ``value`` nest at most ``limit`` levels (iterative: a
+    value may nest far deeper than Python's recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list, tuple)):
+            if d > limit:
+                return False
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return True
 
 
 def check_tags(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not all(type(k) is str for k in value):
-        raise InvalidSpecError(f"tags must be a dict with str keys, got {value!r:.80}")
+        raise InvalidSpecError(f"tags must be a dict with str keys, got {show(value)}")
+    if not depth_ok(value, MAX_TAG_DEPTH):
+        raise InvalidSpecError(f"tags nest more than {MAX_TAG_DEPTH} levels; flatten them")
     return value
 
 
 def check_capabilities(value: Any) -> list[str]:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not value:
         raise InvalidSpecError(
-            f"capabilities must be a non-empty list of queue names, got {value!r}")
+            f"capabilities must be a non-empty list of queue names, got {show(value)}")
     caps = [check_id(q, "queue") for q in value]
     if len(set(caps)) != len(caps):
         raise InvalidSpecError(f"capabilities {caps!r} list a queue twice")

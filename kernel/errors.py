@@ -6,8 +6,9 @@ Every class derives from :class:`EskernelError`.  Branches are named by who must
   family (also ``LookupError``), :class:`DuplicateTaskError`, :class:`DependencyError`;
 * state conflicts — :class:`StaleLeaseError`, :class:`AgentOfflineError`,
   :class:`AgentAtCapacityError`, :class:`InvalidStateError`;
-* storage — the ``Log*Error`` classes re-exported from :mod:`eventlog.errors`, and
-  :class:`KernelFailedError` once an append failed;
+* storage — the ``Log*Error`` classes re-exported from :mod:`eventlog.errors`,
+  :class:`LogRecordInvalidError` for a record that passes its checksum but means nothing,
+  and :class:`KernelFailedError` once an append failed;
 * bugs — :class:`KernelInternalError`.
 
 A rejected call changes nothing and writes no event.
@@ -37,7 +38,8 @@ __all__ = [
     "DependencyError", "NotFoundError", "UnknownTaskError", "UnknownQueueError",
     "UnknownAgentError", "ConflictError", "StaleLeaseError", "AgentOfflineError",
     "AgentAtCapacityError", "InvalidStateError", "KernelClosedError", "KernelFailedError",
-    "KernelInternalError", "HandlerTimeoutError", "WaitTimeoutError", "LogError", "LogClosedError", "LogCorruptError", "LogFailedError",
+    "KernelInternalError", "HandlerTimeoutError", "WaitTimeoutError", "LogError",
+    "LogClosedError", "LogCorruptError", "LogRecordInvalidError", "LogFailedError",
     "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
     "RecordTypeError",
     "SnapshotCorruptError",
@@ -112,6 +114,26 @@ class KernelClosedError(EskernelError):
 class KernelFailedError(LogWriteError):
     """An append to the log failed; the kernel refuses further calls until it is reopened,
     which replays the log to its last durable event."""
+
+
+class LogRecordInvalidError(LogCorruptError):
+    """A record passes its checksum but is not a valid event for the state before it: an
+    unknown type or schema version, a field of the wrong type or out of range, a reference
+    to a task, queue, agent or lease that does not exist, or a transition the task's status
+    does not allow.  Nothing of the log was applied: the kernel is not opened.
+
+    Attributes:
+        segment: path of the segment file holding the record (``""`` for an in-memory log).
+        offset: byte offset of the record's frame inside that file.
+        log_offset: the record's offset in the log (its event number).
+        record_type: the event type the record names, or ``None`` when it has none.
+    """
+
+    def __init__(self, message: str, *, segment: str, offset: int, log_offset: int,
+                 record_type: str | None) -> None:
+        super().__init__(message, segment=segment, offset=offset)
+        self.log_offset = log_offset
+        self.record_type = record_type
 
 
 class KernelInternalError(EskernelError):

@@ -43,6 +43,7 @@ clock.  ``claimed`` is encoded in C by the scheduler core (byte-identical to
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import orjson
@@ -103,8 +104,18 @@ def dumps(value: Any) -> bytes:
         return memoryview(orjson.dumps(value)).tobytes()
     except TypeError as err:
         raise InvalidSpecError(
-            f"value {value!r:.80} is not JSON-serializable ({err}); pass dicts, lists, str, "
-            "int, float, bool or None") from err
+            f"value {_show(value)} is not JSON-serializable ({err}); pass dicts, lists, str "
+            "(valid UTF-8, no lone surrogates), int, float, bool or None, nested at most "
+            "254 levels") from err
+
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother = 3, 60, 60
+
+
+def _show(value: Any) -> str:
+    # A short repr that cannot recurse without bound (a value may nest 10,000 levels).
+    return _repr.repr(value)
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -121,7 +132,18 @@ def encode(event: dict[str, Any]) -> bytes:
             if value is None or (name == "backoff" and value == DEFAULT_BACKOFF):
                 continue
         out[name] = value
-    return orjson.dumps(out)
+    try:
+        return orjson.dumps(out)
+    except TypeError:
+        for name, value in out.items():     # name the field that cannot be encoded
+            try:
+                orjson.dumps(value)
+            except TypeError as err:
+                raise InvalidSpecError(
+                    f"{t} event field {name!r} is {_show(value)}, which cannot be stored "
+                    f"({err}); pass valid UTF-8 strings (no lone surrogates) and JSON values "
+                    "nested at most 253 levels") from err
+        raise
 
 
 def encode_submitted(ts: int, task: str, queue: str, priority: int, payload: bytes,
@@ -135,7 +157,8 @@ def encode_submitted(ts: int, task: str, queue: str, priority: int, payload: byt
 def decode(record: bytes) -> dict[str, Any]:
     """Decode one log record into its event dict; rejects unknown versions and types."""
     ev = orjson.loads(record)
-    if ev.get("v") != SCHEMA_VERSION or ev.get("t") not in EVENT_TYPES:
+    if type(ev) is not dict or ev.get("v") != SCHEMA_VERSION or type(ev.get("t")) is not str \
+            or ev["t"] not in EVENT_TYPES:
         raise ValueError(f"record {record[:80]!r} is not an eskernel v{SCHEMA_VERSION} event")
     for name, default in OPTIONAL.get(ev["t"], {}).items():
         if name not in ev:

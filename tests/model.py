@@ -130,7 +130,8 @@ class Model:
 
     def __init__(self, now_ns: Callable[[], int], seed: int = 0,
                  max_payload_bytes: int = 1 << 20) -> None:
-        self.now_ns = now_ns
+        self.clock_ns = now_ns
+        self.latest_ns = 0
         self.seed = seed
         self.queues: dict[str, MQueue] = {}
         self.agents: dict[str, MAgent] = {}
@@ -139,6 +140,12 @@ class Model:
         self.next_lease_id = 1
         self.next_seq = 0
         self.max_payload = max_payload_bytes
+
+    def now_ns(self) -> int:
+        """The clock, never earlier than a time already read: event times never go back in
+        a log (replay refuses such a log), so a clock stepped back reads as the latest."""
+        self.latest_ns = max(self.latest_ns, self.clock_ns())
+        return self.latest_ns
 
     # --- queues and agents ---
 

@@ -84,3 +84,20 @@ def test_error_classes_are_all_exported():
     defined = {n for n, v in inspect.getmembers(errors, inspect.isclass)
                if issubclass(v, BaseException)}
     assert defined <= set(errors.__all__) | {"BaseException"}
+
+
+def test_a_meaningless_record_is_a_log_corruption_with_its_place(tmp_path):
+    # storage branch: checksummed but meaningless records are LogCorruptError too
+    assert issubclass(errors.LogRecordInvalidError, errors.LogCorruptError)
+    assert "LogRecordInvalidError" in kernel.__all__
+    from eventlog import EventLog
+    with EventLog.open(tmp_path) as log:
+        log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"nope"}')
+    with pytest.raises(errors.LogCorruptError) as info:
+        kernel.Kernel.open(tmp_path)
+    err = info.value
+    assert type(err) is errors.LogRecordInvalidError
+    assert (err.log_offset, err.record_type, err.offset) == (0, "queue_paused", 32)
+    assert err.segment.endswith("00000000000000000000.seg")
+    msg = str(err)
+    assert len(err.args) == 1 and "'nope'" in msg and f"eskernel verify {tmp_path}" in msg

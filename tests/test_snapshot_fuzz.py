@@ -24,7 +24,7 @@ modes:
     lengths, extra chunks.
 
 Most cases are judged with :func:`kernel._snapshot.decode` plus the two checks opening adds
-(the event count and the tail hash); a sample, and every forged snapshot that loads a
+(the event count, the tail hash and the last record's time); a sample, and every forged snapshot that loads a
 different state, goes through ``Kernel.open``, ``Kernel.replay`` and ``verify``.
 
 ``ESKERNEL_FUZZ_SNAPSHOTS`` sets the mutations per mode and world (default 300: 2,700
@@ -584,7 +584,7 @@ def judge_blob(w: World, blob: bytes) -> tuple[str, Any]:
         state, tail = decode(blob)
     except SnapshotCorruptError:
         return REJECTED, None
-    if state.applied != w.offset or tail != w.tail:
+    if state.applied != w.offset or tail != w.tail or state.last_ts != w.extra["last_ts"]:
         return PASSED_OVER, None
     assert state.sched._check()
     if state.digest() != w.digest:
@@ -676,23 +676,11 @@ def run_case(w: World, mode: str, file_bytes: bytes, blob: bytes | None, what: A
 
 
 #: Wrong outcomes this fuzzer found that are not fixed yet: a case ending in one is counted
-#: under its name instead of failing.  Each has an explicit ``test_known_*`` case below,
-#: marked xfail(strict): when the fix lands that case passes, the run fails, and both the
-#: marker and the entry here go.
-KNOWN: dict[str, Callable[[BaseException], bool]] = {
-    # decode() builds the task index (a dict) before checking the ids are strings.
-    "unhashable task id": lambda e: isinstance(e, TypeError) and "unhashable" in str(e),
-    # The head's last_ts is not checked against the tail record's ts, nor covered by the
-    # digest: Kernel.replay(until_time=...) trusts it to decide whether to use the snapshot.
-    "forged last_ts": lambda e: isinstance(e, SilentlyDifferent) and e.fields == {"last_ts"},
-    # The backoff policy table is checked for range only and is not in the digest: a forged
-    # delay loads, and verify calls the snapshot clean.
-    "forged backoff policy": lambda e: (isinstance(e, SilentlyDifferent)
-                                        and e.fields == {"policies"}),
-    # Tags nested 255 to ~2000 deep load; the digest (and so verify) then raises.
-    "deeply nested tags": lambda e: (isinstance(e, RecursionError) or (
-        isinstance(e, InvalidSpecError) and "Recursion limit" in str(e))),
-}
+#: under its name instead of failing, and has an explicit ``test_known_*`` case below marked
+#: xfail(strict).  Empty: the four it found (a non-string task id raising TypeError, a forged
+#: last_ts, a forged backoff policy, tags nested too deep) are fixed and kept as
+#: ``test_known_*`` regression cases.
+KNOWN: dict[str, Callable[[BaseException], bool]] = {}
 
 
 # -- the three modes ------------------------------------------------------------------------
@@ -856,8 +844,6 @@ def forged(w: World, section: int, body: bytes) -> bytes:
     return assemble(bodies)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="decode() hashes the task ids before checking they are strings")
 def test_known_a_task_id_that_is_a_list_is_rejected(worlds):
     # Reproduction: the task ids column of the "small" world holds [[]] instead of ["one"].
     w = worlds["small"]
@@ -866,8 +852,6 @@ def test_known_a_task_id_that_is_a_list_is_rejected(worlds):
         decode(blob)
 
 
-@pytest.mark.xfail(strict=True, reason="a snapshot's last_ts is neither checked against the "
-                   "log nor compared by verify; replay(until_time=) trusts it")
 def test_known_a_forged_last_ts_does_not_change_a_time_replay(worlds):
     # Reproduction: the head's last_ts set to 0 in the "rich" world's snapshot.
     w = worlds["rich"]
@@ -892,8 +876,6 @@ def test_known_a_forged_last_ts_does_not_change_a_time_replay(worlds):
         k.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the backoff policy table is not in the digest: a "
-                   "forged policy loads and verify calls it clean")
 def test_known_a_forged_backoff_policy_is_rejected_or_reported(worlds):
     # Reproduction: policy[1].maximum set to 0x7fffffff in the "rich" world's core section.
     w = worlds["rich"]
@@ -909,8 +891,6 @@ def test_known_a_forged_backoff_policy_is_rejected_or_reported(worlds):
     assert state.digest() != w.digest, "a different policy table has the clean digest"
 
 
-@pytest.mark.xfail(strict=True, raises=(InvalidSpecError, RecursionError),
-                   reason="tags nested deep load from a snapshot; digest() and verify raise")
 @pytest.mark.parametrize("depth", [300, 1000])
 def test_known_deeply_nested_tags_are_rejected(worlds, depth):
     # Reproduction: the "small" world's metadata column holds
