@@ -11,11 +11,11 @@ audits a log's semantics.
 ['Projection', 'ProjectionError', 'Report']
 """
 
-from .errors import ProjectionError as ProjectionError
+from .errors import ProjectionError as ProjectionError, QueryNotAllowedError as QueryNotAllowedError
 from .projection import Projection as Projection
 from .query import Table as Table
 from .report import Report as Report, build_report as build_report
 from .verify import Violation as Violation, verify_log as verify_log
 
-__all__ = ["Projection", "ProjectionError", "Report", "Table", "build_report", "verify_log",
+__all__ = ["Projection", "ProjectionError", "QueryNotAllowedError", "Report", "Table", "build_report", "verify_log",
            "Violation"]

@@ -18,7 +18,8 @@ from typing import Any
 import click
 
 from analytics import Projection, verify_log
-from analytics.query import Table
+from analytics import ProjectionError
+from analytics.query import Table, check_read_only
 from analytics.report import build_report
 from eventlog.errors import EskernelError
 
@@ -50,6 +51,9 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
+        except ProjectionError as err:   # DuckDB's message keeps its lines (candidates...)
+            raise CliError("\n  ".join(line.rstrip() for line in str(err).strip().splitlines())
+                           or type(err).__name__) from err
         except (EskernelError, OSError, ValueError) as err:
             raise CliError(_one_line(err)) from err
         except KeyboardInterrupt:
@@ -91,8 +95,21 @@ def _db_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _reader(directory: Path, db: str | None, memory: bool) -> Projection:
+    """A projection brought up to date, to query: a database file is refreshed, then opened
+    read-only, so readers never lock each other out (``--memory`` ingests in memory)."""
+    if memory:
+        return _projection(directory, None, True)
+    with progress("ingesting the log") as cb:
+        p, behind = Projection.open_reader(directory, db, progress=cb)
+    if behind:
+        click.echo(f"note: another eskernel command holds the projection {p.db_path}; these "
+                   f"results stop {behind} events before the end of the log", err=True)
+    return p
+
+
 def _projection(directory: Path, db: str | None, memory: bool) -> Projection:
-    """Open the projection and bring it up to date (progress bar on a terminal)."""
+    """Open the projection read-write and bring it up to date (progress bar on a terminal)."""
     target = None if memory else (db or Projection.default_db(directory))
     p = Projection(directory, target)
     try:
@@ -388,19 +405,27 @@ def snapshot(directory: str, as_json: bool, as_csv: bool) -> None:
 @_guard
 def sql(directory: str, query: str, out: str | None, db: str | None, memory: bool,
         as_json: bool, as_csv: bool) -> None:
-    """Run read-only SQL against the projection (refreshed first) and print the result.
+    """Run one read-only SELECT against the projection (refreshed first); print the result.
+
+    Anything but one SELECT (or EXPLAIN) statement is refused before it runs: the query
+    runs on a read-only connection without file access.
 
     Tables: events, tasks, attempts, agents, queues, task_deps.  Views: throughput, latency,
     agent_utilization, queue_utilization, failures.  Times are ns since the epoch; quote
     the "offset" column.
     """
     fmt = _fmt(as_json, as_csv)
-    p = _projection(_log_dir(directory), db, memory)
-    try:
-        if out is not None:
+    check_read_only(query)
+    if out is not None:
+        p = _projection(_log_dir(directory), db, memory)
+        try:
             path = p.export(query, out)
-            click.echo(f"wrote {path}")
-            return
+        finally:
+            p.close()
+        click.echo(f"wrote {path}")
+        return
+    p = _reader(_log_dir(directory), db, memory)
+    try:
         result = p.query(query)
     finally:
         p.close()
@@ -422,7 +447,7 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
            db: str | None, memory: bool, as_json: bool, as_csv: bool) -> None:
     """Throughput, latency percentiles, utilization and failures."""
     fmt = _fmt(as_json, as_csv)
-    p = _projection(_log_dir(directory), db, memory)
+    p = _reader(_log_dir(directory), db, memory)
     try:
         rep = build_report(p, window_s=last, bucket_s=bucket)
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics import Projection, ProjectionError, verify_log
+from analytics import QueryNotAllowedError, Projection, ProjectionError, verify_log
 from analytics.report import build_report
 from eventlog import EventLog
 from kernel import Kernel, ManualClock, events
@@ -439,8 +439,43 @@ def test_bad_sql_and_read_only_queries(proj: Projection) -> None:
     with pytest.raises(ProjectionError, match="empty"):
         proj.query("  ")
     n = proj.query("SELECT count(*) FROM tasks").rows
-    proj.query("DELETE FROM tasks")
+    for bad in ("DELETE FROM tasks", "COMMIT; DROP TABLE tasks", "DROP TABLE tasks",
+                "COPY (SELECT 1) TO 'x.csv'", "ATTACH 'x.db'", "SET threads = 1",
+                "SELECT 1; SELECT 2", "CREATE TABLE x AS SELECT 1"):
+        with pytest.raises(QueryNotAllowedError):
+            proj.query(bad)
+    with pytest.raises(QueryNotAllowedError):
+        proj.export("DELETE FROM tasks", "x.csv")
     assert proj.query("SELECT count(*) FROM tasks").rows == n
+    assert proj.query("EXPLAIN SELECT 1").columns
+
+
+def test_sql_error_keeps_duckdbs_whole_message(proj: Projection) -> None:
+    with pytest.raises(ProjectionError) as info:
+        proj.query("SELECT t FROM events")
+    assert "Candidate bindings" in str(info.value) and '"type"' in str(info.value)
+
+
+def test_read_only_projection_refuses_writes(demo_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "ro.duckdb"
+    with Projection(demo_dir, db) as p:
+        p.refresh()
+        n = p.query("SELECT count(*) FROM tasks").rows
+    with Projection(demo_dir, db, read_only=True) as ro:
+        assert ro.query("SELECT count(*) FROM tasks").rows == n
+        with pytest.raises(ProjectionError, match="read-only"):
+            ro.refresh()
+        with pytest.raises(ProjectionError, match="read-only"):
+            ro.export("tasks", tmp_path / "t.csv")
+        for bad in ("DROP TABLE tasks", "COPY (SELECT 1) TO 'x.csv'"):
+            with pytest.raises(QueryNotAllowedError):
+                ro.query(bad)
+        # Beyond the statement check, the connection itself reads no file.
+        with pytest.raises(ProjectionError, match="disabled by configuration"):
+            ro.query("SELECT * FROM read_csv('/etc/hostname')")
+    assert not (tmp_path / "t.csv").exists()
+    with pytest.raises(ProjectionError, match="does not exist"):
+        Projection(demo_dir, tmp_path / "none.duckdb", read_only=True)
 
 
 def test_export_parquet_and_csv(proj: Projection, tmp_path: Path) -> None:
