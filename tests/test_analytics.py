@@ -582,3 +582,36 @@ def test_verify_compares_snapshots(tmp_path: Path) -> None:
         k.complete(k.claim("a"))
         k.snapshot()
     assert verify_log(tmp_path).snapshots == 1 and verify_log(tmp_path).ok
+
+
+# -- report rates: the peak of a window is never below its average ----------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from analytics.report import peak_rates  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10**12), st.integers(1, 10**12), st.integers(1, 600),
+       st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=50))
+def test_peak_rate_is_at_least_the_average(lo: int, length: int, bucket_s: int,
+                                           where: list[float]) -> None:
+    end = lo + length
+    bucket_ns = bucket_s * 1_000_000_000
+    counts: dict[int, int] = {}
+    for x in where:                                  # completion times inside [lo, end)
+        k = (lo + int(x * length)) // bucket_ns
+        counts[k] = counts.get(k, 0) + 1
+    average = len(where) / (length / 1e9)
+    assert peak_rates(counts, lo, end, bucket_ns) >= average * (1 - 1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.5, 400), st.integers(1, 120))
+def test_report_peak_rate_at_least_average_over_random_windows(demo_dir: Path, last: float,
+                                                                bucket_s: int) -> None:
+    with Projection(demo_dir) as p:
+        p.refresh()
+        rep = build_report(p, window_s=last, bucket_s=bucket_s)
+    for row in rep.sections["throughput"].to_dicts():
+        assert row["peak_per_s"] >= row["completed_per_s"] * (1 - 1e-12), row
