@@ -62,10 +62,11 @@ def check_read_only(sql: str) -> None:
         ProjectionError: an empty statement, or SQL that does not parse.
 
     >>> check_read_only("SELECT 1")
-    >>> check_read_only("COMMIT; DROP TABLE tasks")
-    Traceback (most recent call last):
-    ...
-    analytics.errors.QueryNotAllowedError: the query has 2 statements; run one read-only SELECT at a time
+    >>> try:
+    ...     check_read_only("COMMIT; DROP TABLE tasks")
+    ... except QueryNotAllowedError as err:
+    ...     print(err)
+    the query has 2 statements; run one read-only SELECT at a time
     """
     if not isinstance(sql, str) or not sql.strip():
         raise ProjectionError("the SQL query is empty; pass a statement such as "

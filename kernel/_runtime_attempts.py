@@ -135,7 +135,8 @@ class Attempts:
             self._fail(lease, agent, name, queue, (
                 f"InvalidResultError: handler {h.key!r} returned a {type(result).__name__} "
                 f"for task {lease.task_id!r} that cannot be stored ({err}); return JSON data "
-                f"(dict, list, str, int, float, bool or None) within the size limit"), True)
+                f"(dict, list, str, int, finite float, bool or None) within the size limit; "
+                f"not retried: the same handler would return the same value"), False)
             return
         agent.held -= 1
         self.completed += 1

@@ -116,6 +116,8 @@ def check_tags(value: Any) -> dict[str, Any] | None:
         raise InvalidSpecError(f"tags must be a dict with str keys, got {show(value)}")
     if not depth_ok(value, MAX_TAG_DEPTH):
         raise InvalidSpecError(f"tags nest more than {MAX_TAG_DEPTH} levels; flatten them")
+    from .events import dumps
+    dumps(value)     # tags follow the payload contract (no NaN or infinity)
     return value
 
 
