@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import events
-from ._validate import NS
+from ._validate import NS, check_int
 from .errors import InvalidSpecError
 from .models import AgentStats, QueueStats, Stats, TaskView
 
@@ -97,7 +97,7 @@ class Views:
         a = self._agent(agent) if agent is not None else -1  # type: ignore[attr-defined]
         hs = self._sched.handles(code, q, a)
         if limit is not None:
-            hs = hs[:limit]
+            hs = hs[:check_int(limit, "limit", 0, 2**63 - 1)]
         return [self._view(h) for h in hs]
 
     def stats(self) -> Stats:

@@ -37,9 +37,41 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
+# The advice of the Python API's messages, as the CLI says it: (phrase, CLI wording).
+_CLI_ADVICE = (
+    ("check the path, or create the log with EventLog.open",
+     "check the path; `eskernel demo DIR` makes a directory to try the commands on"),
+    ("check the path, or pass create=True to start a log there",
+     "check the path; `eskernel demo DIR` makes a directory to try the commands on"),
+    ("use that EventLog or close it first, or open a reader with EventLog.open_readonly",
+     "close it first; the read commands (status, history, replay, verify, sql, report, "
+     "tail) work while it runs"),
+    ("stop that process or open a reader with EventLog.open_readonly",
+     "stop that process (or run this command through it); the read commands (status, "
+     "history, replay, verify, sql, report, tail) work while it runs"),
+    ("check the id (kernel.tasks() lists them)",
+     "check the id (`eskernel sql DIR \"SELECT task, status FROM tasks\"` lists them)"),
+    ("run eventlog.verify() for a full report", "run `eskernel verify DIR` for a full report"),
+    ("call declare_queue({q}) first",
+     "queues are declared by the program that runs the kernel (Kernel.declare_queue); "
+     "`eskernel status DIR` lists the declared ones"),
+    ("call register_agent({q}, ...) first",
+     "`eskernel status DIR` lists the registered agents"),
+)
+
+
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return " ".join(text.split())
+    text = " ".join((str(err).strip() or type(err).__name__).split())
+    for phrase, cli_words in _CLI_ADVICE:
+        if "{q}" in phrase:
+            head, _, tail = phrase.partition("{q}")
+            start = text.find(head)
+            end = text.find(tail, start + len(head)) if start >= 0 else -1
+            if start >= 0 and end >= 0:
+                text = text[:start] + cli_words + text[end + len(tail):]
+        else:
+            text = text.replace(phrase, cli_words)
+    return text
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -385,7 +417,7 @@ def snapshot(directory: str, as_json: bool, as_csv: bool) -> None:
     fmt = _fmt(as_json, as_csv)
     from ._kernel import Kernel
     log_dir = _log_dir(directory)
-    with Kernel.open(log_dir, snapshot_every=0) as k:
+    with Kernel.open(log_dir, snapshot_every=0, create=False) as k:
         offset = k.snapshot()
         digest = k.digest()
     path = log_dir / f"{offset:020d}.snap"
