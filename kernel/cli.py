@@ -20,10 +20,11 @@ import click
 from analytics import Projection, verify_log
 from analytics import ProjectionError
 from analytics.query import Table, check_read_only
-from analytics.report import build_report
+from analytics.report import TITLES, build_report
 from eventlog.errors import EskernelError
 
-from ._cli_format import emit, emit_sections, ns_time, progress, table_from_dicts
+from ._cli_format import (emit, emit_sections, ns_time, progress, seconds_fields,
+                          table_from_dicts)
 
 __all__ = ["cli", "main"]
 
@@ -98,6 +99,10 @@ def _fmt_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
     return fn
+
+
+_TABLE = click.option("--table", "table", default=None, metavar="NAME",
+                      help="Print only this table (CSV holds one table per call).")
 
 
 def _fmt(as_json: bool, as_csv: bool) -> str:
@@ -244,8 +249,9 @@ _STATUS_TITLES = {"summary": "Log", "counts": "Tasks by status", "queues": "Queu
 @cli.command()
 @_DIR
 @_fmt_options
+@_TABLE
 @_guard
-def status(directory: str, as_json: bool, as_csv: bool) -> None:
+def status(directory: str, as_json: bool, as_csv: bool, table: str | None) -> None:
     """System status: counts by status, queue depths and limits, agents and their leases.
 
     Reads the log without locking it (works while a kernel is running).
@@ -259,7 +265,7 @@ def status(directory: str, as_json: bool, as_csv: bool) -> None:
                     **_stats_sections(k)}
     finally:
         k.close()
-    emit_sections(sections, fmt, _STATUS_TITLES)
+    emit_sections(sections, fmt, _STATUS_TITLES, table=table)
 
 
 _DETAIL_KEYS = ("error", "retry_at", "reason", "cause", "expires", "depends_on", "not_before",
@@ -284,7 +290,11 @@ def _detail(ev: dict[str, Any]) -> str:
 @_fmt_options
 @_guard
 def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
-    """The full event trail of TASK, in log order."""
+    """The full event trail of TASK, in log order.
+
+    With --json, times (ts, retry_at, expires, not_before) are seconds since the epoch and
+    durations (timeout, backoff) seconds, as the Python API takes them.
+    """
     fmt = _fmt(as_json, as_csv)
     from eventlog import EventLog
 
@@ -300,6 +310,7 @@ def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
         raise UnknownTaskError(f"no task {task!r} in the log {directory}; check the id "
                                f"(eskernel sql {directory} \"SELECT task FROM tasks\" lists them)")
     if fmt == "json":
+        trail = [seconds_fields(ev) for ev in trail]
         emit(table_from_dicts(trail, sorted({c for e in trail for c in e})), fmt)
         return
     agents: dict[int, tuple[str, int]] = {}
@@ -344,9 +355,10 @@ def _parse_until(value: str) -> tuple[int | None, float | None]:
                    "(@epoch-seconds or ISO-8601, UTC).")
 @click.option("--task", "task", default=None, help="Show this task's state at that point.")
 @_fmt_options
+@_TABLE
 @_guard
 def replay(directory: str, until: str | None, task: str | None, as_json: bool,
-           as_csv: bool) -> None:
+           as_csv: bool, table: str | None) -> None:
     """Rebuild the state at a point of the log and print it (the audit path)."""
     fmt = _fmt(as_json, as_csv)
     offset, at = _parse_until(until) if until is not None else (None, None)
@@ -359,7 +371,7 @@ def replay(directory: str, until: str | None, task: str | None, as_json: bool,
             view = k.task(task)
             data = view.model_dump()
             for key in ("submitted_at", "started_at", "finished_at", "due_at", "expires_at"):
-                if isinstance(data.get(key), (int, float)):
+                if isinstance(data.get(key), (int, float)) and fmt != "json":
                     data[key] = ns_time(int(data[key] * 1e9))
             sections: dict[str, Any] = {"task": data}
         else:
@@ -369,7 +381,7 @@ def replay(directory: str, until: str | None, task: str | None, as_json: bool,
                         **_stats_sections(k)}
     finally:
         k.close()
-    emit_sections(sections, fmt, _STATUS_TITLES)
+    emit_sections(sections, fmt, _STATUS_TITLES, table=table)
 
 
 # -- verify, snapshot --------------------------------------------------------------------
@@ -474,9 +486,11 @@ def sql(directory: str, query: str, out: str | None, db: str | None, memory: boo
               help="Throughput interval in seconds.")
 @_db_options
 @_fmt_options
+@_TABLE
 @_guard
 def report(directory: str, html_file: str | None, last: float | None, bucket: int,
-           db: str | None, memory: bool, as_json: bool, as_csv: bool) -> None:
+           db: str | None, memory: bool, as_json: bool, as_csv: bool,
+           table: str | None) -> None:
     """Throughput, latency percentiles, utilization and failures."""
     fmt = _fmt(as_json, as_csv)
     p = _reader(_log_dir(directory), db, memory)
@@ -486,10 +500,10 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
         p.close()
     if html_file is not None:
         Path(html_file).write_text(rep.to_html(), encoding="utf-8")
-    if fmt == "json":
+    if table is not None or fmt == "csv":
+        emit_sections(rep.sections, fmt, TITLES, table=table)
+    elif fmt == "json":
         click.echo(rep.to_json())
-    elif fmt == "csv":
-        click.echo(rep.to_csv(), nl=False)
     else:
         click.echo(rep.to_text())
         if html_file is not None:

@@ -615,3 +615,19 @@ def test_report_peak_rate_at_least_average_over_random_windows(demo_dir: Path, l
         rep = build_report(p, window_s=last, bucket_s=bucket_s)
     for row in rep.sections["throughput"].to_dicts():
         assert row["peak_per_s"] >= row["completed_per_s"] * (1 - 1e-12), row
+
+
+def test_timestamp_and_seconds_columns_beside_the_ns_columns(proj: Projection) -> None:
+    import datetime
+    t = proj.query("SELECT submitted_at, submitted_time, finished_at, finished_time, wait_ns, "
+                   "wait_s, e2e_ns, e2e_s FROM tasks WHERE status = 'COMPLETED' LIMIT 20")
+    assert t.rows
+    epoch = datetime.datetime(1970, 1, 1)
+    for sub, sub_t, fin, fin_t, wait_ns, wait_s, e2e_ns, e2e_s in t.rows:
+        assert isinstance(sub_t, datetime.datetime) and isinstance(fin_t, datetime.datetime)
+        assert (sub_t - epoch) // datetime.timedelta(microseconds=1) == sub // 1000
+        assert (fin_t - epoch) // datetime.timedelta(microseconds=1) == fin // 1000
+        assert wait_s == wait_ns / 1e9 and e2e_s == e2e_ns / 1e9
+    a = proj.query("SELECT claimed_at, claimed_time, duration_ns, duration_s FROM attempts "
+                   "WHERE duration_ns IS NOT NULL LIMIT 5")
+    assert a.rows and all(r[3] == r[2] / 1e9 and r[1] is not None for r in a.rows)

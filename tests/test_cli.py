@@ -84,8 +84,13 @@ def test_status_formats(demo: Path) -> None:
     data = json.loads(out)
     assert set(data) == {"summary", "counts", "queues", "agents"}
     assert sum(r["tasks"] for r in data["counts"]) == data["summary"]["tasks"]
-    code, out, _ = run("status", demo, "--csv")
-    assert code == 0 and out.startswith("# summary\n") and "# agents\n" in out
+    # CSV holds one table per call: --table picks it.
+    assert_error(["status", demo, "--csv"], "--table")
+    code, out, _ = run("status", demo, "--csv", "--table", "agents")
+    assert code == 0 and out.startswith("agent,capabilities,capacity,")
+    code, out, _ = run("status", demo, "--json", "--table", "counts")
+    assert {r["status"] for r in json.loads(out)} >= {"COMPLETED"}
+    assert_error(["status", demo, "--table", "nope"], "counts")
 
 
 def test_json_and_csv_together_is_an_error(demo: Path) -> None:
@@ -112,6 +117,15 @@ def test_history(demo: Path) -> None:
     assert trail[0]["t"] == "submitted" and all("offset" in e for e in trail)
     code, out, _ = run("history", demo, "job0000.render1", "--csv")
     assert list(csv.reader(io.StringIO(out)))[0][:3] == ["offset", "time", "event"]
+
+
+def test_history_json_is_in_seconds(demo: Path) -> None:
+    code, out, _ = run("history", demo, "job0000.render1", "--json")
+    trail = json.loads(out)
+    sub = next(e for e in trail if e["t"] == "submitted")
+    assert sub["timeout"] < 1e6 and 1e9 < sub["ts"] < 1e10          # seconds, not ns
+    claimed = next(e for e in trail if e["t"] == "claimed")
+    assert 0 < claimed["expires"] - claimed["ts"] <= sub["timeout"]
 
 
 def test_history_unknown_task(demo: Path) -> None:
@@ -279,8 +293,10 @@ def test_report(demo: Path, tmp_path: Path) -> None:
     code, out, _ = run("report", demo, "--json", "--last", "120", "--bucket", "10")
     data = json.loads(out)
     assert data["meta"]["bucket_s"] == 10 and data["meta"]["window_s"] <= 120
-    code, out, _ = run("report", demo, "--csv")
-    assert code == 0 and "# latency\n" in out
+    assert_error(["report", demo, "--csv"], "--table")
+    code, out, _ = run("report", demo, "--csv", "--table", "latency")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows and "wait_p50_s" in rows[0] and "#" not in out
 
 
 def test_report_bad_window(demo: Path) -> None:
