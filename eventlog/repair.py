@@ -36,7 +36,7 @@ from .segment import (
 
 __all__ = ["RepairReport", "VerifyReport", "verify"]
 
-logger = logging.getLogger("eventlog")
+logger = logging.getLogger("eskernel.eventlog")
 
 
 @dataclasses.dataclass(frozen=True)

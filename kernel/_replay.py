@@ -12,7 +12,7 @@ from ._apply import KernelState
 from ._records import RecordError, check_record, record_error
 from .errors import EskernelError, InvalidSpecError, SnapshotCorruptError
 
-log = logging.getLogger("eskernel")
+log = logging.getLogger("eskernel.kernel")
 BATCH = 8192
 #: The event log's options ``Kernel.open`` passes through.
 LOG_OPTIONS = frozenset({"segment_bytes", "max_record_bytes", "flush_interval_ms"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import heapq
+import logging
 import math
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -21,6 +22,7 @@ from ._runtime_support import (ABANDONED, CANCELLING, DONE, RUNNING, TERMINAL, A
 from .errors import InvalidSpecError, StaleLeaseError
 
 _ERR_TIMEOUT = HandlerTimeoutError.__name__
+_log = logging.getLogger("eskernel.runtime")
 
 
 class Attempts:
@@ -56,7 +58,7 @@ class Attempts:
                 self._succeed(lease, agent, h, name, queue, stop.value)
                 return
             except (Exception, asyncio.CancelledError) as exc:
-                self._fail(lease, agent, name, queue, describe_exception(exc), True)
+                self._fail(lease, agent, name, queue, describe_exception(exc), h.retryable(exc))
                 return
             fut: Any = self._loop.create_task(  # type: ignore[union-attr]
                 resume_coroutine(coro, yielded), context=ctx)
@@ -64,7 +66,7 @@ class Attempts:
             try:
                 result = h.fn(payload)
             except Exception as exc:
-                self._fail(lease, agent, name, queue, describe_exception(exc), True)
+                self._fail(lease, agent, name, queue, describe_exception(exc), h.retryable(exc))
             else:
                 self._succeed(lease, agent, h, name, queue, result)
             return
@@ -120,7 +122,8 @@ class Attempts:
                 if self._procs is not None:
                     self._procs.shutdown(wait=False, cancel_futures=True)
                     self._procs = None
-            self._fail(att.lease, att.agent, att.name, att.queue, err, True)
+            self._fail(att.lease, att.agent, att.name, att.queue, err,
+                       att.handler.retryable(exc))
         else:
             self._succeed(att.lease, att.agent, att.handler, att.name, att.queue, fut.result())
 
@@ -155,12 +158,23 @@ class Attempts:
         agent.held -= 1
         self.failed += 1
         self._changed = True
+        view = None
+        if _log.isEnabledFor(logging.WARNING) or self._hub.active:
+            view = self.kernel.task(lease.task_id)
+            first = error.split("\n", 1)[0]
+            if view.status == "FAILED":
+                _log.warning("task %r (queue %r) dead-lettered after attempt %d of %d%s: %s",
+                             lease.task_id, queue, lease.attempt, view.max_attempts,
+                             "" if retryable else " (not retryable)", first)
+            elif view.status not in TERMINAL:
+                _log.info("task %r (queue %r) attempt %d of %d failed; retry due at %s: %s",
+                          lease.task_id, queue, lease.attempt, view.max_attempts,
+                          view.due_at, first)
         if self._hub.active:
             now, tid = self._now(), lease.task_id
             emit = self._hub.emit
             emit(TaskEvent("failed", tid, name, queue, lease.attempt, agent.id, now,
                            error=error))
-            view = self.kernel.task(tid)
             if view.status == "FAILED":
                 emit(TaskEvent("dead_lettered", tid, name, queue, lease.attempt, agent.id, now,
                                error=error))
@@ -169,6 +183,9 @@ class Attempts:
                                due_at=view.due_at if view.due_at is not None else now))
 
     def _lost(self, lease: Any, agent: AgentSlot, name: str | None, queue: str) -> None:
+        _log.warning("lease %d of task %r (queue %r) is no longer current (it expired or the "
+                     "task was cancelled); the handler's outcome was dropped", lease.lease_id,
+                     lease.task_id, queue)
         agent.held -= 1
         self.lost += 1
         self._changed = True

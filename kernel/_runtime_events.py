@@ -20,7 +20,7 @@ __all__ = ["EVENT_KINDS", "TaskEvent", "EventHub", "EventStream"]
 #: Kinds of :class:`TaskEvent`, in the order they can follow each other for one attempt.
 EVENT_KINDS = ("completed", "failed", "retried", "dead_lettered", "lease_lost")
 
-_log = logging.getLogger("kernel.runtime")
+_log = logging.getLogger("eskernel.runtime")
 
 
 @dataclass(frozen=True, slots=True)

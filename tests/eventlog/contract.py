@@ -320,7 +320,7 @@ class LogContract:
         data = bytearray(s7.path.read_bytes())
         data[-2] ^= 0xFF
         s7.path.write_bytes(bytes(data))
-        with caplog.at_level(logging.WARNING, logger="eventlog"):
+        with caplog.at_level(logging.WARNING, logger="eskernel.eventlog"):
             with EventLog.open_readonly(tmp_path) as reader:
                 snap = reader.latest_snapshot()
         assert snap is not None
