@@ -510,6 +510,17 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
             click.echo(f"wrote {html_file}")
 
 
+def _add_operations() -> None:
+    # The operator's commands (kernel/_cli_ops.py), with this module's error handling.
+    from ._cli_ops import OPERATIONS
+    for command in OPERATIONS:
+        command.callback = _guard(command.callback)
+        cli.add_command(command)
+
+
+_add_operations()
+
+
 try:  # the bench command lives with the benchmarks' owner
     from ._cli_bench import bench as _bench
 except ImportError:  # pragma: no cover - depends on what is installed
