@@ -10,7 +10,7 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.math cimport pow
 cimport cython
 
-from kernel.errors import KernelInternalError
+from eskernel.errors import KernelInternalError
 
 include "debug.pxi"
 include "common.pxi"

@@ -12,7 +12,7 @@ cimport cython
 from os import strerror as os_strerror
 from threading import Condition, Lock
 
-from eventlog.errors import (
+from eskernel.eventlog.errors import (
     InvalidArgumentError,
     LogClosedError,
     LogFailedError,

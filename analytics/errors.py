@@ -5,14 +5,14 @@ an eskernel event) surfaces as :class:`ProjectionError`, a branch of eskernel's 
 :class:`~eventlog.errors.EskernelError`.  DuckDB's own exceptions never cross the public API:
 they are chained as ``__cause__``.
 
->>> from eventlog.errors import EskernelError
+>>> from eskernel.eventlog.errors import EskernelError
 >>> issubclass(ProjectionError, EskernelError)
 True
 """
 
 from __future__ import annotations
 
-from eventlog.errors import EskernelError
+from eskernel.eventlog.errors import EskernelError
 
 __all__ = ["ProjectionError"]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import duckdb
 
-from eventlog import JsonParts
-from kernel.events import EVENT_TYPES
+from eskernel.eventlog import JsonParts
+from eskernel.events import EVENT_TYPES
 
 from .schema import EVENT_COLUMNS, LAYOUT_VERSION, SCHEMA_VERSION
 

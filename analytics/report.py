@@ -2,8 +2,8 @@
 failures, as :class:`~analytics.query.Table` sections, rendered as text, JSON, CSV or HTML.
 
 >>> import tempfile
->>> from eventlog import EventLog
->>> from analytics import Projection
+>>> from eskernel.eventlog import EventLog
+>>> from eskernel.analytics import Projection
 >>> d = tempfile.mkdtemp()
 >>> with EventLog.open(d) as log:
 ...     _ = log.append(b'{"v":1,"t":"queue_declared","ts":0,"queue":"q",'

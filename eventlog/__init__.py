@@ -3,7 +3,7 @@ modes, a single-writer lock, lock-free readers that follow the tail, torn-tail r
 snapshot storage.  It knows nothing about tasks.
 
 >>> import tempfile
->>> from eventlog import EventLog
+>>> from eskernel.eventlog import EventLog
 >>> with tempfile.TemporaryDirectory() as d:
 ...     with EventLog.open(d, "fsync") as log:
 ...         log.append(b'{"kind":"hello"}')

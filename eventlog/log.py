@@ -154,7 +154,7 @@ class EventLog(ReadAPI):
         ...     EventLog.open(d, segment_bytes=1)
         Traceback (most recent call last):
         ...
-        eventlog.errors.InvalidArgumentError: segment_bytes must be an int between 256 and 2147483647, got 1
+        eskernel.eventlog.errors.InvalidArgumentError: segment_bytes must be an int between 256 and 2147483647, got 1
         """
         mode = _durability(durability)
         _positive_int("segment_bytes", segment_bytes, MIN_SEGMENT_BYTES, 2**31 - 1)

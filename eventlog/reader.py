@@ -7,7 +7,7 @@ new bytes; a segment roll is noticed by looking for the file named after the off
 the last segment ends.  It never repairs anything: a torn tail is simply where it stops.
 
 >>> import tempfile
->>> from eventlog import EventLog
+>>> from eskernel.eventlog import EventLog
 >>> with tempfile.TemporaryDirectory() as d:
 ...     with EventLog.open(d) as log, EventLog.open_readonly(d) as reader:
 ...         reader.next_offset
@@ -248,7 +248,7 @@ class ReadAPI:
             LogCorruptError: a record fails its checksum (names segment and byte offset).
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b"a", b"b", b"c"])
         ...     list(log.read(1))
@@ -276,7 +276,7 @@ class ReadAPI:
             LogCorruptError: a record fails its checksum.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b'{"t":"a"}', b'{"t":"b"}', b'{"t":"ab"}'])
         ...     list(log.read_containing(b'"b'))
@@ -304,7 +304,7 @@ class ReadAPI:
                 ``max_records`` negative.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b"a", b"b", b"c"])
         ...     log.read_batch(1, 10)
@@ -330,7 +330,7 @@ class ReadAPI:
         after ``idle_timeout`` seconds without a new record; otherwise it never ends.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append(b"x")
         ...     list(log.follow(idle_timeout=0.01))
@@ -377,7 +377,7 @@ class ReadAPI:
                 message names its offset).
 
         >>> import tempfile, pathlib
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b'{"a":1}', b'{}'])
         ...     log.export_json_lines(pathlib.Path(d, "out.jsonl"))
@@ -420,7 +420,7 @@ class ReadAPI:
             LogCorruptError: a record fails its checksum.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b'{"a":1}', b'{}'])
         ...     paths, longest = log.export_json_parts(d, 1)
@@ -460,7 +460,7 @@ class LogReader(ReadAPI):
     Threads may share a reader (calls are serialized); a process may hold many readers.
 
     >>> import tempfile
-    >>> from eventlog import EventLog
+    >>> from eskernel.eventlog import EventLog
     >>> with tempfile.TemporaryDirectory() as d:
     ...     with EventLog.open(d) as log:
     ...         _ = log.append(b"a")

@@ -5,7 +5,7 @@ The rule that separates a torn tail from corruption is stated once, in
 :func:`verify` use it.
 
 >>> import tempfile
->>> from eventlog import EventLog
+>>> from eskernel.eventlog import EventLog
 >>> d = tempfile.mkdtemp()
 >>> with EventLog.open(d) as log:
 ...     _ = log.append_many([b"a", b"b"])
@@ -36,7 +36,7 @@ from .segment import (
 
 __all__ = ["RepairReport", "VerifyReport", "verify"]
 
-logger = logging.getLogger("eventlog")
+logger = logging.getLogger("eskernel.eventlog")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .segment import fsync_dir
 __all__ = ["Snapshot", "latest_snapshot", "list_snapshots", "prune_snapshots",
            "remove_snapshots", "write_snapshot"]
 
-logger = logging.getLogger("eventlog")
+logger = logging.getLogger("eskernel.eventlog")
 SNAP_MAGIC = b"\x89ESKSNP\n"
 _HEAD = struct.Struct("<8sQQI")
 _NAME = re.compile(r"^(\d{20})\.snap$")

@@ -51,7 +51,7 @@ class Kernel(Views):
     A Kernel is not thread-safe: call it from one thread (the :class:`Runtime` does), or
     serialize calls with a lock.
 
-    >>> from kernel import Kernel, ManualClock
+    >>> from eskernel import Kernel, ManualClock
     >>> k = Kernel.in_memory(clock=ManualClock())
     >>> k.declare_queue("render", max_concurrent=4)
     >>> k.register_agent("gpu-1", capabilities=["render"], capacity=2)

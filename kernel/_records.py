@@ -354,11 +354,11 @@ def check_record(state: Any, rec: bytes) -> dict[str, Any]:
     the event, ready for ``KernelState.apply``.  Raises RecordError naming what is wrong.
     Changes nothing in ``state``.
 
-    >>> from kernel._apply import KernelState
+    >>> from eskernel._apply import KernelState
     >>> check_record(KernelState(), b'{"v":1,"t":"queue_paused","ts":5,"queue":"q"}')
     Traceback (most recent call last):
     ...
-    kernel._records.RecordError: queue 'q' was never declared
+    eskernel._records.RecordError: queue 'q' was never declared
     """
     ev = decode_record(rec)
     ts = ev["ts"]
@@ -432,7 +432,7 @@ def _record_type(rec: bytes) -> str | None:
 def _locate(log: Any, offset: int) -> tuple[str, int]:
     # (segment file, byte offset of the record's frame); only on the error path: it reads
     # the segment's records before this one to sum their frame sizes.
-    from eventlog.framing import (FRAME_HEADER_SIZE, HEADER_SIZE, parse_segment_name,
+    from eskernel.eventlog.framing import (FRAME_HEADER_SIZE, HEADER_SIZE, parse_segment_name,
                                   segment_name)
     path = getattr(log, "path", None)
     if path is None:

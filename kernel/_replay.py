@@ -64,7 +64,7 @@ def _load_snapshot(log_: Any, end: int, *, remove_beyond: bool = False) -> Kerne
     records appended later at those offsets can never be hidden by it.  Every snapshot passed
     over is logged with the reason.
     """
-    from eventlog.snapshots import list_snapshots, remove_snapshots
+    from eskernel.eventlog.snapshots import list_snapshots, remove_snapshots
 
     path = getattr(log_, "path", None)
     if path is None:
@@ -130,7 +130,7 @@ def _record_ts(record: bytes) -> int:
 def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clock: Any,
                  seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
                  max_payload_bytes: int, log_options: dict[str, Any]) -> Any:
-    from eventlog import EventLog
+    from eskernel.eventlog import EventLog
     for name, value, low in (("snapshot_every", snapshot_every, 0),
                              ("snapshot_keep", snapshot_keep, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -160,7 +160,7 @@ def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clo
 
 def replay_readonly(cls: Any, path: str | os.PathLike[str], *, until: int | None,
                     until_time: float | None) -> Any:
-    from eventlog import EventLog
+    from eskernel.eventlog import EventLog
     from ._validate import MAX_TIME_S, check_int, seconds_to_ns
     reader = EventLog.open_readonly(path)
     try:

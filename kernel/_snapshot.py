@@ -46,7 +46,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from eventlog.framing import crc32c
+from eskernel.eventlog.framing import crc32c
 
 from . import events
 from ._apply import _NO_META, KernelState

@@ -20,8 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from eventlog.framing import SEGMENT_SUFFIX
-from eventlog.snapshots import list_snapshots, prune_snapshots
+from eskernel.eventlog.framing import SEGMENT_SUFFIX
+from eskernel.eventlog.snapshots import list_snapshots, prune_snapshots
 
 from ._snapshot import Capture, tail_hash
 from .errors import EskernelError, LogWriteError

@@ -19,7 +19,7 @@ True
 
 from __future__ import annotations
 
-from eventlog.errors import (
+from eskernel.eventlog.errors import (
     EskernelError,
     InvalidArgumentError,
     LogClosedError,

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventlog import EventLog
-from kernel import Kernel, LogCorruptError, LogRecordInvalidError, ManualClock
-from kernel.cli import cli
-from kernel.errors import InvalidSpecError
+from eskernel.eventlog import EventLog
+from eskernel import Kernel, LogCorruptError, LogRecordInvalidError, ManualClock
+from eskernel.cli import cli
+from eskernel.errors import InvalidSpecError
 
 T = 1_700_000_000_000_000_000           # ManualClock's default start, in ns
 TS = T + 1_000_000_000

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, _framing
-from eventlog.framing import HEADER_SIZE, MAGIC, VERSION, encode_frame, segment_header
+from eskernel.eventlog import EventLog, _framing
+from eskernel.eventlog.framing import HEADER_SIZE, MAGIC, VERSION, encode_frame, segment_header
 
 LENGTHS = [0, 1, 3, 4, 7, 8, 15, 16, 63, 64, 4096]
 RANDOM_LENGTHS = random.Random(21).sample(range(2, 3000), 12)

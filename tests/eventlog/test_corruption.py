@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, LogCorruptError, _framing, verify
-from eventlog.framing import HEADER_SIZE, MAGIC
+from eskernel.eventlog import EventLog, LogCorruptError, _framing, verify
+from eskernel.eventlog.framing import HEADER_SIZE, MAGIC
 
 from .test_checksums import crc32c_reference
 

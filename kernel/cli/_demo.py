@@ -15,9 +15,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from ._clock import ManualClock
-from ._kernel import Kernel
-from .models import BackoffPolicy
+from .._clock import ManualClock
+from .._kernel import Kernel
+from ..models import BackoffPolicy
 
 __all__ = ["DemoResult", "run_demo", "QUEUES", "AGENTS", "MARKER"]
 

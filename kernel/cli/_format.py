@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from analytics.query import Table
-from analytics.report import format_table
+from eskernel.analytics.query import Table
+from eskernel.analytics.report import format_table
 
 __all__ = ["emit", "emit_sections", "progress", "ns_time", "table_from_dicts"]
 

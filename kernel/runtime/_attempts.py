@@ -13,12 +13,12 @@ import math
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ._runtime_events import TaskEvent
-from ._runtime_handlers import (Handler, TaskContext, describe_exception, process_call,
+from ._events import TaskEvent
+from ._handlers import (Handler, TaskContext, describe_exception, process_call,
                                 resume_coroutine)
-from ._runtime_support import (ABANDONED, CANCELLING, DONE, RUNNING, TERMINAL, AgentSlot, Attempt,
+from ._support import (ABANDONED, CANCELLING, DONE, RUNNING, TERMINAL, AgentSlot, Attempt,
                                HandlerTimeoutError, process_pool, thread_pool)
-from .errors import InvalidSpecError, StaleLeaseError
+from ..errors import InvalidSpecError, StaleLeaseError
 
 _ERR_TIMEOUT = HandlerTimeoutError.__name__
 

@@ -40,11 +40,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import eventlog
-from eventlog import EventLog
-from eventlog.errors import LogCorruptError
-from kernel import events as kevents
-from kernel._records import RecordError, check_record
+import eskernel.eventlog as eventlog
+from eskernel.eventlog import EventLog
+from eskernel.eventlog.errors import LogCorruptError
+from . import events as kevents
+from ._records import RecordError, check_record
 
 __all__ = ["Violation", "VerifyResult", "verify_log", "RULES"]
 
@@ -227,14 +227,14 @@ def verify_log(path: str | os.PathLike[str], *,
     Cost: one checksum scan plus one decode-and-check pass (~1-2 µs per event).
 
     >>> import tempfile
-    >>> from eventlog import EventLog
+    >>> from eskernel.eventlog import EventLog
     >>> d = tempfile.mkdtemp()
     >>> with EventLog.open(d) as log:
     ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"nope"}')
     >>> str(verify_log(d).violation)
     "offset 0 (queue_paused): rule unknown-ref: queue 'nope' was never declared"
     """
-    from kernel._apply import KernelState  # the one apply path; see the module docstring
+    from ._apply import KernelState  # the one apply path; see the module docstring
 
     path = Path(path)
     try:
@@ -333,8 +333,8 @@ def _fail(off: int, ev: dict[str, Any] | None, rule: str, msg: str, integrity: A
 
 
 def _compare_snapshot(reader: Any, offset: int, state: Any) -> Violation | None:
-    from kernel._replay import usable_snapshot
-    from kernel.errors import SnapshotCorruptError
+    from ._replay import usable_snapshot
+    from .errors import SnapshotCorruptError
     snap = reader.latest_snapshot(offset)
     name = reader.path / f"{offset:020d}.snap"
     if snap is None or snap.offset != offset:

@@ -17,12 +17,15 @@ from typing import Any
 
 import click
 
-from analytics import Projection, verify_log
-from analytics.query import Table
-from analytics.report import build_report
-from eventlog.errors import EskernelError
+from eskernel.analytics import Projection
+from eskernel.verify import verify_log
+from eskernel.analytics.query import Table
+from eskernel.analytics.report import build_report
+from eskernel.eventlog.errors import EskernelError
 
-from ._cli_format import emit, emit_sections, ns_time, progress, table_from_dicts
+from .._version import __version__
+from . import _bench
+from ._format import emit, emit_sections, ns_time, progress, table_from_dicts
 
 __all__ = ["cli", "main"]
 
@@ -107,7 +110,7 @@ def _projection(directory: Path, db: str | None, memory: bool) -> Projection:
 # -- the group ---------------------------------------------------------------------------
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="eskernel")
+@click.version_option(__version__, prog_name="eskernel")
 def cli() -> None:
     """eskernel: an event-sourced task orchestration kernel.
 
@@ -131,7 +134,7 @@ def demo(directory: str, jobs: int, seed: int) -> None:
     with backoff, lease expiries and a cancellation.  Re-running wipes an earlier demo in
     DIR; a non-empty DIR that is not a demo is refused.
     """
-    from ._cli_demo import prepare_dir, run_demo
+    from ._demo import prepare_dir, run_demo
     path = Path(directory)
     try:
         wiped = prepare_dir(path)
@@ -202,7 +205,7 @@ def status(directory: str, as_json: bool, as_csv: bool) -> None:
     Reads the log without locking it (works while a kernel is running).
     """
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     with progress("replaying the log"):
         k = Kernel.replay(_log_dir(directory))
     try:
@@ -237,11 +240,11 @@ def _detail(ev: dict[str, Any]) -> str:
 def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
     """The full event trail of TASK, in log order."""
     fmt = _fmt(as_json, as_csv)
-    from eventlog import EventLog
+    from eskernel.eventlog import EventLog
 
-    from ._records import task_events
-    from ._validate import check_id
-    from .errors import UnknownTaskError
+    from .._records import task_events
+    from .._validate import check_id
+    from ..errors import UnknownTaskError
     check_id(task, "task")
     # A byte search of the log in C: no replay, so it costs the same with or without
     # snapshots (~0.3 s per 5 M events).  Each event found is checked (types, fields).
@@ -301,7 +304,7 @@ def replay(directory: str, until: str | None, task: str | None, as_json: bool,
     """Rebuild the state at a point of the log and print it (the audit path)."""
     fmt = _fmt(as_json, as_csv)
     offset, at = _parse_until(until) if until is not None else (None, None)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     log_dir = _log_dir(directory)
     with progress("replaying the log"):
         k = Kernel.replay(log_dir, until=offset, until_time=at)
@@ -366,7 +369,7 @@ def verify(directory: str, as_json: bool, as_csv: bool) -> None:
 def snapshot(directory: str, as_json: bool, as_csv: bool) -> None:
     """Take a snapshot of the kernel state now (needs the directory's writer lock)."""
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     log_dir = _log_dir(directory)
     with Kernel.open(log_dir, snapshot_every=0) as k:
         offset = k.snapshot()
@@ -439,12 +442,7 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
             click.echo(f"wrote {html_file}")
 
 
-try:  # the bench command lives with the benchmarks' owner
-    from ._cli_bench import bench as _bench
-except ImportError:  # pragma: no cover - depends on what is installed
-    pass
-else:  # pragma: no cover
-    cli.add_command(_bench)
+cli.add_command(_bench.bench)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import InvalidSpecError
+from ..errors import InvalidSpecError
 
 __all__ = ["EXECUTORS", "Handler", "TaskContext", "make_handler", "describe_exception",
            "process_call", "resume_coroutine"]
@@ -31,7 +31,7 @@ TRACEBACK_FRAMES = 6
 #: Longest error string recorded for one failed attempt.
 MAX_ERROR_CHARS = 4000
 # Frames of the machinery between the runtime and a handler, left out of recorded tracebacks.
-_PLUMBING = ("concurrent/futures/thread.py", "_runtime_handlers.py", "_runtime_attempts.py",
+_PLUMBING = ("concurrent/futures/thread.py", "runtime/_handlers.py", "runtime/_attempts.py",
              "contextvars.py")
 
 

@@ -10,8 +10,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
-from ._runtime_handlers import Handler
-from .errors import InvalidSpecError, UnknownAgentError
+from ._handlers import Handler
+from ..errors import InvalidSpecError, UnknownAgentError
 
 __all__ = ["HandlerTimeoutError", "WaitTimeoutError", "AgentSlot", "Attempt", "parse_agents",
            "task_reader", "thread_pool", "process_pool", "TERMINAL", "RUNNING", "CANCELLING",
@@ -22,7 +22,7 @@ TERMINAL = frozenset(("COMPLETED", "FAILED", "CANCELLED"))
 # Attempt states.  RUNNING and CANCELLING hold a lease; ABANDONED no longer does, but its
 # handler may still be running (a thread cannot be interrupted; a coroutine may ignore its
 # cancellation), so it keeps occupying a slot of its agent until it returns.  DONE: settled.
-from .errors import HandlerTimeoutError, WaitTimeoutError  # noqa: E402  (re-exported)
+from ..errors import HandlerTimeoutError, WaitTimeoutError  # noqa: E402  (re-exported)
 
 RUNNING, CANCELLING, ABANDONED, DONE = 0, 1, 2, 3
 

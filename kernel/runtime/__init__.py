@@ -6,8 +6,8 @@ Retries, backoff and dead-lettering are the kernel's: the runtime reports each a
 outcome and calls ``Kernel.tick()`` so that expired leases and due retries are released.
 
 >>> import asyncio
->>> from kernel import Kernel, ManualClock
->>> from kernel.runtime import Runtime
+>>> from eskernel import Kernel, ManualClock
+>>> from eskernel.runtime import Runtime
 >>> k = Kernel.in_memory(clock=ManualClock())
 >>> k.declare_queue("images")
 >>> rt = Runtime(k, agents=[{"id": "w1", "capabilities": ["images"], "capacity": 4}])
@@ -60,12 +60,12 @@ import math
 from collections.abc import Iterable
 from typing import Any, Callable
 
-from ._runtime_attempts import Attempts
-from ._runtime_events import EVENT_KINDS, EventHub, EventStream, TaskEvent
-from ._runtime_handlers import EXECUTORS, Handler, TaskContext, make_handler
-from ._runtime_support import (TERMINAL, AgentSlot, Attempt, HandlerTimeoutError,
+from ._attempts import Attempts
+from ._events import EVENT_KINDS, EventHub, EventStream, TaskEvent
+from ._handlers import EXECUTORS, Handler, TaskContext, make_handler
+from ._support import (TERMINAL, AgentSlot, Attempt, HandlerTimeoutError,
                                WaitTimeoutError, parse_agents, task_reader)
-from .errors import (AgentAtCapacityError, AgentOfflineError, EskernelError, InvalidSpecError,
+from ..errors import (AgentAtCapacityError, AgentOfflineError, EskernelError, InvalidSpecError,
                      InvalidStateError)
 
 __all__ = ["Runtime", "TaskContext", "TaskEvent", "EventStream", "HandlerTimeoutError",
@@ -198,7 +198,7 @@ class Runtime(Attempts):
             InvalidSpecError: bad key, not callable, an executor that does not fit the
                 function, an unpicklable process handler, or ``key`` already registered.
 
-        >>> from kernel import Kernel
+        >>> from eskernel import Kernel
         >>> k = Kernel.in_memory(); k.declare_queue("q")
         >>> rt = Runtime(k, agents=[("w", ["q"], 1)])
         >>> _ = rt.register("q", len)
@@ -248,7 +248,7 @@ class Runtime(Attempts):
         ``run``/``run_until_idle`` returns.  Create it before starting the run.
 
         >>> import asyncio
-        >>> from kernel import Kernel, ManualClock
+        >>> from eskernel import Kernel, ManualClock
         >>> k = Kernel.in_memory(clock=ManualClock()); k.declare_queue("q")
         >>> rt = Runtime(k, agents=[("w", ["q"], 2)])
         >>> _ = rt.register("q", lambda p: p * 2, executor="inline")
