@@ -304,16 +304,16 @@ cdef class Scheduler:
     cdef handle_t _choose(self, int32_t a) noexcept:
         # Best READY task for agent a: the lowest packed key among the heads of the shared
         # and pinned heaps of the queues it serves that are not paused and below their
-        # limit.  -2: agent offline, -3: agent at capacity, -1: nothing eligible.
+        # limit, else a CHOOSE_* code (common.pxi).
         cdef Agent* A = &self.agents[a]
         cdef Queue* Q
         cdef ReadyHeap* P
         cdef uint64_t best = <uint64_t>-1
         cdef int32_t i
         if not A.online:
-            return -2
+            return CHOOSE_OFFLINE
         if A.active >= A.capacity:
-            return -3
+            return CHOOSE_AT_CAPACITY
         for i in range(A.n_caps):
             Q = &self.queues[self.caps[A.caps_off + i]]
             if Q.ready == 0 or Q.paused or (Q.max_concurrent > 0 and Q.running >= Q.max_concurrent):
@@ -324,7 +324,7 @@ cdef class Scheduler:
             if P.n and P.keys[0] < best:
                 best = P.keys[0]
         if best == <uint64_t>-1:
-            return -1
+            return CHOOSE_NONE
         return <handle_t>(best & HANDLE_MASK)
 
     def choose(self, int a):
@@ -333,10 +333,10 @@ cdef class Scheduler:
 
     def claim(self, int a, tick_t now):
         """Choose and apply a claim for agent a; returns a Lease (with its encoded event),
-        None when nothing is eligible, or -2 (offline) / -3 (at capacity)."""
+        None when nothing is eligible, or CHOOSE_OFFLINE / CHOOSE_AT_CAPACITY."""
         cdef handle_t h = self._choose(a)
         if h < 0:
-            return None if h == -1 else h
+            return None if h == CHOOSE_NONE else h
         return self._grant(h, a, now)
 
     def claim_many(self, int a, int n, tick_t now):
@@ -656,8 +656,7 @@ cdef class Scheduler:
     # --- read-only views ---
 
     def task_row(self, int h):
-        """(status, attempts, max_attempts, queue, prio, pinned, last_agent, lease_id,
-        expires, submitted, started, finished, due, flags, unmet) of task h."""
+        """The TASK_ROW_FIELDS of task h, in that order (the status as its name)."""
         cdef Task* t = &self.tasks[h]
         cdef int64_t lid = 0
         cdef tick_t exp = 0

@@ -4,6 +4,9 @@ from typing_extensions import disjoint_base
 
 DEBUG_BUILD: bool
 STATUS_NAMES: tuple[str, ...]
+CHOOSE_CODES: dict[str, int]
+TASK_ROW_FIELDS: tuple[str, ...]
+TASK_FLAGS: dict[str, int]
 
 @disjoint_base
 class Lease:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from . import events
@@ -18,11 +19,14 @@ BATCH = 8192
 RECORD_OVERHEAD = 4096
 
 
-def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None) -> None:
+def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None,
+                 observe: Callable[[int, bytes], None] | None = None) -> None:
     # Every record is checked before it is applied (kernel/_records.py): the C fast path
     # takes only records it has checked itself and declines the rest, which check_record
     # decodes and checks in full.  A bad record raises LogRecordInvalidError; the state is
-    # then half-applied and the caller must drop it (open and replay do).
+    # then half-applied and the caller must drop it (open and replay do).  ``observe``
+    # (verify's rules) sees each record and its offset before it is applied; what it
+    # raises propagates as it is.
     # Decoding retains millions of small objects: the cyclic GC would rescan them again
     # and again, so it is paused for the duration (nothing here makes cycles).
     check, apply = check_record, state.apply
@@ -39,6 +43,8 @@ def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None =
                 break
             try:
                 for rec in batch:
+                    if observe is not None:
+                        observe(state.applied, rec)
                     if until_ns is None and fast(rec, ctx):
                         state.applied += 1     # the hot-path records, checked and applied in C
                         continue

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import events
+from ._codes import FLAG_DEAD, FLAG_UPSTREAM, ROW_MAX_ATTEMPTS, ROW_QUEUE, STATUSES
 from ._validate import NS
 from .errors import InvalidSpecError
 from .models import AgentStats, QueueStats, Stats, TaskView
 
-STATUSES = ("PENDING", "READY", "RUNNING", "RETRYING", "COMPLETED", "FAILED", "CANCELLED")
 
 
 def _s(ns: int) -> float | None:
@@ -63,7 +63,7 @@ class Views:
             started_at=_s(started), finished_at=_s(finished),
             due_at=_s(due) if status in ("PENDING", "RETRYING") else None,
             depends_on=list(deps), tags=tags, key=key, parent=parent,
-            dead_lettered=bool(flags & 1), cancelled_upstream=bool(flags & 2))
+            dead_lettered=bool(flags & FLAG_DEAD), cancelled_upstream=bool(flags & FLAG_UPSTREAM))
 
     def lease_task(self, lease: Any) -> tuple[str | None, str, Any, int, float]:
         """``(name, queue, payload, max_attempts, timeout)`` of a leased task: what a worker
@@ -74,8 +74,9 @@ class Views:
         """
         h, _ = self._lease(lease)  # type: ignore[attr-defined]
         row = self._sched.task_row(h)
-        return (self._state.meta[h][0], self._sched.queue_names[row[3]],
-                events.loads(self._state.payloads[h]), row[2], self._sched.timeout_of(h) / NS)
+        return (self._state.meta[h][0], self._sched.queue_names[row[ROW_QUEUE]],
+                events.loads(self._state.payloads[h]), row[ROW_MAX_ATTEMPTS],
+                self._sched.timeout_of(h) / NS)
 
     @property
     def clock(self) -> Any:

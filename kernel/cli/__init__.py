@@ -29,7 +29,6 @@ from ._format import emit, emit_sections, ns_time, progress, table_from_dicts
 
 __all__ = ["cli", "main"]
 
-_TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class CliError(click.ClickException):
@@ -369,12 +368,14 @@ def verify(directory: str, as_json: bool, as_csv: bool) -> None:
 def snapshot(directory: str, as_json: bool, as_csv: bool) -> None:
     """Take a snapshot of the kernel state now (needs the directory's writer lock)."""
     fmt = _fmt(as_json, as_csv)
+    from eskernel.eventlog.snapshots import snapshot_path
+
     from .._kernel import Kernel
     log_dir = _log_dir(directory)
     with Kernel.open(log_dir, snapshot_every=0) as k:
         offset = k.snapshot()
         digest = k.digest()
-    path = log_dir / f"{offset:020d}.snap"
+    path = snapshot_path(log_dir, offset)
     emit(table_from_dicts([{"offset": offset, "digest": digest, "path": str(path)}]), fmt,
          title="Snapshot written")
 

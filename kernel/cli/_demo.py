@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .._clock import ManualClock
+from .._codes import TERMINAL
 from .._kernel import Kernel
 from ..models import BackoffPolicy
 
@@ -170,8 +171,7 @@ def run_demo(path: str | os.PathLike[str], *, jobs: int = 120, seed: int = 7,
                     else:
                         outcome = "fail" if rng.random() < p_fail else "ok"
                     running[lease.lease_id] = (lease, now + dur, outcome)
-            finished = sum(stats.counts.get(s, 0) for s in ("COMPLETED", "FAILED",
-                                                                 "CANCELLED"))
+            finished = sum(stats.counts.get(s, 0) for s in TERMINAL)
             new_done = finished * jobs // max(len(all_tasks), 1)
             if progress is not None and new_done != done_jobs:
                 done_jobs = new_done

@@ -11,13 +11,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 from ._handlers import Handler
+from .._codes import TERMINAL
 from ..errors import InvalidSpecError, UnknownAgentError
 
 __all__ = ["HandlerTimeoutError", "WaitTimeoutError", "AgentSlot", "Attempt", "parse_agents",
            "task_reader", "thread_pool", "process_pool", "TERMINAL", "RUNNING", "CANCELLING",
            "ABANDONED", "DONE"]
 
-TERMINAL = frozenset(("COMPLETED", "FAILED", "CANCELLED"))
 
 # Attempt states.  RUNNING and CANCELLING hold a lease; ABANDONED no longer does, but its
 # handler may still be running (a thread cannot be interrupted; a coroutine may ignore its
