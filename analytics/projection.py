@@ -310,7 +310,8 @@ class Projection:
 
     def close(self) -> None:
         """Close the database and the log reader (idempotent)."""
-        con, self._con = getattr(self, "_con", None), None
+        con: duckdb.DuckDBPyConnection | None = getattr(self, "_con", None)
+        self._con = None  # type: ignore[assignment]  # closed: the query path checks for None
         if con is not None:
             try:
                 con.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import io
 import json
 from typing import TYPE_CHECKING, Any
@@ -118,8 +119,10 @@ def _cell(v: Any) -> str:
         return f"{v:.3f}"
     if isinstance(v, (list, tuple)):
         return ",".join(str(x) for x in v)
-    if hasattr(v, "isoformat"):
+    if isinstance(v, datetime.datetime):
         return v.isoformat(sep=" ")
+    if isinstance(v, datetime.date):
+        return v.isoformat()
     return str(v)
 
 

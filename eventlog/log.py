@@ -122,6 +122,11 @@ class EventLog(ReadAPI):
     path: Path
     durability: Durability
     repair: RepairReport | None
+    _lock: DirLock
+    _writer: Writer
+    _catalog: Catalog | None
+    _stop: threading.Event
+    _thread: threading.Thread | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use EventLog.open(path, ...) to open a log")
@@ -182,6 +187,7 @@ class EventLog(ReadAPI):
             fd = os.open(seg_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
             dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             first = parse_segment_name(seg_path.name)
+            assert first is not None, "recover() returns a segment file"
             writer = Writer(fd, dirfd, first, size, next_offset, segment_bytes,
                             max_record_bytes, _MODE[mode], float(flush_interval_ms))
         except BaseException:
@@ -196,12 +202,12 @@ class EventLog(ReadAPI):
         self.repair = report
         self._lock = lock
         self._writer = writer
-        self._catalog: Catalog | None = None
+        self._catalog = None
         # The per-record calls go straight to the compiled writer: no Python layer.
         self.append = writer.append          # type: ignore[method-assign]
         self.append_many = writer.append_many    # type: ignore[method-assign]
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = None
         if mode is Durability.BUFFER:
             self._thread = threading.Thread(
                 target=_flusher, args=(writer, self._stop, flush_interval_ms / 1e3),

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._framing import SegmentScanner
 from .errors import InvalidArgumentError, LogClosedError, LogNotFoundError, LogReadOnlyError
@@ -88,15 +88,15 @@ class Catalog:
         return seg
 
     def read(self, offset: int, count: int, with_offsets: bool,
-             needle: bytes | None = None) -> list:
+             needle: bytes | None = None) -> list[Any]:
         """Records ``offset .. offset+count-1`` (all must exist), checksums verified; with
         ``needle``, only those that contain it."""
         with self.lock:
             return self._read(offset, count, with_offsets, needle)
 
     def _read(self, offset: int, count: int, with_offsets: bool,
-              needle: bytes | None = None) -> list:
-        out: list = []
+              needle: bytes | None = None) -> list[Any]:
+        out: list[Any] = []
         if offset + count > self.next_offset:
             self._refresh()
         while count > 0:
@@ -153,14 +153,16 @@ class Catalog:
                 finally:
                     for t in started:      # never leave a thread writing
                         t.join()
+                lengths: list[int] = []
                 for r in results:          # the first part's error first
                     if isinstance(r, BaseException):
                         raise r
+                    lengths.append(r)
             except BaseException:
                 for _, path in jobs:
                     path.unlink(missing_ok=True)
                 raise
-            return JsonParts([path for _, path in jobs], max(results))
+            return JsonParts([path for _, path in jobs], max(lengths))
 
     def close(self) -> None:
         with self.lock:
@@ -202,7 +204,7 @@ def _write_walk(walk: list[tuple[Path, int, int, int, int]], out: int,
     return longest
 
 
-def _export_walk(jobs: list[tuple], i: int, key_prefix: bytes,
+def _export_walk(jobs: list[tuple[Any, Path]], i: int, key_prefix: bytes,
                  results: list[int | BaseException]) -> None:
     # One part into its own file; runs in a thread.
     walk, path = jobs[i]

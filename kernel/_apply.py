@@ -38,8 +38,7 @@ class KernelState:
         self.applied = 0
         self._dispatch: dict[str, Callable[[dict[str, Any]], None]] = {
             name: getattr(self, "_on_" + name) for name in events.EVENT_TYPES}
-        b = events.DEFAULT_BACKOFF
-        self.default_policy = self.policy(b["initial"], b["factor"], b["max"], b["jitter"])
+        self.default_policy = self.policy(*events.DEFAULT_BACKOFF_KEY)
 
     # -- the apply path -------------------------------------------------------------
 

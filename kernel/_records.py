@@ -88,21 +88,21 @@ def _str(ev: dict[str, Any], name: str, limit: int | None = None) -> str | None:
 
 
 def _task(st: Any, v: Any, what: str = "task") -> int:
-    h = st.task_index.get(v) if type(v) is str else None
+    h: int | None = st.task_index.get(v) if type(v) is str else None
     if h is None:
         raise RecordError(f"{what} {show(v)} was never submitted")
     return h
 
 
 def _queue(st: Any, v: Any) -> int:
-    q = st.queue_index.get(v) if type(v) is str else None
+    q: int | None = st.queue_index.get(v) if type(v) is str else None
     if q is None:
         raise RecordError(f"queue {show(v)} was never declared")
     return q
 
 
 def _agent(st: Any, v: Any) -> int:
-    a = st.agent_index.get(v) if type(v) is str else None
+    a: int | None = st.agent_index.get(v) if type(v) is str else None
     if a is None:
         raise RecordError(f"agent {show(v)} was never registered")
     return a

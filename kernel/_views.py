@@ -175,7 +175,8 @@ class Views:
         if self._snapshotter is None:
             return {"taken": 0, "failed": 0, "last_offset": None, "last_error": None,
                     "in_progress": False, "keep": 0}
-        return self._snapshotter.status()
+        status: dict[str, Any] = self._snapshotter.status()
+        return status
 
     @property
     def repair(self) -> Any:

@@ -117,7 +117,7 @@ class _Checker:
 
     def _task(self, ev: dict[str, Any]) -> str:
         task = ev.get("task")
-        if task not in self.tasks:
+        if type(task) is not str or task not in self.tasks:
             raise _Broken("unknown-ref", f"task {task!r} was never submitted")
         return task
 

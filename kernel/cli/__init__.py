@@ -255,12 +255,12 @@ def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
     if fmt == "json":
         emit(table_from_dicts(trail, sorted({c for e in trail for c in e})), fmt)
         return
-    agents: dict[int, tuple[str, int]] = {}
+    agents: dict[int, tuple[str | None, int | None]] = {}
     rows = []
     for ev in trail:
         if ev["t"] == "claimed":
             agents[ev["lease"]] = (ev["agent"], ev["attempt"])
-        agent, attempt = agents.get(ev.get("lease"), (None, None))
+        agent, attempt = agents.get(ev.get("lease", -1), (None, None))
         rows.append({"offset": ev["offset"], "time": ns_time(ev["ts"]), "event": ev["t"],
                      "agent": ev.get("agent") or agent, "lease": ev.get("lease"),
                      "attempt": ev.get("attempt") or attempt, "detail": _detail(ev)})

@@ -100,4 +100,5 @@ def bench(quick: bool, json_file: str | None, compare: bool, save: str | None,
 
 def _skipped() -> list[tuple[str, str]]:
     from bench.peers import skipped_peers
-    return skipped_peers()
+    skipped: list[tuple[str, str]] = skipped_peers()
+    return skipped

@@ -148,10 +148,9 @@ def describe_exception(exc: BaseException) -> str:
         frames = [ln for ln in lines if ln.strip() and not ln.startswith('"""')]
         text += "\n" + "\n".join(frames[-2 * TRACEBACK_FRAMES - 1:-1])
     elif exc.__traceback__ is not None:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__)
-                  if not f.filename.endswith(_PLUMBING)] or traceback.extract_tb(
-                      exc.__traceback__)
-        summary = traceback.StackSummary.from_list(frames[-TRACEBACK_FRAMES:])
+        tb = traceback.extract_tb(exc.__traceback__)
+        kept = [f for f in tb if not f.filename.endswith(_PLUMBING)] or list(tb)
+        summary = traceback.StackSummary.from_list(kept[-TRACEBACK_FRAMES:])
         text += "\nTraceback (innermost last):\n" + "".join(traceback.format_list(summary))
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS - 15] + "\n[... truncated]"

@@ -79,7 +79,7 @@ def parse_agents(kernel: Any, agents: object) -> list[AgentSlot]:
     known = None
     slots: list[AgentSlot] = []
     to_register: list[AgentSlot] = []
-    for item in agents:  # type: ignore[union-attr]
+    for item in agents:
         if isinstance(item, str):
             if known is None:
                 known = {a.id: a for a in kernel.stats().agents}
@@ -133,7 +133,8 @@ def task_reader(kernel: Any) -> Callable[[Any], tuple[str | None, str, Any, int]
         return slow
 
     def fast(lease: Any) -> tuple[str | None, str, Any, int]:
-        return lease_task(lease)[:4]
+        row: tuple[str | None, str, Any, int, float] = lease_task(lease)
+        return row[:4]
 
     return fast
 
