@@ -302,7 +302,7 @@ class Projection:
         return path
 
     def report(self, *, window_s: float | None = None, bucket_s: int = 60) -> "Any":
-        """The standard report (see :func:`analytics.report.build_report`)."""
+        """The standard report (see :func:`eskernel.analytics.report.build_report`)."""
         from .report import build_report
         return build_report(self, window_s=window_s, bucket_s=bucket_s)
 

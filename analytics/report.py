@@ -1,5 +1,5 @@
 """The standard report: status counts, throughput, latency percentiles, utilization and
-failures, as :class:`~analytics.query.Table` sections, rendered as text, JSON, CSV or HTML.
+failures, as :class:`~eskernel.analytics.query.Table` sections, rendered as text, JSON, CSV or HTML.
 
 >>> import tempfile
 >>> from eskernel.eventlog import EventLog

@@ -12,8 +12,8 @@ snapshot storage.  It knows nothing about tasks.
 0
 [(0, b'{"kind":"hello"}')]
 
-The format and the torn-tail rule: :mod:`eventlog.framing`; what each durability mode
-acknowledges: :mod:`eventlog.log`.
+The format and the torn-tail rule: :mod:`eskernel.eventlog.framing`; what each durability mode
+acknowledges: :mod:`eskernel.eventlog.log`.
 """
 from .errors import (
     EskernelError as EskernelError,

@@ -57,7 +57,7 @@ MIN_SEGMENT_BYTES = 256
 
 
 class Durability(str, enum.Enum):
-    """What an acknowledged append guarantees (see the :mod:`eventlog.log` docstring).
+    """What an acknowledged append guarantees (see the :mod:`eskernel.eventlog.log` docstring).
 
     >>> Durability("fsync") is Durability.FSYNC
     True
@@ -102,7 +102,7 @@ class EventLog(ReadAPI):
     """The single writer of a log directory: append byte records, read them back.
 
     Offsets are dense from 0 and continue across segments.  Durability modes and what an
-    acknowledged append means are documented in :mod:`eventlog.log`: ``fsync`` (on disk,
+    acknowledged append means are documented in :mod:`eskernel.eventlog.log`: ``fsync`` (on disk,
     group commit), ``write`` (handed to the OS, survives a killed process), ``buffer``
     (in the process, written every ``flush_interval_ms``; fastest).
 
@@ -324,7 +324,7 @@ class EventLog(ReadAPI):
         return write_snapshot(self.path, offset, blob)
 
     def verify(self) -> VerifyReport:
-        """Flush, then check every record's checksum (see :func:`eventlog.verify`)."""
+        """Flush, then check every record's checksum (see :func:`eskernel.eventlog.verify`)."""
         self._writer.flush()
         return verify(self.path)
 

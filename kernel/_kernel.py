@@ -112,7 +112,7 @@ class Kernel(Views):
 
         Loads the newest valid snapshot, then replays the log's tail through the same apply
         path live operation uses.  ``durability`` is the event log's mode (``"fsync"``,
-        ``"write"`` or ``"buffer"``; see :class:`eventlog.Durability`).  A snapshot is taken
+        ``"write"`` or ``"buffer"``; see :class:`eskernel.eventlog.Durability`).  A snapshot is taken
         every ``snapshot_every`` events (0: only on :meth:`snapshot`) once the log has grown
         by ``snapshot_growth`` times the last snapshot's size, on a background thread; the
         ``snapshot_keep`` newest are kept.  A snapshot that fails its checks, or lies beyond the log's end

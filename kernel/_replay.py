@@ -6,12 +6,15 @@ import gc
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events
 from ._apply import KernelState
 from ._records import RecordError, check_record, record_error
 from .errors import EskernelError, InvalidSpecError, SnapshotCorruptError
+
+if TYPE_CHECKING:
+    from ._kernel import Kernel
 
 log = logging.getLogger("eskernel")
 BATCH = 8192
@@ -133,9 +136,9 @@ def _record_ts(record: bytes) -> int:
     return ts
 
 
-def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clock: Any,
+def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability: str, clock: Any,
                  seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
-                 max_payload_bytes: int, log_options: dict[str, Any]) -> Any:
+                 max_payload_bytes: int, log_options: dict[str, Any]) -> Kernel:
     from eskernel.eventlog import EventLog
     for name, value, low in (("snapshot_every", snapshot_every, 0),
                              ("snapshot_keep", snapshot_keep, 1)):
@@ -164,8 +167,8 @@ def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clo
                snapshot_growth=float(snapshot_growth))
 
 
-def replay_readonly(cls: Any, path: str | os.PathLike[str], *, until: int | None,
-                    until_time: float | None) -> Any:
+def replay_readonly(cls: type[Kernel], path: str | os.PathLike[str], *, until: int | None,
+                    until_time: float | None) -> Kernel:
     from eskernel.eventlog import EventLog
     from ._validate import MAX_TIME_S, check_int, seconds_to_ns
     reader = EventLog.open_readonly(path)

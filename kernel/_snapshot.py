@@ -5,7 +5,7 @@ reported and the log replayed instead.  It is read back as untrusted input (a di
 come from anywhere), so nothing in it can execute code (no pickle: msgpack and raw integer
 arrays only) and every value is checked before it reaches the compiled core.
 
-Layout of the blob (stored by :mod:`eventlog.snapshots` inside its own checksummed file)::
+Layout of the blob (stored by :mod:`eskernel.eventlog.snapshots` inside its own checksummed file)::
 
     0   magic       8 bytes   b"ESKSTATE"
     8   version     u32       FORMAT (2); other versions are refused, not guessed at

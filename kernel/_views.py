@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import events
+from ._apply import KernelState
+from ._core import Scheduler
 from ._codes import FLAG_DEAD, FLAG_UPSTREAM, ROW_MAX_ATTEMPTS, ROW_QUEUE, STATUSES
 from ._validate import NS
 from .errors import InvalidSpecError
@@ -33,8 +35,8 @@ def task_history(log: Any, task_id: str, end: int | None = None) -> list[dict[st
 class Views:
     """Queries over the kernel's state; none of them writes an event."""
 
-    _state: Any
-    _sched: Any
+    _state: KernelState
+    _sched: Scheduler
     _log: Any
     _snapshotter: Any
 

@@ -1,4 +1,4 @@
-"""DESIGN principle 4: when an append fails, the kernel refuses further calls, and reopening
+"""When an append fails, the kernel refuses further calls, and reopening
 replays to the last durable event.  Nothing acknowledged is lost."""
 
 import errno

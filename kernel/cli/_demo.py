@@ -3,7 +3,7 @@
 Five queues with different concurrency limits, agents with different capabilities and
 capacities, multi-stage DAG jobs (ingest -> 3 render frames -> encode -> notify), all five
 priorities, failures retried with exponential backoff, a flaky agent whose leases expire,
-and one cancelled job.  A :class:`~kernel.ManualClock` drives time, so a run of ~15
+and one cancelled job.  A :class:`~eskernel.ManualClock` drives time, so a run of ~15
 simulated minutes takes about a second and is the same for the same seed.
 """
 

@@ -1,4 +1,4 @@
-"""Handler registration and invocation for :mod:`kernel.runtime` (private).
+"""Handler registration and invocation for :mod:`eskernel.runtime` (private).
 
 A :class:`Handler` is a user function bound to a key (a task name or a queue name) and to the
 way it runs: ``async`` (a coroutine on the event loop), ``thread`` (a sync function in the

@@ -39,9 +39,6 @@ class AgentSlot:
         self.held = 0       # leases this runtime holds for the agent
         self.zombies = 0    # abandoned handlers still running (no lease, but a slot)
 
-    def free(self) -> int:
-        return self.capacity - self.held - self.zombies
-
 
 class Attempt:
     """One attempt the runtime is running: its lease, handler, deadline and future."""
