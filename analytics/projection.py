@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from eventlog import EventLog, JsonParts
+from eskernel.eventlog import EventLog, JsonParts
 
 from .errors import ProjectionError
 from .ingest import first_bad_record, ingest_files, reset
@@ -61,7 +61,7 @@ class Projection:
         ProjectionError: the database cannot be opened (e.g. another process has it open).
 
     >>> import tempfile
-    >>> from eventlog import EventLog
+    >>> from eskernel.eventlog import EventLog
     >>> d = tempfile.mkdtemp()
     >>> with EventLog.open(d) as log:
     ...     _ = log.append(b'{"v":1,"t":"queue_declared","ts":5,"queue":"q",'
@@ -250,7 +250,7 @@ class Projection:
         seconds with nothing new.  ``on_refresh(n)`` is called after each non-empty refresh.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> d = tempfile.mkdtemp()
         >>> with EventLog.open(d) as log:
         ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"q"}')
@@ -305,7 +305,7 @@ class Projection:
                 the projection was opened read-only.
 
         >>> import tempfile, os
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> d = tempfile.mkdtemp()
         >>> with EventLog.open(d) as log:
         ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"q"}')
@@ -380,7 +380,7 @@ class Projection:
         return cls(log_path, target, read_only=True), 0
 
     def report(self, *, window_s: float | None = None, bucket_s: int = 60) -> "Any":
-        """The standard report (see :func:`analytics.report.build_report`)."""
+        """The standard report (see :func:`eskernel.analytics.report.build_report`)."""
         from .report import build_report
         return build_report(self, window_s=window_s, bucket_s=bucket_s)
 
@@ -388,7 +388,8 @@ class Projection:
 
     def close(self) -> None:
         """Close the database and the log reader (idempotent)."""
-        con, self._con = getattr(self, "_con", None), None
+        con: duckdb.DuckDBPyConnection | None = getattr(self, "_con", None)
+        self._con = None  # type: ignore[assignment]  # closed: the query path checks for None
         if con is not None:
             try:
                 con.close()

@@ -8,7 +8,7 @@ columns give the same values for analysts: ``events.time``, ``tasks.submitted_ti
 (``TIMESTAMP``, UTC, µs), ``tasks.wait_s``, ``run_s``, ``e2e_s`` and
 ``attempts.duration_s`` (``DOUBLE`` seconds).
 
-Tables (filled by :mod:`analytics.ingest`):
+Tables (filled by :mod:`eskernel.analytics.ingest`):
 
 ``events``
     One row per log record: ``"offset"`` (quote it: OFFSET is an SQL keyword), ``ts``,

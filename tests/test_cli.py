@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventlog import EventLog
-from kernel import Kernel
-from kernel._cli_demo import run_demo
-from kernel.cli import cli
+from eskernel.eventlog import EventLog
+from eskernel import Kernel
+from eskernel.cli._demo import run_demo
+from eskernel.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,7 @@ def test_sql_is_read_only(tmp_path: Path) -> None:
 
 _HOLD_READ_ONLY = """
 import sys
-from analytics import Projection
+from eskernel.analytics import Projection
 p = Projection(sys.argv[1], sys.argv[2], read_only=True)
 print("holding", flush=True)
 sys.stdin.readline()
@@ -304,7 +304,7 @@ def test_report_bad_window(demo: Path) -> None:
 
 
 def test_main_and_module_entry() -> None:
-    from kernel.cli import main
+    from eskernel.cli import main
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kernel import Kernel, ManualClock
-from kernel.cli import cli
+from eskernel import Kernel, ManualClock
+from eskernel.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ def test_write_commands_never_create_a_log(tmp_path: Path) -> None:
 _HOLD = """
 import sys
 sys.path.insert(0, sys.argv[2])
-from kernel import Kernel
+from eskernel import Kernel
 k = Kernel.open(sys.argv[1])
 print("holding", flush=True)
 sys.stdin.readline()
@@ -165,7 +165,7 @@ def test_tail_filters(d: Path) -> None:
 def test_tail_follows_new_events(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The events are appended at tail's first wait for new ones: after it has read the
     # whole log, so only following can show them.
-    import kernel._cli_ops as ops
+    import eskernel.cli._ops as ops
     waits = []
 
     def append_then_wait(seconds: float) -> None:

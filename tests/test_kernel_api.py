@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import (AgentAtCapacityError, AgentOfflineError, DependencyError, DuplicateTaskError,
-                    InvalidStateError,
+from eskernel import (AgentAtCapacityError, AgentOfflineError, DependencyError, DuplicateTaskError,
+                      InvalidStateError,
                     Kernel, KernelClosedError, Lease, ManualClock, Priority, StaleLeaseError,
                     TaskSpec)
 

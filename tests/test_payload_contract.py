@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from kernel import InvalidSpecError, Kernel, ManualClock, Runtime
+from eskernel import InvalidSpecError, Kernel, ManualClock, Runtime
 
 from .test_validation import rejects
 

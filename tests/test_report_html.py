@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from analytics import Projection
-from analytics.html import column_chart, hbar_chart, nice_ticks, time_ticks
-from analytics.report import build_report
-from eventlog import EventLog
-from kernel._cli_demo import run_demo
+from eskernel.analytics import Projection
+from eskernel.analytics.html import column_chart, hbar_chart, nice_ticks, time_ticks
+from eskernel.analytics.report import build_report
+from eskernel.eventlog import EventLog
+from eskernel.cli._demo import run_demo
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel import InvalidSpecError, NonRetryableError
+from eskernel import InvalidSpecError, NonRetryableError
 
 from .test_runtime import last_error, make, run
 
@@ -116,7 +116,7 @@ def test_run_until_idle_returns_while_an_abandoned_thread_still_runs():
 _SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from kernel import InvalidSpecError, Kernel, ManualClock, Runtime
+from eskernel import InvalidSpecError, Kernel, ManualClock, Runtime
 from pathlib import Path
 
 def work(p):
@@ -184,7 +184,7 @@ def test_failures_retries_dead_letters_and_expiries_are_logged(caplog):
 
 
 def test_torn_tail_repair_logs_under_eskernel(tmp_path, caplog):
-    from kernel import Kernel
+    from eskernel import Kernel
     with Kernel.open(tmp_path) as kk:
         kk.declare_queue("q")
     seg = sorted(tmp_path.glob("*.seg"))[-1]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kernel import (DuplicateTaskError, EskernelError, InvalidSpecError, Kernel, ManualClock,
+from eskernel import (DuplicateTaskError, EskernelError, InvalidSpecError, Kernel, ManualClock,
                     TaskSpec)
-from kernel._cli_demo import run_demo
-from kernel.cli import cli
-from kernel.errors import LogNotFoundError
+from eskernel.cli._demo import run_demo
+from eskernel.cli import cli
+from eskernel.errors import LogNotFoundError
 
 from .test_validation import rejects
 

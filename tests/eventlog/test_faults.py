@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import (
+from eskernel.eventlog import (
     EventLog,
     LogCorruptError,
     LogFailedError,
     LogWriteError,
     verify,
 )
-from eventlog import reader as reader_module
-from eventlog.framing import HEADER_SIZE
+from eskernel.eventlog import reader as reader_module
+from eskernel.eventlog.framing import HEADER_SIZE
 
 from .contract import records
 from .faultio import FaultyIO, io_hook

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable
 
-from .errors import InvalidSpecError
+from ..errors import InvalidSpecError
 
 __all__ = ["EVENT_KINDS", "TaskEvent", "EventHub", "EventStream"]
 

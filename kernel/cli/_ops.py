@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-from ._cli_format import emit, ns_time, seconds_fields, table_from_dicts
-from .errors import InvalidSpecError
+from ._format import emit, ns_time, seconds_fields, table_from_dicts
+from ..errors import InvalidSpecError
 
 __all__ = ["OPERATIONS"]
 
@@ -39,7 +39,7 @@ def _existing(directory: str) -> Path:
 @contextlib.contextmanager
 def _writer(directory: str) -> Iterator[Any]:
     """The directory's kernel, opened as its writer; events are synced on the way out."""
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     with Kernel.open(_existing(directory), create=False, durability="fsync",
                      snapshot_every=0) as k:
         yield k
@@ -168,7 +168,7 @@ def agent(directory: str, state: str, agent_id: str) -> None:
 
 def _queues_of_tasks(reader: Any, upto: int) -> dict[str, str]:
     # Task -> queue from every submitted event (a byte search in C, then decode the hits).
-    from .events import decode
+    from ..events import decode
     out = {}
     for _, rec in reader.read_containing(b'"t":"submitted"', 0, upto):
         ev = decode(rec)
@@ -196,9 +196,9 @@ def _queues_of_tasks(reader: Any, upto: int) -> dict[str, str]:
 def tail(directory: str, queue: str | None, task: str | None, types: tuple[str, ...],
          last: int, follow: bool, count: int | None, interval: float, as_json: bool) -> None:
     """Print the log's events as they are appended (Ctrl-C to stop); reads without a lock."""
-    from eventlog import EventLog
+    from eskernel.eventlog import EventLog
 
-    from .events import EVENT_TYPES, decode
+    from ..events import EVENT_TYPES, decode
     unknown = sorted(set(types) - set(EVENT_TYPES))
     if unknown:
         raise InvalidSpecError(f"--type {', '.join(unknown)} is not an event type; the types "

@@ -17,18 +17,19 @@ from typing import Any
 
 import click
 
-from analytics import Projection, verify_log
-from analytics import ProjectionError
-from analytics.query import Table, check_read_only
-from analytics.report import TITLES, build_report
-from eventlog.errors import EskernelError
+from eskernel.analytics import Projection, ProjectionError
+from eskernel.verify import verify_log
+from eskernel.analytics.query import Table, check_read_only
+from eskernel.analytics.report import TITLES, build_report
+from eskernel.eventlog.errors import EskernelError
 
-from ._cli_format import (emit, emit_sections, ns_time, progress, seconds_fields,
-                          table_from_dicts)
+from .._version import __version__
+from . import _bench
+from ._format import (emit, emit_sections, ns_time, progress, seconds_fields,
+                      table_from_dicts)
 
 __all__ = ["cli", "main"]
 
-_TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class CliError(click.ClickException):
@@ -161,7 +162,7 @@ def _projection(directory: Path, db: str | None, memory: bool) -> Projection:
 # -- the group ---------------------------------------------------------------------------
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="eskernel")
+@click.version_option(__version__, prog_name="eskernel")
 def cli() -> None:
     """eskernel: an event-sourced task orchestration kernel.
 
@@ -185,7 +186,7 @@ def demo(directory: str, jobs: int, seed: int) -> None:
     with backoff, lease expiries and a cancellation.  Re-running wipes an earlier demo in
     DIR; a non-empty DIR that is not a demo is refused.
     """
-    from ._cli_demo import prepare_dir, run_demo
+    from ._demo import prepare_dir, run_demo
     path = Path(directory)
     try:
         wiped = prepare_dir(path)
@@ -257,7 +258,7 @@ def status(directory: str, as_json: bool, as_csv: bool, table: str | None) -> No
     Reads the log without locking it (works while a kernel is running).
     """
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     with progress("replaying the log"):
         k = Kernel.replay(_log_dir(directory))
     try:
@@ -296,11 +297,11 @@ def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
     durations (timeout, backoff) seconds, as the Python API takes them.
     """
     fmt = _fmt(as_json, as_csv)
-    from eventlog import EventLog
+    from eskernel.eventlog import EventLog
 
-    from ._records import task_events
-    from ._validate import check_id
-    from .errors import UnknownTaskError
+    from .._records import task_events
+    from .._validate import check_id
+    from ..errors import UnknownTaskError
     check_id(task, "task")
     # A byte search of the log in C: no replay, so it costs the same with or without
     # snapshots (~0.3 s per 5 M events).  Each event found is checked (types, fields).
@@ -313,12 +314,12 @@ def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
         trail = [seconds_fields(ev) for ev in trail]
         emit(table_from_dicts(trail, sorted({c for e in trail for c in e})), fmt)
         return
-    agents: dict[int, tuple[str, int]] = {}
+    agents: dict[int, tuple[str | None, int | None]] = {}
     rows = []
     for ev in trail:
         if ev["t"] == "claimed":
             agents[ev["lease"]] = (ev["agent"], ev["attempt"])
-        agent, attempt = agents.get(ev.get("lease"), (None, None))
+        agent, attempt = agents.get(ev.get("lease", -1), (None, None))
         rows.append({"offset": ev["offset"], "time": ns_time(ev["ts"]), "event": ev["t"],
                      "agent": ev.get("agent") or agent, "lease": ev.get("lease"),
                      "attempt": ev.get("attempt") or attempt, "detail": _detail(ev)})
@@ -362,7 +363,7 @@ def replay(directory: str, until: str | None, task: str | None, as_json: bool,
     """Rebuild the state at a point of the log and print it (the audit path)."""
     fmt = _fmt(as_json, as_csv)
     offset, at = _parse_until(until) if until is not None else (None, None)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     log_dir = _log_dir(directory)
     with progress("replaying the log"):
         k = Kernel.replay(log_dir, until=offset, until_time=at)
@@ -427,12 +428,14 @@ def verify(directory: str, as_json: bool, as_csv: bool) -> None:
 def snapshot(directory: str, as_json: bool, as_csv: bool) -> None:
     """Take a snapshot of the kernel state now (needs the directory's writer lock)."""
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
+    from eskernel.eventlog.snapshots import snapshot_path
+
+    from .._kernel import Kernel
     log_dir = _log_dir(directory)
     with Kernel.open(log_dir, snapshot_every=0, create=False) as k:
         offset = k.snapshot()
         digest = k.digest()
-    path = log_dir / f"{offset:020d}.snap"
+    path = snapshot_path(log_dir, offset)
     emit(table_from_dicts([{"offset": offset, "digest": digest, "path": str(path)}]), fmt,
          title="Snapshot written")
 
@@ -511,22 +514,15 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
 
 
 def _add_operations() -> None:
-    # The operator's commands (kernel/_cli_ops.py), with this module's error handling.
-    from ._cli_ops import OPERATIONS
+    # The operator's commands (kernel/cli/_ops.py), with this module's error handling.
+    from ._ops import OPERATIONS
     for command in OPERATIONS:
         command.callback = _guard(command.callback)
         cli.add_command(command)
 
 
 _add_operations()
-
-
-try:  # the bench command lives with the benchmarks' owner
-    from ._cli_bench import bench as _bench
-except ImportError:  # pragma: no cover - depends on what is installed
-    pass
-else:  # pragma: no cover
-    cli.add_command(_bench)
+cli.add_command(_bench.bench)
 
 
 def main(argv: list[str] | None = None) -> None:
