@@ -315,7 +315,7 @@ def _throughput(report: Report) -> list[str]:
         return parts + ["<p>(no completions in the window)</p>" if not counts else
                         "<p>(too many intervals to draw; pass a larger --bucket)</p>"]
     for i, (queue, per) in enumerate(sorted(counts.items())):
-        buckets = [(k * bucket, float(per.get(k, 0))) for k in range(first, last + 1)]
+        buckets = [(float(k * bucket), float(per.get(k, 0))) for k in range(first, last + 1)]
         parts.append(column_chart(f"{queue} — {sum(per.values())} completed", buckets, bucket,
                                   lo, max(hi, lo + bucket), color=PALETTE[i % len(PALETTE)],
                                   unit=" tasks"))

@@ -39,7 +39,7 @@ def _duck(err: duckdb.Error, what: str) -> ProjectionError:
     return ProjectionError(sql_error(err, what))
 
 
-def _locked(err: BaseException) -> bool:
+def _locked(err: BaseException | None) -> bool:
     # DuckDB's file lock: one read-write process, or any number of read-only ones.
     return isinstance(err, duckdb.IOException) and "lock" in str(err).lower()
 

@@ -219,7 +219,7 @@ def peak_rates(counts: dict[int, int], lo: int, end: int, bucket_ns: int) -> flo
 
 def _bucket_of(start: Any, bucket_ns: int) -> int:
     # interval_start is make_timestamp(k * bucket_ns // 1000): microseconds since the epoch.
-    us = (start - _EPOCH) // datetime.timedelta(microseconds=1)
+    us: int = (start - _EPOCH) // datetime.timedelta(microseconds=1)
     return us * 1000 // bucket_ns
 
 

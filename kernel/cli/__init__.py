@@ -517,6 +517,7 @@ def _add_operations() -> None:
     # The operator's commands (kernel/cli/_ops.py), with this module's error handling.
     from ._ops import OPERATIONS
     for command in OPERATIONS:
+        assert command.callback is not None
         command.callback = _guard(command.callback)
         cli.add_command(command)
 

@@ -219,9 +219,10 @@ def tail(directory: str, queue: str | None, task: str | None, types: tuple[str, 
                     pos += 1
                     if ev["t"] == "submitted":
                         queues[ev["task"]] = ev["queue"]
-                    if (task is not None and ev.get("task") != task) or (
+                    of_task = ev.get("task")
+                    if (task is not None and of_task != task) or (
                             wanted and ev["t"] not in wanted) or (
-                            queue is not None and ev.get("queue", queues.get(ev.get("task")))
+                            queue is not None and ev.get("queue", queues.get(of_task or ""))
                             != queue):
                         continue
                     click.echo(_line(ev, as_json))

@@ -204,7 +204,7 @@ class Attempts:
                 _log.info("task %r (queue %r) attempt %d of %d failed; retry due at %s: %s",
                           lease.task_id, queue, lease.attempt, view.max_attempts,
                           view.due_at, first)
-        if self._hub.active:
+        if self._hub.active and view is not None:
             now, tid = self._now(), lease.task_id
             emit = self._hub.emit
             emit(TaskEvent("failed", tid, name, queue, lease.attempt, agent.id, now,
