@@ -86,8 +86,8 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except click.ClickException:
             raise
         except ProjectionError as err:   # DuckDB's message keeps its lines (candidates...)
-            raise CliError("\n  ".join(line.rstrip() for line in str(err).strip().splitlines())
-                           or type(err).__name__) from err
+            raise CliError("\n  ".join(line.rstrip() for line in str(err).strip().splitlines()
+                                        if line.strip()) or type(err).__name__) from err
         except (EskernelError, OSError, ValueError) as err:
             raise CliError(_one_line(err)) from err
         except KeyboardInterrupt:
