@@ -251,6 +251,9 @@ def test_sql_is_read_only(tmp_path: Path) -> None:
         assert_error(["sql", tmp_path, bad, "--memory"], "read-only")
         assert_error(["sql", tmp_path, bad, "--out", tmp_path / "o.csv"], "read-only")
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "o.csv").exists()
+    for extra in ([], ["--memory"]):                    # and reads no file
+        assert_error(["sql", tmp_path, "SELECT * FROM read_csv('/etc/hostname')", *extra],
+                     "disabled by configuration", lines_after=True)
     _, after, _ = run("sql", tmp_path, q, "--json")
     assert json.loads(after) == json.loads(before) and json.loads(after)[0]["n"] > 0
 

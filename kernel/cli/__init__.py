@@ -86,8 +86,8 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except click.ClickException:
             raise
         except ProjectionError as err:   # DuckDB's message keeps its lines (candidates...)
-            raise CliError("\n  ".join(line.rstrip() for line in str(err).strip().splitlines())
-                           or type(err).__name__) from err
+            raise CliError("\n  ".join(line.rstrip() for line in str(err).strip().splitlines()
+                                        if line.strip()) or type(err).__name__) from err
         except (EskernelError, OSError, ValueError) as err:
             raise CliError(_one_line(err)) from err
         except KeyboardInterrupt:
@@ -137,7 +137,11 @@ def _reader(directory: Path, db: str | None, memory: bool) -> Projection:
     """A projection brought up to date, to query: a database file is refreshed, then opened
     read-only, so readers never lock each other out (``--memory`` ingests in memory)."""
     if memory:
-        return _projection(directory, None, True)
+        p = _projection(directory, None, True)
+        # Ingested: from here on the in-memory database reads no file, like a read-only one.
+        p.connection.execute("SET enable_external_access = false")
+        p.connection.execute("SET lock_configuration = true")
+        return p
     with progress("ingesting the log") as cb:
         p, behind = Projection.open_reader(directory, db, progress=cb)
     if behind:
