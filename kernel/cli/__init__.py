@@ -445,6 +445,9 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
 
 cli.add_command(_bench.bench)
 
+from ._whatif import whatif as _whatif_command  # noqa: E402  (its module imports this one lazily)
+cli.add_command(_whatif_command)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``eskernel`` console script."""

@@ -75,25 +75,21 @@ class Changes:
             WhatIfChangeError: malformed, unknown target or field, or a bad value; the
                 message and ``.settable`` list what can be set.
         """
+        ctx = _Ctx(queues, agents, names, tasks)
         if isinstance(changes, (str, bytes)):
-            raise WhatIfChangeError(
-                f"changes must be a list of 'key=value' strings or a mapping, got the single "
-                f"string {changes!r:.80}; wrap it in a list",
-                settable=settable(queues, agents))
+            raise ctx.err(str(changes), "changes must be a list of 'key=value' strings or a "
+                                        "mapping, not one string; wrap it in a list")
         if isinstance(changes, Mapping):
             pairs = [(str(k), v if isinstance(v, str) else _text(v)) for k, v in changes.items()]
         else:
             pairs = []
             for c in changes:
                 if not isinstance(c, str) or "=" not in c:
-                    raise WhatIfChangeError(
-                        f"change {c!r:.80} is not of the form key=value (e.g. "
-                        "queue.encode.max_concurrent=8)", change=str(c),
-                        settable=settable(queues, agents))
+                    raise ctx.err(str(c), "not of the form key=value (e.g. "
+                                          "queue.encode.max_concurrent=8)")
                 k, v = c.split("=", 1)
                 pairs.append((k.strip(), v.strip()))
         out = cls()
-        ctx = _Ctx(queues, agents, names, tasks)
         for key, value in pairs:
             ctx.apply(out, key, value)
             out.given.append(f"{key}={value}")

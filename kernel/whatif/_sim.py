@@ -71,7 +71,8 @@ class Simulation:
         self.heap: list[tuple[int, int, int, Any]] = []
         self.seq = wl.events                     # generated items sort after recorded ones
         self.free: dict[str, int] = {}
-        self.order: dict[str, int] = {}          # agent -> registration rank
+        self.order: dict[str, int] = {}          # agent -> rank of its last claim
+        self.rank = 0
         self.serves: dict[str, list[str]] = {}   # queue -> agents serving it
         self.online: set[str] = set()
         self.pinned_off: set[str] = set()        # agents a change keeps offline
@@ -206,7 +207,7 @@ class Simulation:
             self.deferred.append(ev)            # registered once its queues are declared
             return
         self.k.register_agent(a, list(caps), capacity=max(cap, 1))
-        self.order[a] = len(self.order)
+        self.order[a] = -len(self.wl.agents) - len(self.ch.new_agents) + len(self.order)
         self.free[a] = max(cap, 1)
         for q in caps:
             self.serves.setdefault(q, []).append(a)
@@ -275,10 +276,16 @@ class Simulation:
         free, online, order = self.free, self.online, self.order
         ready = [a for a in agents if free.get(a, 0) > 0 and a in online]
         if len(ready) > 1:
+            # The agent that claimed least recently goes first (then registration order):
+            # competing agents that poll share the work rather than one taking it all.
             ready.sort(key=order.__getitem__)
         for a in ready:
-            for lease in self.k.claim_many(a, free[a]):
-                self._start(lease, a, now)
+            leases = self.k.claim_many(a, free[a])
+            if leases:
+                self.rank += 1
+                order[a] = self.rank
+                for lease in leases:
+                    self._start(lease, a, now)
 
     def _start(self, lease: Lease, agent: str, now: int) -> None:
         tid = lease.task_id
