@@ -181,8 +181,8 @@ class Fold:
             if e > s:
                 busy_a[agent] = busy_a.get(agent, 0) + e - s
                 if tid in measured:
-                    q = measured[tid].queue
-                    busy_q[q] = busy_q.get(q, 0) + e - s
+                    tq = measured[tid].queue
+                    busy_q[tq] = busy_q.get(tq, 0) + e - s
         util_a = {a: busy_a.get(a, 0) / (cap * span) for a, cap in sorted(self.capacity.items())}
         util_q = {q: busy_q.get(q, 0) / span
                   for q in sorted({x.queue for x in measured.values()})}
@@ -215,7 +215,7 @@ class Fold:
         comps: dict[str, list[str]] = {}
         for tid in linked:
             comps.setdefault(find(tid), []).append(tid)
-        out = []
+        out: list[dict[str, Any]] = []
         for members in comps.values():
             xs = [measured[m] for m in members]
             first = min(members, key=lambda m: (measured[m].sub, m))
@@ -224,5 +224,5 @@ class Fold:
                         "completed": all(x.status == "COMPLETED" for x in xs),
                         "makespan_s": ((max(x.finish or 0 for x in xs)
                                         - min(x.sub for x in xs)) / NS) if done else None})
-        out.sort(key=lambda d: d["dag"])
+        out.sort(key=lambda d: str(d["dag"]))
         return out

@@ -199,10 +199,11 @@ class Simulation:
 
     def _register(self, ev: dict[str, Any]) -> None:
         a = ev["agent"]
-        over = self.ch.agents.get(a, {})
-        caps, cap = self.ch.new_agents.get(a, (tuple(ev["capabilities"]), ev["capacity"]))
-        caps = tuple(over.get("capabilities", caps))
-        cap = over.get("capacity", cap)
+        over: dict[str, Any] = self.ch.agents.get(a) or {}
+        spec = self.ch.new_agents.get(a, (tuple(ev["capabilities"]), int(ev["capacity"])))
+        caps: tuple[str, ...] = tuple(over["capabilities"] if "capabilities" in over
+                                      else spec[0])
+        cap: int = int(over["capacity"]) if "capacity" in over else spec[1]
         if any(q not in self.k._state.queue_index for q in caps):
             self.deferred.append(ev)            # registered once its queues are declared
             return

@@ -94,8 +94,8 @@ def _draw(ev: dict[str, Any], sub: dict[str, Any], attempt: int) -> float | None
     base = min(float(b["max"]), float(b["initial"]) * float(b["factor"]) ** (attempt - 1))
     if base <= 0:
         return None
-    u = (1.0 - (due - ev["ts"]) / base) / float(b["jitter"])
-    return min(max(u, 0.0), 0.999999999)
+    u = (1.0 - float(due - ev["ts"]) / base) / float(b["jitter"])
+    return float(min(max(u, 0.0), 0.999999999))
 
 
 def read_workload(path: str | os.PathLike[str], until_ns: int | None = None,
@@ -156,8 +156,8 @@ def _fold(wl: Workload, ev: dict[str, Any], off: int, subs: dict[str, dict[str, 
     t, ts = ev["t"], ev["ts"]
     if not wl.first_ts:
         wl.first_ts = ts
-    task = ev.get("task")
-    if task is not None and t != "submitted" and task not in subs:
+    task: str = ev.get("task") or ""
+    if task and t != "submitted" and task not in subs:
         return                                  # a task outside the window
     wl.last_ts = ts
     if t == "submitted":
