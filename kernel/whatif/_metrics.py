@@ -19,6 +19,7 @@ from typing import Any
 __all__ = ["Fold", "percentile", "PCTS"]
 
 PCTS = (0.50, 0.95, 0.99)
+_ENDS = frozenset({"completed", "failed", "expired", "released", "cancelled"})
 NS = 1e9
 
 
@@ -39,7 +40,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 class _Task:
     __slots__ = ("queue", "prio", "sub", "nb", "deps", "first", "last", "finish", "status",
-                 "ready_ev")
+                 "ready_ev", "agent")
 
     def __init__(self, ev: dict[str, Any]) -> None:
         self.queue: str = ev["queue"]
@@ -48,10 +49,11 @@ class _Task:
         self.nb: int = ev["not_before"]
         self.deps: list[str] = ev["depends_on"]
         self.first: int | None = None
-        self.last: int | None = None
+        self.last: int | None = None         # the current (or last) claim's time
         self.finish: int | None = None
-        self.status = ""                       # "", COMPLETED, FAILED, CANCELLED
+        self.status = ""                     # "", COMPLETED, FAILED, CANCELLED
         self.ready_ev: int | None = None
+        self.agent: str | None = None        # holder of the current lease, None: none
 
 
 class Fold:
@@ -60,9 +62,7 @@ class Fold:
 
     def __init__(self) -> None:
         self.tasks: dict[str, _Task] = {}
-        self.leases: dict[int, tuple[str, str, int]] = {}    # lease -> task, agent, start
-        self.by_task: dict[str, int] = {}                    # task -> its open lease
-        self.spans: list[tuple[str, str, int, int]] = []     # agent, task, start, end
+        self.spans: list[tuple[str, _Task, int, int]] = []     # agent, task, start, end
         self.capacity: dict[str, int] = {}
         self.last_ts = 0
 
@@ -71,123 +71,116 @@ class Fold:
         self.last_ts = ts
         if t == "submitted":
             self.tasks[ev["task"]] = _Task(ev)
-        elif t == "claimed":
-            tid = ev["task"]
-            task = self.tasks[tid]
+            return
+        if t == "claimed":
+            task = self.tasks[ev["task"]]
             if task.first is None:
                 task.first = ts
-            task.last = ts
-            self.leases[ev["lease"]] = (tid, ev["agent"], ts)
-            self.by_task[tid] = ev["lease"]
-        elif t == "completed":
-            self._close(ev["lease"], ts)
-            task = self.tasks[ev["task"]]
+            task.last, task.agent = ts, ev["agent"]
+            return
+        task = self.tasks.get(ev.get("task") or "")    # type: ignore[assignment]
+        if task is None:
+            if t == "agent_registered":
+                self.capacity[ev["agent"]] = ev["capacity"]
+            return
+        if task.agent is not None and t in _ENDS:
+            self.spans.append((task.agent, task, task.last or ts, ts))
+            task.agent = None
+        if t == "completed":
             task.status, task.finish = "COMPLETED", ts
-        elif t in ("failed", "expired"):
-            self._close(ev["lease"], ts)
+        elif t == "failed" or t == "expired":
             if ev.get("retry_at") is None:
-                task = self.tasks[ev["task"]]
                 task.status, task.finish = "FAILED", ts
-        elif t == "released":
-            self._close(ev["lease"], ts)
         elif t == "cancelled":
-            tid = ev["task"]
-            lid = self.by_task.get(tid)
-            if lid is not None:
-                self._close(lid, ts)
-            task = self.tasks[tid]
             task.status, task.finish = "CANCELLED", ts
         elif t == "requeued":
-            task = self.tasks[ev["task"]]
             task.status, task.finish = "", None
         elif t == "ready":
-            task = self.tasks[ev["task"]]
             if task.ready_ev is None:
                 task.ready_ev = ts
-        elif t == "agent_registered":
-            self.capacity[ev["agent"]] = ev["capacity"]
 
     def add_all(self, evs: Iterable[dict[str, Any]]) -> "Fold":
         for ev in evs:
             self.add(ev)
         return self
 
-    def _close(self, lid: int, ts: int) -> None:
-        item = self.leases.pop(lid, None)
-        if item is not None:
-            tid, agent, start = item
-            self.by_task.pop(tid, None)
-            self.spans.append((agent, tid, start, ts))
-
     def summary(self, lo: int | None, hi: int | None) -> dict[str, Any]:
         """The measures of the tasks submitted in ``[lo, hi]`` (ns; None: unbounded)."""
         tasks = self.tasks
         measured = {tid: x for tid, x in tasks.items()
                     if (lo is None or x.sub >= lo) and (hi is None or x.sub <= hi)}
-        spans = self.spans + [(a, tid, s, self.last_ts) for tid, a, s in self.leases.values()]
+        spans = self.spans + [(x.agent, x, x.last or x.sub, self.last_ts)
+                              for x in tasks.values() if x.agent is not None]
         if not measured:
             return {"tasks": 0}
         start = lo if lo is not None else min(x.sub for x in measured.values())
         finishes = [x.finish for x in measured.values() if x.finish is not None]
         end = max(finishes) if finishes else self.last_ts
         span = max(end - start, 1)
-        rows: dict[str, dict[str, list[float]]] = {}
-        counts: dict[str, dict[str, int]] = {}
-        for tid, x in measured.items():
-            wait = run = e2e = None
-            if x.first is not None:
+        # One bucket per (queue, priority): [counts by status, waits, runs, ends-to-end];
+        # the queue, priority and overall groups merge buckets.
+        buckets: dict[tuple[str, int], tuple[dict[str, int], list[float], list[float],
+                                             list[float]]] = {}
+        for x in measured.values():
+            key = (x.queue, x.prio)
+            bk = buckets.get(key)
+            if bk is None:
+                bk = buckets[key] = ({"": 0, "COMPLETED": 0, "FAILED": 0, "CANCELLED": 0},
+                                     [], [], [])
+            bk[0][x.status] += 1
+            first, finish = x.first, x.finish
+            if first is not None:
                 base: int | None = x.sub
                 for d in x.deps:
                     dt = tasks.get(d)
                     if dt is None or dt.status != "COMPLETED" or dt.finish is None:
                         base = None
                         break
-                    base = max(base or 0, dt.finish)
+                    if dt.finish > (base or 0):
+                        base = dt.finish
                 if base is not None:
                     ready = x.ready_ev if x.nb > base and x.ready_ev is not None else base
-                    wait = (x.first - ready) / NS
-            if x.status == "COMPLETED" and x.last is not None and x.finish is not None:
-                run = (x.finish - x.last) / NS
-            if x.status and x.finish is not None:
-                e2e = (x.finish - x.sub) / NS
-            for key in ("all", f"queue:{x.queue}", f"priority:{x.prio}"):
-                r = rows.setdefault(key, {"wait": [], "run": [], "e2e": []})
-                c = counts.setdefault(key, {"tasks": 0, "COMPLETED": 0, "FAILED": 0,
-                                            "CANCELLED": 0, "unfinished": 0})
-                c["tasks"] += 1
-                c[x.status or "unfinished"] += 1
-                if wait is not None:
-                    r["wait"].append(wait)
-                if run is not None:
-                    r["run"].append(run)
-                if e2e is not None:
-                    r["e2e"].append(e2e)
+                    bk[1].append((first - ready) / NS)
+            if finish is not None and x.status:
+                if x.status == "COMPLETED" and x.last is not None:
+                    bk[2].append((finish - x.last) / NS)
+                bk[3].append((finish - x.sub) / NS)
+        merged: dict[str, list[Any]] = {}
+        for (q, prio), bk in buckets.items():
+            for gk in ("all", f"queue:{q}", f"priority:{prio}"):
+                m = merged.get(gk)
+                if m is None:
+                    m = merged[gk] = [{"": 0, "COMPLETED": 0, "FAILED": 0, "CANCELLED": 0},
+                                      [], [], []]
+                for st, n in bk[0].items():
+                    m[0][st] += n
+                m[1].extend(bk[1])
+                m[2].extend(bk[2])
+                m[3].extend(bk[3])
         groups: dict[str, Any] = {}
-        for key, r in rows.items():
-            g: dict[str, Any] = {"tasks": counts[key]["tasks"],
-                                 "completed": counts[key]["COMPLETED"],
-                                 "dead_letters": counts[key]["FAILED"],
-                                 "cancelled": counts[key]["CANCELLED"],
-                                 "unfinished": counts[key]["unfinished"]}
-            for m, values in r.items():
+        for gk, (c, *series) in merged.items():
+            g: dict[str, Any] = {"tasks": sum(c.values()), "completed": c["COMPLETED"],
+                                 "dead_letters": c["FAILED"], "cancelled": c["CANCELLED"],
+                                 "unfinished": c[""]}
+            for name, values in zip(("wait", "run", "e2e"), series):
                 values.sort()
                 for q in PCTS:
-                    g[f"{m}_p{round(q * 100)}"] = percentile(values, q)
-            groups[key] = g
+                    g[f"{name}_p{round(q * 100)}"] = percentile(values, q)
+            groups[gk] = g
+        c_all = merged["all"][0]
         busy_a: dict[str, int] = {}
         busy_q: dict[str, int] = {}
-        for agent, tid, s, e in spans:
+        in_window = set(map(id, measured.values()))
+        for agent, x, s, e in spans:
             s, e = max(s, start), min(e, end)
             if e > s:
                 busy_a[agent] = busy_a.get(agent, 0) + e - s
-                if tid in measured:
-                    tq = measured[tid].queue
-                    busy_q[tq] = busy_q.get(tq, 0) + e - s
+                if id(x) in in_window:
+                    busy_q[x.queue] = busy_q.get(x.queue, 0) + e - s
         util_a = {a: busy_a.get(a, 0) / (cap * span) for a, cap in sorted(self.capacity.items())}
         util_q = {q: busy_q.get(q, 0) / span
                   for q in sorted({x.queue for x in measured.values()})}
-        c_all = counts["all"]
-        return {"tasks": c_all["tasks"], "start": start, "end": end,
+        return {"tasks": len(measured), "start": start, "end": end,
                 "makespan_s": span / NS,
                 "throughput_per_s": c_all["COMPLETED"] / (span / NS),
                 "dead_letters": c_all["FAILED"], "groups": groups,

@@ -68,7 +68,7 @@ class Workload:
     queues: dict[str, tuple[int, bool]]          # last declared (max_concurrent, paused)
     agents: dict[str, tuple[tuple[str, ...], int]]   # (capabilities, capacity)
     task_queue: dict[str, str]
-    task_name: dict[str, str | None]
+    task_name: dict[str, str]                    # tasks that have a name
     dependents: dict[str, list[str]]
     first_ts: int
     last_ts: int
@@ -76,12 +76,15 @@ class Workload:
     flags: dict[str, list[str]]                  # reason -> task ids (see Limits)
 
 
+_PENDING = Behaviour(OPEN, 0)
+
+
 class _Open:
     __slots__ = ("task", "ts", "agent", "hb", "index")
 
     def __init__(self, task: str, ts: int, agent: str, index: int) -> None:
         self.task, self.ts, self.agent, self.index = task, ts, agent, index
-        self.hb: list[int] = []
+        self.hb: list[int] = []             # heartbeat offsets from the claim
 
 
 def _draw(ev: dict[str, Any], sub: dict[str, Any], attempt: int) -> float | None:
@@ -121,13 +124,18 @@ def read_workload(path: str | os.PathLike[str], until_ns: int | None = None,
         running: dict[str, int] = {}           # task -> its open lease
         off = 0
         ev: dict[str, Any] = {}
+        loads, version, types = events.loads, events.SCHEMA_VERSION, events.EVENT_TYPES
         try:
             while off < end:
                 batch = log.read_batch(off, min(8192, end - off))
                 if not batch:
                     break
                 for rec in batch:
-                    ev = events.decode(rec)
+                    # Optional fields stay absent (read with .get); the version and type
+                    # are checked as decode() checks them.
+                    ev = loads(rec)
+                    if ev["v"] != version or ev["t"] not in types:
+                        events.decode(rec)            # raises, naming the record
                     if observe is not None:
                         observe(ev)
                     _fold(wl, ev, off, subs, leases, running, until_ns)
@@ -157,7 +165,7 @@ def _fold(wl: Workload, ev: dict[str, Any], off: int, subs: dict[str, dict[str, 
     if not wl.first_ts:
         wl.first_ts = ts
     task: str = ev.get("task") or ""
-    if task and t != "submitted" and task not in subs:
+    if until_ns is not None and task and t != "submitted" and task not in subs:
         return                                  # a task outside the window
     wl.last_ts = ts
     if t == "submitted":
@@ -165,14 +173,16 @@ def _fold(wl: Workload, ev: dict[str, Any], off: int, subs: dict[str, dict[str, 
             return
         subs[task] = ev
         wl.task_queue[task] = ev["queue"]
-        wl.task_name[task] = ev.get("name")
+        name = ev.get("name")
+        if name is not None:
+            wl.task_name[task] = name
         wl.behaviours[task] = []
         ev["_off"] = off
         wl.commands.append(ev)
     elif t == "claimed":
         beh = wl.behaviours[task]
         op = _Open(task, ts, ev["agent"], len(beh))
-        beh.append(Behaviour(OPEN, 0, agent=ev["agent"]))
+        beh.append(_PENDING)                    # replaced when the attempt ends
         leases[ev["lease"]] = op
         running[task] = ev["lease"]
     elif t == "heartbeat":
