@@ -162,7 +162,7 @@ def read_workload(path: str | os.PathLike[str], until_ns: int | None = None,
 def _fold(wl: Workload, ev: dict[str, Any], off: int, subs: dict[str, dict[str, Any]],
           leases: dict[int, _Open], running: dict[str, int], until_ns: int | None) -> None:
     t, ts = ev["t"], ev["ts"]
-    if not wl.first_ts:
+    if off == 0:
         wl.first_ts = ts
     task: str = ev.get("task") or ""
     if until_ns is not None and task and t != "submitted" and task not in subs:
