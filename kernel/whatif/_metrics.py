@@ -107,8 +107,9 @@ class Fold:
     def summary(self, lo: int | None, hi: int | None) -> dict[str, Any]:
         """The measures of the tasks submitted in ``[lo, hi]`` (ns; None: unbounded)."""
         tasks = self.tasks
-        measured = {tid: x for tid, x in tasks.items()
-                    if (lo is None or x.sub >= lo) and (hi is None or x.sub <= hi)}
+        measured = tasks if lo is None and hi is None else {
+            tid: x for tid, x in tasks.items()
+            if (lo is None or x.sub >= lo) and (hi is None or x.sub <= hi)}
         spans = self.spans + [(x.agent, x, x.last or x.sub, self.last_ts)
                               for x in tasks.values() if x.agent is not None]
         if not measured:
@@ -188,25 +189,23 @@ class Fold:
                 "dags": self._dags(measured)}
 
     def _dags(self, measured: dict[str, _Task]) -> list[dict[str, Any]]:
-        parent = {tid: tid for tid in measured}
+        # Union-find over the tasks that have or are a measured dependency.
+        parent: dict[str, str] = {}
 
         def find(x: str) -> str:
-            while parent[x] != x:
+            while parent.setdefault(x, x) != x:
                 parent[x] = parent[parent[x]]
                 x = parent[x]
             return x
 
-        linked: set[str] = set()
         for tid, x in measured.items():
             for d in x.deps:
-                if d in parent:
+                if d in measured:
                     ra, rb = find(tid), find(d)
                     if ra != rb:
                         parent[ra] = rb
-                    linked.add(tid)
-                    linked.add(d)
         comps: dict[str, list[str]] = {}
-        for tid in linked:
+        for tid in list(parent):
             comps.setdefault(find(tid), []).append(tid)
         out: list[dict[str, Any]] = []
         for members in comps.values():

@@ -84,6 +84,7 @@ class Simulation:
         self.timeout: dict[str, int] = {}
         self.deferred: list[dict[str, Any]] = []  # registrations waiting for a queue
         self.tick_due = False
+        self.batch: list[int] = []               # leases completing at the current time
         self.flags: dict[str, list[str]] = {"unobserved_attempt": [],
                                             "rejected_at_submission": [],
                                             "cancel_found_task_finished": [],
@@ -106,6 +107,7 @@ class Simulation:
         self._load_commands()
         heap, pop, clock = self.heap, heapq.heappop, self.clock
         handlers = (self._command, self._end, self._heartbeat, self._tick_item)
+        running, batch = self.running, self.batch
         steps = 0
         while heap:
             t = heap[0][0]
@@ -113,7 +115,16 @@ class Simulation:
             while True:
                 while heap and heap[0][0] == t:
                     _, _, kind, arg = pop(heap)
+                    if kind == _END:
+                        item = running.get(arg)
+                        if item is not None and item[2].kind == COMPLETE:
+                            batch.append(arg)     # completed together, in this order
+                            continue
+                    if batch:
+                        self._complete(batch)
                     handlers[kind](arg)
+                if batch:
+                    self._complete(batch)
                 if self.tick_due:
                     self._tick()
                 if self.wake_q or self.wake_a:
@@ -358,6 +369,27 @@ class Simulation:
             self.wake_q.update(self.wl.dependents.get(lease.task_id, ()))
         else:
             self._after(before)
+
+    def _complete(self, batch: list[int]) -> None:
+        # Attempts that complete at the same time: one complete_many, one append.  Each
+        # lease in the batch is running (checked when it was batched; nothing in between).
+        running = self.running
+        leases = [running[lid][0] for lid in batch]
+        try:
+            self.k.complete_many(leases, [running[lid][2].result for lid in batch])
+        except StaleLeaseError:
+            for lid in batch:                   # one ran out by the clock: one at a time
+                self._end(lid)
+            batch.clear()
+            return
+        deps = self.wl.dependents
+        wake = self.wake_q
+        for lid, lease in zip(batch, leases):
+            self._finish(lid)
+            d = deps.get(lease.task_id)
+            if d:
+                wake.update(d)
+        batch.clear()
 
     def _heartbeat(self, lid: int) -> None:
         item = self.running.get(lid)

@@ -188,13 +188,17 @@ def _fold(wl: Workload, ev: dict[str, Any], off: int, subs: dict[str, dict[str, 
     elif t == "heartbeat":
         op = leases[ev["lease"]]
         op.hb.append(ts - op.ts)
-    elif t in ("completed", "failed", "expired", "released"):
+    elif t == "completed":
+        op = leases.pop(ev["lease"])
+        del running[task]
+        wl.behaviours[task][op.index] = Behaviour(
+            COMPLETE, ts - op.ts, ev["result"], "", True, tuple(op.hb) if op.hb else (), None,
+            op.agent)
+    elif t in ("failed", "expired", "released"):
         op = leases.pop(ev["lease"])
         running.pop(task, None)
         b = Behaviour(COMPLETE, ts - op.ts, heartbeats=tuple(op.hb), agent=op.agent)
-        if t == "completed":
-            b.result = ev["result"]
-        elif t == "failed":
+        if t == "failed":
             b.kind, b.error, b.retryable = FAIL, ev["error"], ev["retryable"]
             b.draw = _draw(ev, subs[task], op.index + 1)
         elif t == "expired":
