@@ -127,6 +127,30 @@ def test_max_concurrent_agents_and_capacity(tmp_path: Path) -> None:
     assert paused.alternative["groups"]["all"]["completed"] == 0
 
 
+def test_a_new_agent_works_from_the_first_event_of_a_log_starting_at_time_zero(
+        tmp_path: Path) -> None:
+    with Kernel.open(tmp_path, clock=(c := ManualClock(0.0))) as k:
+        k.declare_queue("q")
+        k.register_agent("w", ["q"], capacity=1)
+        k.submit_many([{"queue": "q", "id": f"t{i}"} for i in range(4)])
+        for _ in range(4):
+            lease = k.claim("w")
+            assert lease is not None
+            c.advance(5)
+            k.complete(lease)
+    r = whatif(tmp_path, ["agent.w2=capabilities:q,capacity:3"])
+    assert (r.baseline["makespan_s"], r.alternative["makespan_s"]) == (20.0, 5.0)
+    assert r.dag_changes() == []
+
+
+def test_dag_makespans_are_named_by_their_first_task(demo: Path) -> None:
+    r = whatif(demo, ["queue.encode.max_concurrent=8"])
+    assert {d["dag"].rsplit(".", 1)[1] for d in r.baseline["dags"]} == {"ingest"}
+    rows = r.dag_changes(3)
+    assert len(rows) == 3 and rows[0][2] - rows[0][3] >= rows[2][2] - rows[2][3] > 0
+    assert "DAGs whose makespan changed most" in r.to_text()
+
+
 def test_priority_change_reorders(demo: Path) -> None:
     # Render tasks made CRITICAL wait less for the render agents than they did.
     r = whatif(demo, ["task.render.priority=CRITICAL"])

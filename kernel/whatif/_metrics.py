@@ -40,9 +40,10 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 class _Task:
     __slots__ = ("queue", "prio", "sub", "nb", "deps", "first", "last", "finish", "status",
-                 "ready_ev", "agent")
+                 "ready_ev", "agent", "seq")
 
-    def __init__(self, ev: dict[str, Any]) -> None:
+    def __init__(self, ev: dict[str, Any], seq: int) -> None:
+        self.seq = seq                       # submission order
         self.queue: str = ev["queue"]
         self.prio: int = ev["priority"]
         self.sub: int = ev["ts"]
@@ -70,7 +71,7 @@ class Fold:
         t, ts = ev["t"], ev["ts"]
         self.last_ts = ts
         if t == "submitted":
-            self.tasks[ev["task"]] = _Task(ev)
+            self.tasks[ev["task"]] = _Task(ev, len(self.tasks))
             return
         if t == "claimed":
             task = self.tasks[ev["task"]]
@@ -110,8 +111,11 @@ class Fold:
         measured = tasks if lo is None and hi is None else {
             tid: x for tid, x in tasks.items()
             if (lo is None or x.sub >= lo) and (hi is None or x.sub <= hi)}
-        spans = self.spans + [(x.agent, x, x.last or x.sub, self.last_ts)
-                              for x in tasks.values() if x.agent is not None]
+        spans = self.spans
+        still = [(x.agent, x, x.last or x.sub, self.last_ts)
+                 for x in tasks.values() if x.agent is not None]
+        if still:
+            spans = spans + still
         if not measured:
             return {"tasks": 0}
         start = lo if lo is not None else min(x.sub for x in measured.values())
@@ -165,18 +169,22 @@ class Fold:
                                  "unfinished": c[""]}
             for name, values in zip(("wait", "run", "e2e"), series):
                 values.sort()
-                for q in PCTS:
-                    g[f"{name}_p{round(q * 100)}"] = percentile(values, q)
+                for pct in PCTS:
+                    g[f"{name}_p{round(pct * 100)}"] = percentile(values, pct)
             groups[gk] = g
         c_all = merged["all"][0]
         busy_a: dict[str, int] = {}
         busy_q: dict[str, int] = {}
-        in_window = set(map(id, measured.values()))
+        whole = measured is tasks
+        in_window: set[int] = set() if whole else set(map(id, measured.values()))
         for agent, x, s, e in spans:
-            s, e = max(s, start), min(e, end)
+            if s < start:
+                s = start
+            if e > end:
+                e = end
             if e > s:
                 busy_a[agent] = busy_a.get(agent, 0) + e - s
-                if id(x) in in_window:
+                if whole or id(x) in in_window:
                     busy_q[x.queue] = busy_q.get(x.queue, 0) + e - s
         util_a = {a: busy_a.get(a, 0) / (cap * span) for a, cap in sorted(self.capacity.items())}
         util_q = {q: busy_q.get(q, 0) / span
@@ -210,7 +218,7 @@ class Fold:
         out: list[dict[str, Any]] = []
         for members in comps.values():
             xs = [measured[m] for m in members]
-            first = min(members, key=lambda m: (measured[m].sub, m))
+            first = min(members, key=lambda m: measured[m].seq)
             done = all(x.status and x.finish is not None for x in xs)
             out.append({"dag": first, "tasks": len(members),
                         "completed": all(x.status == "COMPLETED" for x in xs),

@@ -136,6 +136,19 @@ class WhatIfResult:
         return [[n, ub.get(n), ua.get(n), _diff(ub.get(n), ua.get(n))]
                 for n in sorted({*ub, *ua})]
 
+    def dag_changes(self, limit: int = 10) -> list[list[Any]]:
+        """Rows ``[dag, tasks, baseline, alternative, change]`` (makespans in seconds) of
+        the ``limit`` DAGs whose makespan changed most; a DAG is named by its first task."""
+        alt = {d["dag"]: d for d in self.alternative.get("dags", [])}
+        rows = []
+        for d in self.baseline.get("dags", []):
+            a = alt.get(d["dag"], {}).get("makespan_s")
+            b = d["makespan_s"]
+            key = abs(a - b) if a is not None and b is not None else float("inf")
+            rows.append((key, [d["dag"], d["tasks"], b, a, _diff(b, a)]))
+        rows.sort(key=lambda r: -r[0])
+        return [r for _, r in rows[:limit]]
+
     def flag_lines(self) -> list[str]:
         """One line per kind of task the model approximates, with its count."""
         return [f"{len(set(ids))} task(s) {_FLAG_TEXT.get(k, k)}"
@@ -164,8 +177,13 @@ class WhatIfResult:
                       self.utilization("agent_utilization")), "",
                "Busy slots by queue (mean tasks running)",
                _table(["queue", "baseline", "alternative", "change"],
-                      self.utilization("queue_busy")), "",
-               "Limits of this comparison"]
+                      self.utilization("queue_busy")), ""]
+        dags = self.dag_changes()
+        if dags:
+            out += [f"DAGs whose makespan changed most (of {len(self.baseline['dags'])}; "
+                    "all in --json)",
+                    _table(["dag", "tasks", "baseline", "alternative", "change"], dags), ""]
+        out += ["Limits of this comparison"]
         out += [f"  - {line}" for line in (*self.limits, *self.flag_lines())]
         return "\n".join(out) + "\n"
 
@@ -224,6 +242,9 @@ class WhatIfResult:
                   "<h2>Busy slots by queue</h2>",
                   table(["queue", "baseline", "alternative", "change"],
                         self.utilization("queue_busy")),
+                  "<h2>DAGs whose makespan changed most (seconds)</h2>",
+                  table(["dag", "tasks", "baseline", "alternative", "change"],
+                        self.dag_changes(25)),
                   "<h2>Limits of this comparison</h2><ul>"]
         parts += [f"<li>{html.escape(x)}</li>" for x in (*self.limits, *self.flag_lines())]
         parts.append("</ul></body></html>")
