@@ -279,3 +279,35 @@ def test_cli(generated: Path, tmp_path: Path) -> None:
     res = run(cli, ["whatif", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "does not exist" in res.output
     assert os.path.exists(generated)
+
+
+def test_flags_for_behaviour_that_depended_on_what_ran_before(tmp_path: Path) -> None:
+    # Recorded on one slot: x runs 0-10 s; d fails for good at 20 s and is requeued at
+    # 25 s, then completes; z waits and is cancelled at 15 s before it ever ran.
+    with Kernel.open(tmp_path, clock=(c := ManualClock(0.0))) as k:
+        k.declare_queue("q", max_concurrent=1)
+        k.register_agent("w", ["q"], capacity=2)
+        k.submit_many([{"queue": "q", "id": i} for i in ("x", "d", "z")])
+        lease = k.claim("w")
+        c.advance(10)
+        k.complete(lease)
+        lease = k.claim("w")
+        assert lease is not None and lease.task_id == "d"
+        c.advance(5)
+        k.cancel("z")
+        c.advance(5)
+        k.fail(lease, "corrupt input", retryable=False)
+        c.advance(5)
+        k.requeue("d")
+        lease = k.claim("w")
+        c.advance(10)
+        k.complete(lease)
+    same = whatif(tmp_path)
+    assert same.alternative["groups"]["all"] == same.baseline["groups"]["all"]
+    assert not any(same.flags.values())
+    wide = whatif(tmp_path, ["queue.q.max_concurrent=3", "agent.w.capacity=3"])
+    assert wide.flags["unobserved_attempt"] == ["z"]          # z ran: never recorded
+    assert wide.flags["cancel_found_task_finished"] == ["z"]   # done before its cancel
+    assert wide.alternative["groups"]["all"]["cancelled"] == 0
+    assert wide.flags["requeue_found_task_not_failed"] == []   # d failed before 25 s
+    assert "finished in the alternative before their recorded cancellation" in wide.to_text()
