@@ -81,7 +81,6 @@ class Simulation:
         self.claims: dict[str, int] = {}         # task -> claims so far
         self.running: dict[int, tuple[Lease, str, Behaviour]] = {}   # lease id -> ...
         self.open: dict[int, int] = {}           # OPEN lease id -> its expiry
-        self.timeout: dict[str, int] = {}
         self.deferred: list[dict[str, Any]] = []  # registrations waiting for a queue
         self.tick_due = False
         self.batch: list[int] = []               # leases completing at the current time
@@ -138,8 +137,9 @@ class Simulation:
 
     def _load_commands(self) -> None:
         # Submissions recorded at one time in a row become one submit_many batch (a batch
-        # may hold forward dependencies).
-        cmds = self.wl.commands
+        # may hold forward dependencies).  The workload's command list is consumed: each
+        # command lives on only in the heap, and is freed once it has run.
+        cmds, self.wl.commands = self.wl.commands, []
         i, n = 0, len(cmds)
         for a, spec in self.ch.new_agents.items():
             if a not in self.wl.agents:
@@ -252,7 +252,6 @@ class Simulation:
         if nb:
             spec["not_before"] = nb / NS
             self.push(max(nb, round(nb / NS * NS)), _TICK, q)
-        self.timeout[tid] = ev["timeout"]
         return spec
 
     def _submit(self, batch: list[dict[str, Any]]) -> None:
@@ -410,7 +409,11 @@ class Simulation:
         except StaleLeaseError:
             return
         if b.kind in (HANG, REVOKED):
-            self.push(self.clock.ns + self.timeout[lease.task_id], _TICK, None)
+            self.push(self.clock.ns + self._timeout(lease), _TICK, None)
+
+    def _timeout(self, lease: Lease) -> int:
+        # The task's timeout in ns, as the kernel holds it (a heartbeat renews to now + it).
+        return self.k._sched.timeout_of(lease._task)
 
     def _tick_item(self, queue: str | None) -> None:
         self.tick_due = True
@@ -422,7 +425,7 @@ class Simulation:
         now = self.clock.ns
         for lid, exp in list(self.open.items()):
             if exp <= now and lid in self.running:   # still running at the end of the log
-                self.open[lid] = now + self.timeout[self.running[lid][0].task_id]
+                self.open[lid] = now + self._timeout(self.running[lid][0])
                 self.k.heartbeat(self.running[lid][0])
         before = self.log.next_offset
         if self.k.tick() != {"expired": 0, "ready": 0}:
