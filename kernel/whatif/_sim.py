@@ -88,13 +88,7 @@ class Simulation:
                                             "rejected_at_submission": [],
                                             "cancel_found_task_finished": [],
                                             "requeue_found_task_not_failed": []}
-        done = [b.duration for bs in wl.behaviours.values() for b in bs if b.kind == COMPLETE]
-        self.fallback = int(statistics.median(done)) if done else 0
-        by_q: dict[str, list[int]] = {}
-        for tid, bs in wl.behaviours.items():
-            by_q.setdefault(wl.task_queue[tid], []).extend(
-                b.duration for b in bs if b.kind == COMPLETE)
-        self.fallback_q = {q: int(statistics.median(d)) for q, d in by_q.items() if d}
+        self.fallback_q: dict[str, int] | None = None    # computed when first needed
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -324,8 +318,7 @@ class Simulation:
         if i < len(bs):
             b = bs[i]
         else:
-            b = Behaviour(COMPLETE, self.fallback_q.get(self.wl.task_queue.get(tid, ""),
-                                                       self.fallback))
+            b = Behaviour(COMPLETE, self._fallback(self.wl.task_queue.get(tid, "")))
             self.flags["unobserved_attempt"].append(tid)
         lid = lease.lease_id
         self.running[lid] = (lease, agent, b)
@@ -340,6 +333,19 @@ class Simulation:
             if b.draw is not None:
                 self.k.draws[lid] = b.draw
             self.push(lease.expires_ns, _TICK, None)
+
+    def _fallback(self, queue: str) -> int:
+        # An attempt the log never saw: the median recorded run time of a completed attempt
+        # in its queue (in the whole log when the queue has none; 0 when nothing completed).
+        if self.fallback_q is None:
+            by_q: dict[str, list[int]] = {}
+            for tid, bs in self.wl.behaviours.items():
+                by_q.setdefault(self.wl.task_queue[tid], []).extend(
+                    b.duration for b in bs if b.kind == COMPLETE)
+            done = [d for ds in by_q.values() for d in ds]
+            self.fallback_q = {q: int(statistics.median(d)) for q, d in by_q.items() if d}
+            self.fallback_q[""] = int(statistics.median(done)) if done else 0
+        return self.fallback_q.get(queue, self.fallback_q[""])
 
     def _finish(self, lid: int) -> tuple[Lease, Behaviour] | None:
         item = self.running.pop(lid, None)
