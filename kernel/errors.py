@@ -43,7 +43,7 @@ __all__ = [
     "LogClosedError", "LogCorruptError", "LogRecordInvalidError", "LogFailedError",
     "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
     "RecordTypeError",
-    "SnapshotCorruptError",
+    "SnapshotCorruptError", "WhatIfChangeError",
 ]
 
 
@@ -58,6 +58,23 @@ class DuplicateTaskError(InvalidSpecError):
 class DependencyError(InvalidSpecError):
     """A dependency is impossible: a cycle, a self-dependency, or an upstream task that
     already FAILED or was CANCELLED."""
+
+
+class WhatIfChangeError(InvalidSpecError):
+    """A what-if change (``eskernel whatif --set``) is malformed, names a queue, agent or
+    task the recorded log does not hold, sets a field that cannot be set, or holds a value
+    out of range.  The message lists what can be set; nothing was simulated or written.
+
+    Attributes:
+        change: the change as given (e.g. ``"queue.encode.max_concurrent=8"``).
+        settable: the settings the log allows, e.g. ``["queue.encode.max_concurrent", ...]``.
+    """
+
+    def __init__(self, message: str, *, change: str = "",
+                 settable: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.change = change
+        self.settable = settable
 
 
 class NotFoundError(EskernelError, LookupError):

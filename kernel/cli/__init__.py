@@ -529,6 +529,9 @@ def _add_operations() -> None:
 _add_operations()
 cli.add_command(_bench.bench)
 
+from ._whatif import whatif as _whatif_command  # noqa: E402  (its module imports this one lazily)
+cli.add_command(_whatif_command)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``eskernel`` console script."""
