@@ -231,8 +231,7 @@ class WhatIfResult:
         util = self.utilization("agent_utilization")
         parts += ["<h2>Utilization by agent</h2>", _legend(["baseline", "alternative"]),
                   bar_chart([r[0] for r in util], {"baseline": [r[1] or 0.0 for r in util],
-                                                   "alternative": [r[2] or 0.0 for r in util]},
-                            horizontal=True)]
+                                                   "alternative": [r[2] or 0.0 for r in util]})]
         parts += ["<h2>By queue</h2>",
                   table(["queue", "measure", "baseline", "alternative", "change"],
                         self.groups("queue")),
