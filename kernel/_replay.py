@@ -136,10 +136,9 @@ def _record_ts(record: bytes) -> int:
     return ts
 
 
-def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability: str, clock: Any,
-                 seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
-                 max_payload_bytes: int, log_options: dict[str, Any]) -> Kernel:
-    from eskernel.eventlog import EventLog
+def check_open_options(snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
+                       max_payload_bytes: int, max_record: object) -> None:
+    """Raise InvalidSpecError for a bad option of a durable kernel."""
     for name, value, low in (("snapshot_every", snapshot_every, 0),
                              ("snapshot_keep", snapshot_keep, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -148,15 +147,31 @@ def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability:
             or not 0 <= snapshot_growth <= 1000):
         raise InvalidSpecError(f"snapshot_growth must be a number in [0, 1000], got "
                                f"{snapshot_growth!r}")
-    max_record = log_options.get("max_record_bytes", 16 << 20)
     if (isinstance(max_payload_bytes, int) and isinstance(max_record, int)
             and max_payload_bytes + RECORD_OVERHEAD > max_record):
         raise InvalidSpecError(
             f"max_payload_bytes {max_payload_bytes} does not fit in a record of "
             f"max_record_bytes {max_record} (a task's record needs {RECORD_OVERHEAD} bytes "
             "more than its payload); lower max_payload_bytes or raise max_record_bytes")
+
+
+def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability: str, clock: Any,
+                 seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
+                 max_payload_bytes: int, log_options: dict[str, Any]) -> Kernel:
+    from eskernel.eventlog import EventLog
+    check_open_options(snapshot_every, snapshot_keep, snapshot_growth, max_payload_bytes,
+                       log_options.get("max_record_bytes", 16 << 20))
+    replication = None
+    if log_options:
+        # Replication to PostgreSQL (eskernel.replication): the log becomes the leader's.
+        from .replication._leader import split_options
+        log_options = dict(log_options)
+        replication = split_options(log_options)
     log_ = EventLog.open(path, durability=durability, **log_options)
     try:
+        if replication is not None:
+            from .replication._leader import open_leader
+            log_ = open_leader(log_, **replication)
         state = _load_snapshot(log_, log_.next_offset, remove_beyond=True)
         _replay_into(state, log_, log_.next_offset)
     except BaseException:
