@@ -24,7 +24,7 @@ from eskernel.analytics.report import build_report
 from eskernel.eventlog.errors import EskernelError
 
 from .._version import __version__
-from . import _bench
+from . import _bench, _restore
 from ._format import emit, emit_sections, ns_time, progress, table_from_dicts
 
 __all__ = ["cli", "main"]
@@ -444,6 +444,7 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
 
 
 cli.add_command(_bench.bench)
+cli.add_command(_restore.command(_guard))     # eskernel.replication: restore from PostgreSQL
 
 
 def main(argv: list[str] | None = None) -> None:

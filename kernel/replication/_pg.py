@@ -114,11 +114,11 @@ def unframe(row: Row, partition: int) -> list[bytes]:
     return out
 
 
-def check_dsn(dsn: object) -> str:
+def check_dsn(dsn: object, name: str = "replicate=") -> str:
     """``dsn`` if it looks like a libpq connection string or URI, else a typed error."""
     if not isinstance(dsn, str) or not _DSN_RE.match(dsn.strip()):
         raise InvalidSpecError(
-            f"replicate= must be a PostgreSQL connection string ('postgresql://user@host/db' "
+            f"{name} must be a PostgreSQL connection string ('postgresql://user@host/db' "
             f"or 'host=... dbname=...'), got {dsn!r:.80}")
     return dsn
 
@@ -173,7 +173,7 @@ class Pg:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return ReplicationUnavailableError(
             f"PostgreSQL did not answer ({what} for partition {self.partition}: {first}); "
-            "check that it is up and reachable, then reopen the kernel")
+            "check that it is up and reachable, then retry (a kernel: reopen it)")
 
     def drop(self) -> None:
         conn, self._conn = self._conn, None

@@ -59,7 +59,7 @@ class Standby:
         from eskernel.eventlog import EventLog
 
         from .._replay import _load_snapshot, _replay_into
-        self._dsn = check_dsn(dsn)
+        self._dsn = check_dsn(dsn, "the DSN")
         part = check_partition(partition)
         check_seconds("connect_timeout", connect_timeout, 0.1, 3600.0)
         self._replay = _replay_into
@@ -300,12 +300,16 @@ def restore(dsn: str, path: str | os.PathLike[str], *, partition: int = 0,
     from eskernel.eventlog import EventLog
 
     from ._chain import pull
-    dsn = check_dsn(dsn)
+    dsn = check_dsn(dsn, "the DSN")
     part = check_partition(partition)
-    log_ = EventLog.open(path, durability=durability)
     pg = Pg(dsn, part)
     try:
-        pg.ensure_schema()
+        pg.ensure_schema()      # reached before anything is written to ``path``
+    except BaseException:
+        pg.close()
+        raise
+    log_ = EventLog.open(path, durability=durability)
+    try:
         end, _seq = pull(pg, log_)
         log_.sync()
         return end

@@ -22,8 +22,9 @@ from ..errors import InvalidSpecError
 __all__ = ["EXECUTORS", "Handler", "TaskContext", "make_handler", "describe_exception",
            "process_call", "resume_coroutine"]
 
-#: Accepted values of ``executor=`` when registering a handler.
-EXECUTORS = ("auto", "async", "thread", "process", "inline")
+#: Accepted values of ``executor=`` when registering a handler (or a ``DaskExecutor``;
+#: ``"dask"`` is the default ``distributed`` client's).
+EXECUTORS = ("auto", "async", "thread", "process", "inline", "dask")
 
 _KEY_RE = re.compile(r"[A-Za-z0-9._:@/+-]{1,200}\Z")
 #: Frames of traceback kept in a recorded error (the innermost ones).
@@ -70,6 +71,7 @@ class Handler:
     fn: Callable[..., Any]
     mode: str
     context: bool
+    runner: Any = None      # mode "dask": the DaskExecutor
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -94,6 +96,11 @@ def make_handler(key: object, fn: object, executor: object, context: object) -> 
     if not callable(fn):
         raise InvalidSpecError(
             f"handler for {key!r} must be a function (sync or async), got {type(fn).__name__}")
+    runner = None
+    if type(executor).__name__ == "DaskExecutor" or executor == "dask":
+        from ._dask import DaskExecutor
+        runner = executor if isinstance(executor, DaskExecutor) else DaskExecutor.default()
+        executor = "dask"
     if executor not in EXECUTORS:
         raise InvalidSpecError(
             f"executor {executor!r} for handler {key!r} is unknown: use one of "
@@ -124,7 +131,7 @@ def make_handler(key: object, fn: object, executor: object, context: object) -> 
                 f"handler {key!r} ({_name(fn)}) cannot run in a process pool: it cannot be "
                 f"pickled ({type(err).__name__}: {err}); define it at the top level of an "
                 f"importable module (not a lambda, closure or local function)") from err
-    return Handler(key, fn, mode, context)
+    return Handler(key, fn, mode, context, runner)
 
 
 def _name(fn: Callable[..., Any]) -> str:
