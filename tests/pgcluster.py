@@ -32,8 +32,8 @@ def find_bin(name: str) -> str | None:
 
 
 class PgCluster:
-    """One cluster: ``start()``, ``stop()`` (fast shutdown, or ``kill=True`` for SIGKILL),
-    ``close()`` (stop and remove).  ``dsn`` names the Unix socket."""
+    """One cluster: ``start()``, ``stop()`` (fast shutdown), ``close()`` (stop and
+    remove).  ``dsn`` names the Unix socket."""
 
     def __init__(self) -> None:
         initdb, self._postgres = find_bin("initdb"), find_bin("postgres")
@@ -75,22 +75,18 @@ class PgCluster:
                                        + (self.dir / "server.log").read_text()[-2000:])
                 time.sleep(0.05)
 
-    def stop(self, kill: bool = False) -> None:
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster, by pid): clients are disconnected."""
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
         if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL if kill else signal.SIGINT)
+            os.kill(proc.pid, signal.SIGINT)
             try:
                 proc.wait(START_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(START_TIMEOUT_S)
-        if kill:   # its backends outlive a SIGKILLed postmaster until they notice: end them
-            subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], check=False)
-            time.sleep(0.2)
-            pid_file = self.data / "postmaster.pid"
-            pid_file.unlink(missing_ok=True)
 
     def close(self) -> None:
         try:

@@ -71,6 +71,7 @@ class ReplicatedLog:
         self._ship_lock = threading.Lock()
         self._lease_deadline = time.monotonic() + lease_ttl
         self._stop = threading.Event()
+        self._closed = False
         self._inner_append = inner.append
         self._inner_many = inner.append_many
         self.path = inner.path
@@ -256,8 +257,9 @@ class ReplicatedLog:
     def close(self) -> None:
         """Ship what is pending (``local`` mode, best effort), release the lease so a
         standby may take over at once, close the local log.  Idempotent."""
-        if self._stop.is_set():
+        if self._closed:
             return
+        self._closed = True
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
