@@ -178,6 +178,7 @@ class ReplicatedLog:
     def _background(self) -> None:
         renew_every = self._ttl / 4
         next_renew = time.monotonic() + renew_every
+        outage = renew_failing = False
         while not self._stop.is_set() and self._failed is None:
             now = time.monotonic()
             if now >= next_renew:
@@ -185,6 +186,7 @@ class ReplicatedLog:
                     if self._bg.renew(self.holder, self.epoch, self._ttl):
                         self._lease_deadline = now + self._ttl
                         next_renew = now + renew_every
+                        renew_failing = False
                     else:
                         epoch, holder, _ = self._bg.leader()
                         self._fail(ReplicationFencedError(
@@ -194,16 +196,24 @@ class ReplicatedLog:
                             "new leader"))
                         return
                 except ReplicationError as err:
-                    log.warning("renewing the leader lease of %s failed: %s", self.path, err)
+                    if not renew_failing:
+                        log.warning("renewing the leader lease of %s failed (retrying): %s",
+                                    self.path, err)
+                    renew_failing = True
                     next_renew = now + min(renew_every, 0.2)
             if self.ack == "local" and (self._pending or self._inflight):
                 try:
                     with self._ship_lock:
                         while (self._pending or self._inflight) and self._failed is None:
                             self._ship_round(self._bg)
+                    if outage:
+                        log.warning("shipping %s to PostgreSQL works again", self.path)
+                        outage = False
                 except ReplicationError as err:
-                    log.warning("shipping %s to PostgreSQL failed (will retry): %s",
-                                self.path, err)
+                    if not outage:      # once per outage, not once per retry
+                        log.warning("shipping %s to PostgreSQL failed (retrying): %s",
+                                    self.path, err)
+                    outage = True
             self._stop.wait(self._interval if self.ack == "local" else renew_every / 4)
 
     # -- the rest of the log ------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""Chaos: kill -9 of the leader process, PostgreSQL stopped and restarted under load.
+
+``ESKERNEL_REPL_TORTURE=N`` runs N kill -9 trials instead of the few CI runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from eskernel import Kernel, KernelFailedError
+from eskernel.errors import (ReplicationBacklogError, ReplicationUnavailableError)
+from eskernel.replication import Standby, restore
+
+from .conftest import new_cluster
+
+TRIALS = int(os.environ.get("ESKERNEL_REPL_TORTURE", "3"))
+#: Upper bound on any wait for the child; the test fails rather than hangs.
+CHILD_TIMEOUT_S = 120
+
+LEADER = textwrap.dedent("""
+    import sys
+    from eskernel import Kernel
+    dsn, path, partition, ack = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    k = Kernel.open(path, replicate=dsn, partition=partition, ack=ack, lease_ttl=0.5,
+                    lease_wait=60, durability="write")
+    k.declare_queue("q")
+    k.register_agent("w", ["q"], capacity=1_000_000)
+    print("ready", flush=True)
+    i = 0
+    while True:
+        ids = k.submit_many([{"queue": "q", "id": f"b{i}-{j}"} for j in range(10)])
+        lease = k.claim("w")
+        k.complete(lease, {"batch": i})
+        print(f"acked {i} {lease.task_id}", flush=True)     # after the calls returned
+        i += 1
+""")
+
+
+def _run_leader_and_kill(dsn: str, path, partition: int, ack: str, after: int):
+    """Start a leader process, read ``after`` acknowledgements, kill -9 it; returns the
+    acknowledged batches and completed task ids."""
+    proc = subprocess.Popen([sys.executable, "-c", LEADER, dsn, str(path), str(partition), ack],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    acked: list[int] = []
+    completed: list[str] = []
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == "ready\n", line + proc.stderr.read() if proc.stderr else ""
+        while len(acked) < after:
+            line = proc.stdout.readline()
+            assert line.startswith("acked"), line
+            _, i, tid = line.split()
+            acked.append(int(i))
+            completed.append(tid)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(CHILD_TIMEOUT_S)
+        proc.stdout.close()     # type: ignore[union-attr]
+        proc.stderr.close()     # type: ignore[union-attr]
+    return acked, completed
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_replicated_ack_loses_nothing_across_kill_9_and_the_standby_takes_over(
+        tmp_path, pg, partition, trial):
+    rng = random.Random(trial)
+    sb = Standby(tmp_path / "standby", pg.dsn, partition=partition)
+    sb.follow(interval=0.001)
+    acked, completed = _run_leader_and_kill(pg.dsn, tmp_path / "leader", partition,
+                                            "replicated", rng.randint(1, 40))
+    k = sb.promote(wait=60, lease_ttl=5)        # once the dead leader's lease lapsed
+    for i in acked:
+        for j in range(10):
+            k.task(f"b{i}-{j}")                 # raises UnknownTaskError if lost
+    for tid in completed:
+        assert k.task(tid).status == "COMPLETED"
+    assert k.claim("w") is not None            # the new leader serves
+    digest = k.digest()
+    k.close()
+    # The standby's state is the chain's: a fresh restore replays to the same digest.
+    restore(pg.dsn, tmp_path / "fresh", partition=partition)
+    assert Kernel.replay(tmp_path / "fresh").digest() == digest
+
+
+@pytest.mark.parametrize("ack", ["replicated", "local"])
+def test_a_killed_leader_reopens_and_ships_what_postgresql_lacks(tmp_path, pg, partition, ack):
+    acked, completed = _run_leader_and_kill(pg.dsn, tmp_path / "leader", partition, ack, 15)
+    # the same directory (same holder: its lock proves the old process is gone)
+    k = Kernel.open(tmp_path / "leader", replicate=pg.dsn, partition=partition, ack=ack)
+    for tid in completed:
+        assert k.task(tid).status == "COMPLETED"
+    digest = k.digest()
+    k.close()
+    restore(pg.dsn, tmp_path / "fresh", partition=partition)
+    assert Kernel.replay(tmp_path / "fresh").digest() == digest
+
+
+def test_postgresql_stopped_and_restarted_under_load_in_replicated_mode(tmp_path):
+    cluster = new_cluster()
+    try:
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="replicated",
+                        commit_timeout=0.2, lease_ttl=60)
+        k.declare_queue("q")
+        acked: list[str] = []
+        for i in range(20):
+            acked += k.submit_many([{"queue": "q", "id": f"t{i}-{j}"} for j in range(5)])
+        cluster.stop()
+        with pytest.raises(ReplicationUnavailableError, match="PostgreSQL did not answer"):
+            k.submit("q", id="unacknowledged")
+        with pytest.raises(KernelFailedError):
+            k.submit("q", id="refused")
+        k.close()
+        with pytest.raises(ReplicationUnavailableError):
+            Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="replicated")
+        cluster.start()
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="replicated")
+        for tid in acked:
+            k.task(tid)
+        k.submit("q", id="after-recovery")
+        digest = k.digest()
+        k.close()
+        restore(cluster.dsn, tmp_path / "fresh")
+        assert Kernel.replay(tmp_path / "fresh").digest() == digest
+    finally:
+        cluster.close()
+
+
+def test_local_mode_keeps_acknowledging_through_a_blip_then_bounds_the_backlog(tmp_path):
+    cluster = new_cluster()
+    try:
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="local", max_backlog=50,
+                        commit_timeout=0.1, lease_ttl=600)
+        k.declare_queue("q")
+        k._log.flush_replication()
+        cluster.stop()
+        acked = [k.submit("q", id=f"blip-{i}") for i in range(50)]     # acknowledged locally
+        with pytest.raises(ReplicationBacklogError, match="max_backlog=50"):
+            k.submit("q", id="one-too-many")
+        with pytest.raises(KernelFailedError):
+            k.submit("q", id="refused")
+        k.close()
+        cluster.start()
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="local")
+        for tid in acked:
+            k.task(tid)
+        digest = k.digest()
+        k.close()
+        restore(cluster.dsn, tmp_path / "fresh")
+        assert Kernel.replay(tmp_path / "fresh").digest() == digest
+    finally:
+        cluster.close()
+
+
+def test_local_mode_ships_the_backlog_when_postgresql_returns(tmp_path):
+    cluster = new_cluster()
+    try:
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="local",
+                        commit_timeout=0.1, lease_ttl=600)
+        k.declare_queue("q")
+        k._log.flush_replication()
+        cluster.stop()
+        for i in range(20):
+            k.submit("q", id=f"blip-{i}")
+        assert k._log.backlog > 0
+        cluster.start()
+        k._log.flush_replication(timeout=CHILD_TIMEOUT_S)
+        assert k._log.backlog == 0
+        k.submit("q", id="after")
+        digest = k.digest()
+        k.close()
+        restore(cluster.dsn, tmp_path / "fresh")
+        assert Kernel.replay(tmp_path / "fresh").digest() == digest
+    finally:
+        cluster.close()
