@@ -167,7 +167,7 @@ def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability:
         from .replication._leader import split_options
         log_options = dict(log_options)
         replication = split_options(log_options)
-    log_ = EventLog.open(path, durability=durability, **log_options)
+    log_: Any = EventLog.open(path, durability=durability, **log_options)
     try:
         if replication is not None:
             from .replication._leader import open_leader

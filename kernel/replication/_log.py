@@ -63,7 +63,7 @@ class ReplicatedLog:
         self._interval = ship_interval
         self._commit_timeout = commit_timeout
         self._seq = seq
-        self._shipped = inner.next_offset
+        self._shipped: int = inner.next_offset
         self._pending: collections.deque[bytes] = collections.deque()
         self._inflight: list[bytes] = []
         self._inflight_payload = b""
@@ -288,6 +288,7 @@ class ReplicatedLog:
 
     @property
     def closed(self) -> bool:
+        """Whether the local log is closed."""
         return bool(self._inner.closed)
 
     def __getattr__(self, name: str) -> Any:

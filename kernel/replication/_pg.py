@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from eskernel.eventlog.framing import crc32c, frame_crc
+from eskernel.eventlog._framing import crc32c, frame_crc
 
 from ..errors import (InvalidSpecError, NotLeaderError, ReplicationCorruptError,
                       ReplicationError, ReplicationFencedError, ReplicationUnavailableError)

@@ -69,7 +69,7 @@ class DaskExecutor:
             raise DaskUnavailableError(
                 "executor='dask' needs dask.distributed: pip install 'eskernel[dask]'") from err
         try:
-            client = default_client()
+            client = default_client()      # type: ignore[no-untyped-call]
         except ValueError as err:
             raise DaskUnavailableError(
                 "executor='dask' found no running distributed.Client; create one first, or "
@@ -92,22 +92,24 @@ class DaskExecutor:
                 afut.set_result(value)
 
         def on_dask_done(f: Any) -> None:      # on a thread of the Dask client
+            value: Any = None
+            exc: BaseException | None = None
             try:
                 if f.status == "cancelled":
-                    value, exc = None, asyncio.CancelledError()
+                    exc = asyncio.CancelledError()
                 else:
-                    value, exc = f.result(), None
+                    value = f.result()
             except BaseException as err:       # the handler's exception, re-raised by Dask
-                value, exc = None, err
+                exc = err
             if not loop.is_closed():
                 loop.call_soon_threadsafe(settle, value, exc)
 
         def on_cancel(f: asyncio.Future[Any]) -> None:
             if f.cancelled():
-                dfut.cancel()
+                dfut.cancel()      # type: ignore[no-untyped-call]
 
         afut.add_done_callback(on_cancel)
-        dfut.add_done_callback(on_dask_done)
+        dfut.add_done_callback(on_dask_done)       # type: ignore[no-untyped-call]
         return afut
 
     def __repr__(self) -> str:
