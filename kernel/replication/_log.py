@@ -138,14 +138,19 @@ class ReplicatedLog:
         # Records leave ``_inflight`` only once committed, so a retry ships them again.
         batch = self._inflight
         if not batch:
-            size = 0
             pending = self._pending
-            while pending and len(batch) < ROW_MAX_RECORDS and size < ROW_MAX_BYTES:
-                rec = pending.popleft()
-                batch.append(rec)
-                size += len(rec) + 8
+            take = pending.popleft
+            batch = [take() for _ in range(min(len(pending), ROW_MAX_RECORDS))]
             if not batch:
                 return 0
+            size = 0
+            for i, rec in enumerate(batch):
+                size += len(rec) + 8
+                if size > ROW_MAX_BYTES and i > 0:      # the rest waits for the next row
+                    pending.extendleft(reversed(batch[i:]))
+                    del batch[i:]
+                    break
+            self._inflight = batch
             self._inflight_payload = frame(batch)
         payload = self._inflight_payload
         deadline = time.monotonic() + self._commit_timeout

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS eskernel_batches (
     crc32c bigint NOT NULL,
     payload bytea NOT NULL,
     PRIMARY KEY (partition, batch_seq));
+ALTER TABLE eskernel_batches ALTER COLUMN payload SET STORAGE EXTERNAL;
 CREATE TABLE IF NOT EXISTS eskernel_leader (
     partition integer PRIMARY KEY,
     epoch bigint NOT NULL,
@@ -80,7 +81,12 @@ class Row(NamedTuple):
 def frame(records: Sequence[bytes]) -> bytes:
     """The records framed back to back, as a segment file holds them."""
     pack = _FRAME.pack
-    return b"".join(pack(len(r), frame_crc(r)) + bytes(r) for r in records)
+    parts: list[bytes] = []
+    add = parts.append
+    for r in records:
+        add(pack(len(r), frame_crc(r)))
+        add(r)
+    return b"".join(parts)
 
 
 def unframe(row: Row, partition: int) -> list[bytes]:
