@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import random
 import signal
 import subprocess
@@ -178,5 +179,28 @@ def test_local_mode_ships_the_backlog_when_postgresql_returns(tmp_path):
         k.close()
         restore(cluster.dsn, tmp_path / "fresh")
         assert Kernel.replay(tmp_path / "fresh").digest() == digest
+    finally:
+        cluster.close()
+
+
+def test_local_mode_stops_acknowledging_once_the_lease_could_not_be_renewed(tmp_path):
+    # A leader cut off from PostgreSQL longer than its lease may have been replaced by a
+    # standby: in local mode it must stop acknowledging (no split brain).
+    from eskernel.errors import LeaderLeaseLostError
+
+    cluster = new_cluster()
+    try:
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="local", lease_ttl=0.2,
+                        commit_timeout=0.05)
+        k.declare_queue("q")
+        cluster.stop()
+        with pytest.raises(LeaderLeaseLostError, match="could not be renewed"):
+            for i in range(10_000_000):         # bounded: the lease lapses long before
+                k.submit("q", id=f"t{i}")
+                if i % 1000 == 0:
+                    threading.Event().wait(0.01)
+        with pytest.raises(KernelFailedError):
+            k.submit("q", id="refused")
+        k.close()
     finally:
         cluster.close()
