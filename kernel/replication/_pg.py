@@ -168,8 +168,13 @@ class Pg:
     def conn(self) -> Any:
         if self._conn is None or self._conn.closed:
             try:
+                # Over TCP, a peer that vanished without a reset is noticed within the
+                # timeout rather than never (libpq ignores these on a Unix socket).
                 self._conn = self._psycopg.connect(
-                    self.dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)))
+                    self.dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)),
+                    keepalives=1, keepalives_idle=max(1, round(self._timeout)),
+                    keepalives_interval=1, keepalives_count=3,
+                    tcp_user_timeout=max(1000, round(self._timeout * 1000)))
             except self._psycopg.Error as err:
                 raise self.unavailable("connect", err) from err
         return self._conn
