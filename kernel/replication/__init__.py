@@ -24,6 +24,13 @@ the chain into a directory that every reader of a log can then read.
 
 Execution stays at-least-once across a failover: a handler may run again on the new
 leader's lease; a completion is accepted once, under the current lease.
+
+The epoch lives in the rows and the lease row, not in the log's events: a new leader
+continues the lease ids of the state it replayed.  With ``ack="replicated"`` every lease a
+worker was told of is in the chain, so the new leader never issues it again.  With
+``ack="local"`` a lease granted by the old leader after its last shipped row can be issued
+again, for the same task, by the new one; lease ids that carry the epoch (the core's
+integration point: the epoch of :attr:`ReplicatedLog.epoch` recorded in the log) close that.
 """
 
 from ._leader import LEADER_OPTIONS as LEADER_OPTIONS

@@ -233,3 +233,24 @@ def test_bad_standby_and_restore_arguments(tmp_path, pg):
     res = CliRunner().invoke(cli, ["restore", "nonsense", str(tmp_path / "r")])
     assert res.exit_code == 1 and res.output.startswith("error: the DSN must be")
     assert not (tmp_path / "r").exists()
+
+
+def test_snapshots_of_a_replicated_kernel_and_of_a_promoted_standby(tmp_path, pg, partition):
+    k = Kernel.open(tmp_path / "a", replicate=pg.dsn, partition=partition, ack="replicated",
+                    snapshot_every=10, snapshot_growth=0)
+    workload(k)
+    assert k.snapshot() > 0
+    digest = k.digest()
+    k.close()
+    k = Kernel.open(tmp_path / "a", replicate=pg.dsn, partition=partition, ack="replicated")
+    assert k.digest() == digest
+    sb = Standby(tmp_path / "s", pg.dsn, partition=partition)
+    k.close()                          # releases the lease: the standby takes over at once
+    new = sb.promote(snapshot_every=10)
+    assert new.digest() == digest
+    new.snapshot()
+    new.submit("q", id="after")
+    digest = new.digest()
+    new.close()
+    assert Kernel.replay(tmp_path / "s").digest() == digest
+    assert chain_records(pg.dsn, partition) == local_records(tmp_path / "s")
