@@ -204,3 +204,62 @@ def test_local_mode_stops_acknowledging_once_the_lease_could_not_be_renewed(tmp_
         k.close()
     finally:
         cluster.close()
+
+
+LOADED = textwrap.dedent("""
+    import sys
+    from eskernel import Kernel
+    from eskernel.errors import EskernelError
+    dsn, path = sys.argv[1], sys.argv[2]
+    k = Kernel.open(path, replicate=dsn, ack="replicated", lease_ttl=60, commit_timeout=0.5,
+                    durability="write")
+    k.declare_queue("q")
+    print("ready", flush=True)
+    i = 0
+    try:
+        while True:
+            k.submit_many([{"queue": "q", "id": f"b{i}-{j}"} for j in range(10)])
+            print(f"acked {i}", flush=True)
+            i += 1
+    except EskernelError as err:
+        print(f"error {type(err).__name__}", flush=True)
+        try:
+            k.submit("q", id="after-error")
+        except EskernelError as again:
+            print(f"then {type(again).__name__}", flush=True)
+""")
+
+
+def test_postgresql_stopped_while_a_leader_process_commits(tmp_path):
+    cluster = new_cluster()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", LOADED, cluster.dsn,
+                                 str(tmp_path / "a")], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            acked = []
+            while len(acked) < 20:
+                acked.append(int(proc.stdout.readline().split()[1]))
+            cluster.stop()          # fast shutdown while the leader commits
+            out, _ = proc.communicate(timeout=CHILD_TIMEOUT_S)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(CHILD_TIMEOUT_S)
+        lines = out.splitlines()
+        acked += [int(ln.split()[1]) for ln in lines if ln.startswith("acked")]
+        assert lines[-2:] == ["error ReplicationUnavailableError", "then KernelFailedError"]
+        cluster.start()
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="replicated")
+        for i in acked:
+            for j in range(10):
+                k.task(f"b{i}-{j}")
+        digest = k.digest()
+        k.close()
+        restore(cluster.dsn, tmp_path / "fresh")
+        fresh = Kernel.replay(tmp_path / "fresh")
+        assert fresh.digest() == digest
+        for i in acked:
+            fresh.task(f"b{i}-0")
+    finally:
+        cluster.close()
