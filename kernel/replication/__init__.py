@@ -14,7 +14,9 @@ collides with the primary key or fails the epoch check, which fences it.  Turn i
 Other options of ``Kernel.open``: ``partition`` (the chain; several kernels can share a
 database), ``lease_ttl`` (seconds the leader lease lasts unless renewed; renewed every
 quarter of it), ``lease_wait`` (seconds to wait for another holder's lease to lapse),
-``holder`` (this node's name; default host and directory), ``max_backlog`` (records that
+``holder`` (this node's name; default host name and directory: a node reopening the
+directory it led takes the lease back at once, its directory lock proving the old process
+gone, so nodes that share a host name and path, as containers may, need distinct names), ``max_backlog`` (records that
 may wait to be shipped in ``local`` mode), ``ship_interval``, ``commit_timeout`` (seconds
 a commit is retried before the append fails), ``connect_timeout``.
 

@@ -163,7 +163,7 @@ class ReplicatedLog:
                 self._fail(err)
                 raise
             except ReplicationError as err:
-                if self.ack == "local" and not isinstance(err, ReplicationUnavailableError):
+                if not isinstance(err, ReplicationUnavailableError):    # not worth a retry
                     self._fail(err)
                     raise
                 if time.monotonic() + delay > deadline:
@@ -206,11 +206,14 @@ class ReplicatedLog:
                                     self.path, err)
                     renew_failing = True
                     next_renew = now + min(renew_every, 0.2)
+            more = False
             if self.ack == "local" and (self._pending or self._inflight):
                 try:
+                    # One row per pass, so that renewals go on under a steady stream.
                     with self._ship_lock:
-                        while (self._pending or self._inflight) and self._failed is None:
+                        if self._failed is None:
                             self._ship_round(self._bg)
+                    more = bool(self._pending)
                     if outage:
                         log.warning("shipping %s to PostgreSQL works again", self.path)
                         outage = False
@@ -219,7 +222,8 @@ class ReplicatedLog:
                         log.warning("shipping %s to PostgreSQL failed (retrying): %s",
                                     self.path, err)
                     outage = True
-            self._stop.wait(self._interval if self.ack == "local" else renew_every / 4)
+            if not more:
+                self._stop.wait(self._interval if self.ack == "local" else renew_every / 4)
 
     # -- the rest of the log ------------------------------------------------------------
 
