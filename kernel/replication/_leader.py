@@ -38,6 +38,15 @@ def split_options(options: dict[str, Any]) -> dict[str, Any] | None:
     return {**LEADER_OPTIONS, **found}
 
 
+def check_shipping(max_backlog: object, ship_interval: object, commit_timeout: object) -> None:
+    """Raise InvalidSpecError for a bad shipping option of a leader."""
+    check_seconds("ship_interval", ship_interval, 0.0001, 10.0)
+    check_seconds("commit_timeout", commit_timeout, 0.0, 3600.0)
+    if isinstance(max_backlog, bool) or not isinstance(max_backlog, int) or max_backlog < 1:
+        raise InvalidSpecError(f"max_backlog must be an int >= 1 (records), got "
+                               f"{max_backlog!r}")
+
+
 def check_holder(holder: object, path: Any) -> str:
     if holder is None:
         return default_holder(path)
@@ -68,12 +77,8 @@ def open_leader(inner: Any, *, replicate: str, ack: str, partition: int, lease_t
     part = check_partition(partition)
     ttl = check_seconds("lease_ttl", lease_ttl, 0.05, 86400.0)
     wait = check_seconds("lease_wait", lease_wait, 0.0, 86400.0)
-    check_seconds("ship_interval", ship_interval, 0.0001, 10.0)
-    check_seconds("commit_timeout", commit_timeout, 0.0, 3600.0)
+    check_shipping(max_backlog, ship_interval, commit_timeout)
     check_seconds("connect_timeout", connect_timeout, 0.1, 3600.0)
-    if isinstance(max_backlog, bool) or not isinstance(max_backlog, int) or max_backlog < 1:
-        raise InvalidSpecError(f"max_backlog must be an int >= 1 (records), got "
-                               f"{max_backlog!r}")
     name = check_holder(holder, inner.path)
     pg = Pg(dsn, part, connect_timeout=connect_timeout)
     bg = Pg(dsn, part, connect_timeout=connect_timeout)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidSpecError, KernelClosedError, NotLeaderError
 from ._chain import FETCH_ROWS, apply_rows, default_holder, start_after
-from ._leader import check_holder
+from ._leader import check_holder, check_shipping
 from ._log import ReplicatedLog, check_ack
 from ._pg import Pg, Row, check_dsn, check_partition, check_seconds
 
@@ -219,6 +219,7 @@ class Standby:
         mode = check_ack(ack)
         limit = check_seconds("wait", wait, 0.0, 86400.0)
         ttl = check_seconds("lease_ttl", lease_ttl, 0.05, 86400.0)
+        check_shipping(max_backlog, ship_interval, commit_timeout)
         check_open_options(snapshot_every, snapshot_keep, snapshot_growth, max_payload_bytes,
                            None)
         self.stop()
@@ -253,8 +254,8 @@ class Standby:
                 self._epoch = epoch
             rlog = ReplicatedLog(self._log, pg, Pg(self._dsn, self.partition), holder=self.holder,
                                  epoch=epoch, seq=self._seq + 1, ack=mode, lease_ttl=ttl,
-                                 max_backlog=max_backlog, ship_interval=ship_interval,
-                                 commit_timeout=commit_timeout)
+                                 max_backlog=max_backlog, ship_interval=float(ship_interval),
+                                 commit_timeout=float(commit_timeout))
         except BaseException:
             self._promoted = False
             self.close()

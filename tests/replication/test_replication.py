@@ -254,3 +254,29 @@ def test_snapshots_of_a_replicated_kernel_and_of_a_promoted_standby(tmp_path, pg
     new.close()
     assert Kernel.replay(tmp_path / "s").digest() == digest
     assert chain_records(pg.dsn, partition) == local_records(tmp_path / "s")
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"ack": "eventually"}, "ack must be"),
+    ({"wait": -1}, "wait"),
+    ({"lease_ttl": "3"}, "lease_ttl"),
+    ({"max_backlog": 0}, "max_backlog"),
+    ({"commit_timeout": float("inf")}, "commit_timeout"),
+    ({"snapshot_every": -1}, "snapshot_every"),
+])
+def test_bad_promote_options_are_typed_errors_and_leave_the_standby_following(
+        tmp_path, pg, partition, options, match):
+    k = Kernel.open(tmp_path / "a", replicate=pg.dsn, partition=partition)
+    k.declare_queue("q")
+    k._log.flush_replication()
+    sb = Standby(tmp_path / "s", pg.dsn, partition=partition)
+    with pytest.raises(InvalidSpecError, match=match):
+        sb.promote(**options)
+    with pytest.raises(InvalidSpecError, match="max_rows"):
+        sb.poll(max_rows=0)
+    k.submit("q", id="more")
+    k._log.flush_replication()
+    sb.catch_up()
+    assert sb.digest() == k.digest()
+    sb.close()
+    k.close()
