@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -185,6 +187,12 @@ def test_restore_from_postgresql_alone(tmp_path, pg, partition):
     assert Kernel.replay(tmp_path / "r").digest() == digest
     res = CliRunner().invoke(cli, ["verify", str(tmp_path / "r")])
     assert res.exit_code == 0 and res.output.startswith("ok:"), res.output
+    res = CliRunner().invoke(cli, ["replay", str(tmp_path / "r"), "--json"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["sql", str(tmp_path / "r"), "--memory", "--json",
+                                   "SELECT count(*) AS n FROM tasks"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)[0]["n"] == 31     # every task of workload() projected
     assert restore(pg.dsn, tmp_path / "r", partition=partition) == len(
         local_records(tmp_path / "a"))     # restoring again finds nothing more
     # a new node started from PostgreSQL alone becomes the leader of the same history
