@@ -20,7 +20,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidSpecError, KernelClosedError, NotLeaderError
+from ..errors import (InvalidSpecError, KernelClosedError, NotLeaderError,
+                      ReplicationUnavailableError)
 from ._chain import FETCH_ROWS, apply_rows, default_holder, start_after
 from ._leader import check_holder, check_shipping
 from ._log import ReplicatedLog, check_ack
@@ -168,8 +169,9 @@ class Standby:
 
     def follow(self, interval: float = 0.005) -> None:
         """Poll on a background thread every ``interval`` seconds (immediately again while
-        rows arrive) until :meth:`stop`, :meth:`promote` or :meth:`close`.  An error stops
-        the thread and is kept in :attr:`error`."""
+        rows arrive) until :meth:`stop`, :meth:`promote` or :meth:`close`.  PostgreSQL out of
+        reach is retried (the error is in :attr:`error` meanwhile); any other error stops
+        the thread and stays in :attr:`error`."""
         self._check_open()
         check_seconds("interval", interval, 0.0001, 60.0)
         if self._thread is not None:
@@ -180,6 +182,11 @@ class Standby:
             while not self._stop.is_set():
                 try:
                     n = self.poll()
+                    self.error = None
+                except ReplicationUnavailableError as err:     # a blip: keep trying
+                    self.error = err
+                    n = 0
+                    self._stop.wait(min(1.0, max(interval, 0.1)))
                 except BaseException as err:   # kept for the owner; the thread ends
                     self.error = err
                     return

@@ -47,3 +47,18 @@ def pg():
 @pytest.fixture
 def partition(pg):
     return next(_partitions)
+
+
+#: The longest any test waits for a background thread; past it the test fails, never hangs.
+WAIT_BOUND_S = 60.0
+
+
+def wait_until(predicate, what: str) -> None:
+    """Wait for ``predicate()`` to hold (bounded by WAIT_BOUND_S; a failure names ``what``)."""
+    import time
+
+    deadline = time.monotonic() + WAIT_BOUND_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.01)

@@ -19,7 +19,7 @@ from eskernel import Kernel, KernelFailedError
 from eskernel.errors import (ReplicationBacklogError, ReplicationUnavailableError)
 from eskernel.replication import Standby, restore
 
-from .conftest import new_cluster
+from .conftest import new_cluster, wait_until
 
 TRIALS = int(os.environ.get("ESKERNEL_REPL_TORTURE", "3"))
 #: Upper bound on any wait for the child; the test fails rather than hangs.
@@ -51,6 +51,8 @@ def _run_leader_and_kill(dsn: str, path, partition: int, ack: str, after: int):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     acked: list[int] = []
     completed: list[str] = []
+    watchdog = threading.Timer(CHILD_TIMEOUT_S, proc.kill)   # a hung child fails the test
+    watchdog.start()
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -62,6 +64,7 @@ def _run_leader_and_kill(dsn: str, path, partition: int, ack: str, after: int):
             acked.append(int(i))
             completed.append(tid)
     finally:
+        watchdog.cancel()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(CHILD_TIMEOUT_S)
         proc.stdout.close()     # type: ignore[union-attr]
@@ -235,6 +238,8 @@ def test_postgresql_stopped_while_a_leader_process_commits(tmp_path):
     try:
         proc = subprocess.Popen([sys.executable, "-c", LOADED, cluster.dsn,
                                  str(tmp_path / "a")], stdout=subprocess.PIPE, text=True)
+        watchdog = threading.Timer(CHILD_TIMEOUT_S, proc.kill)
+        watchdog.start()
         try:
             assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
             acked = []
@@ -243,6 +248,7 @@ def test_postgresql_stopped_while_a_leader_process_commits(tmp_path):
             cluster.stop()          # fast shutdown while the leader commits
             out, _ = proc.communicate(timeout=CHILD_TIMEOUT_S)
         finally:
+            watchdog.cancel()
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(CHILD_TIMEOUT_S)
@@ -261,5 +267,30 @@ def test_postgresql_stopped_while_a_leader_process_commits(tmp_path):
         assert fresh.digest() == digest
         for i in acked:
             fresh.task(f"b{i}-0")
+    finally:
+        cluster.close()
+
+
+def test_a_following_standby_rides_out_a_postgresql_restart(tmp_path):
+    cluster = new_cluster()
+    try:
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="replicated",
+                        lease_ttl=600)
+        k.declare_queue("q")
+        sb = Standby(tmp_path / "s", cluster.dsn)
+        sb.follow(interval=0.001)
+        k.close()
+        cluster.stop()
+        wait_until(lambda: sb.error is not None, "the standby to meet the outage")
+        assert isinstance(sb.error, ReplicationUnavailableError)
+        cluster.start()
+        k = Kernel.open(tmp_path / "a", replicate=cluster.dsn, ack="replicated")
+        k.submit("q", id="after-restart")
+        wait_until(lambda: sb.offset == k._log.next_offset,
+                   "the standby's thread to catch up after the restart")
+        sb.stop()
+        assert sb.digest() == k.digest()
+        sb.close()
+        k.close()
     finally:
         cluster.close()
