@@ -38,7 +38,8 @@ __all__ = [
     "DependencyError", "NotFoundError", "UnknownTaskError", "UnknownQueueError",
     "UnknownAgentError", "ConflictError", "StaleLeaseError", "AgentOfflineError",
     "AgentAtCapacityError", "InvalidStateError", "KernelClosedError", "KernelFailedError",
-    "KernelInternalError", "HandlerTimeoutError", "WaitTimeoutError", "LogError",
+    "KernelInternalError", "HandlerTimeoutError", "NonRetryableError", "WaitTimeoutError",
+    "LogError",
     "LogClosedError", "LogCorruptError", "LogRecordInvalidError", "LogFailedError",
     "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
     "RecordTypeError",
@@ -97,6 +98,13 @@ class AgentAtCapacityError(ConflictError):
 
 class InvalidStateError(ConflictError):
     """The task's status does not allow this call (e.g. cancelling a COMPLETED task)."""
+
+
+class NonRetryableError(EskernelError):
+    """Raise it (or a subclass) from a handler to fail the task at once, without retries:
+    the task is dead-lettered whatever attempts it has left.  The message is recorded as the
+    attempt's error.  (A handler may also name its own exception types non-retryable with
+    ``Runtime.register(..., non_retryable=(ValueError,))``.)"""
 
 
 class HandlerTimeoutError(EskernelError, TimeoutError):

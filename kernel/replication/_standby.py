@@ -222,11 +222,13 @@ class Standby:
         """
         from .._kernel import Kernel
         from .._replay import check_open_options
+        from .._validate import check_kernel_options
         self._check_open()
         mode = check_ack(ack)
         limit = check_seconds("wait", wait, 0.0, 86400.0)
         ttl = check_seconds("lease_ttl", lease_ttl, 0.05, 86400.0)
         check_shipping(max_backlog, ship_interval, commit_timeout)
+        check_kernel_options(clock=clock, seed=seed, max_payload_bytes=max_payload_bytes)
         check_open_options(snapshot_every, snapshot_keep, snapshot_growth, max_payload_bytes,
                            None)
         self.stop()
