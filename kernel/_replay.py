@@ -138,6 +138,25 @@ def _record_ts(record: bytes) -> int:
     return ts
 
 
+def check_open_options(snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
+                       max_payload_bytes: int, max_record: object) -> None:
+    """Raise InvalidSpecError for a bad option of a durable kernel."""
+    for name, value, low in (("snapshot_every", snapshot_every, 0),
+                             ("snapshot_keep", snapshot_keep, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidSpecError(f"{name} must be an int >= {low}, got {value!r}")
+    if (isinstance(snapshot_growth, bool) or not isinstance(snapshot_growth, (int, float))
+            or not 0 <= snapshot_growth <= 1000):
+        raise InvalidSpecError(f"snapshot_growth must be a number in [0, 1000], got "
+                               f"{snapshot_growth!r}")
+    if (isinstance(max_payload_bytes, int) and isinstance(max_record, int)
+            and max_payload_bytes + RECORD_OVERHEAD > max_record):
+        raise InvalidSpecError(
+            f"max_payload_bytes {max_payload_bytes} does not fit in a record of "
+            f"max_record_bytes {max_record} (a task's record needs {RECORD_OVERHEAD} bytes "
+            "more than its payload); lower max_payload_bytes or raise max_record_bytes")
+
+
 def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability: str, clock: Any,
                  seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
                  max_payload_bytes: int, log_options: dict[str, Any], create: Any = True) -> Kernel:
@@ -147,12 +166,19 @@ def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability:
     from eskernel.eventlog.errors import LogNotFoundError
     from ._validate import check_kernel_options
     check_kernel_options(clock=clock, seed=seed, max_payload_bytes=max_payload_bytes)
+    replication = None
+    if log_options:
+        # Replication to PostgreSQL (eskernel.replication): the log becomes the leader's.
+        from .replication._leader import split_options
+        log_options = dict(log_options)
+        replication = split_options(log_options)
     unknown = sorted(set(log_options) - LOG_OPTIONS)
     if unknown:
         raise InvalidSpecError(f"Kernel.open got unknown option(s) {unknown}; the options are "
                                "durability, clock, seed, snapshot_every, snapshot_keep, "
-                               "snapshot_growth, max_payload_bytes, create and the log's "
-                               f"{sorted(LOG_OPTIONS)}")
+                               "snapshot_growth, max_payload_bytes, create, the log's "
+                               f"{sorted(LOG_OPTIONS)} and replication's (replicate=, ack=, "
+                               "...: see eskernel.replication)")
     if type(create) is not bool:
         raise InvalidSpecError(f"create must be a bool, got {create!r:.80}")
     if not isinstance(path, (str, os.PathLike)):
@@ -167,23 +193,13 @@ def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability:
                 f"the parent directory {directory.parent} of {directory} does not exist; "
                 "Kernel.open creates only the last directory of the path: check the path, "
                 "or create its parents first")
-    for name, value, low in (("snapshot_every", snapshot_every, 0),
-                             ("snapshot_keep", snapshot_keep, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidSpecError(f"{name} must be an int >= {low}, got {value!r}")
-    if (isinstance(snapshot_growth, bool) or not isinstance(snapshot_growth, (int, float))
-            or not 0 <= snapshot_growth <= 1000):
-        raise InvalidSpecError(f"snapshot_growth must be a number in [0, 1000], got "
-                               f"{snapshot_growth!r}")
-    max_record = log_options.get("max_record_bytes", 16 << 20)
-    if (isinstance(max_payload_bytes, int) and isinstance(max_record, int)
-            and max_payload_bytes + RECORD_OVERHEAD > max_record):
-        raise InvalidSpecError(
-            f"max_payload_bytes {max_payload_bytes} does not fit in a record of "
-            f"max_record_bytes {max_record} (a task's record needs {RECORD_OVERHEAD} bytes "
-            "more than its payload); lower max_payload_bytes or raise max_record_bytes")
-    log_ = EventLog.open(path, durability=durability, create=create, **log_options)
+    check_open_options(snapshot_every, snapshot_keep, snapshot_growth, max_payload_bytes,
+                       log_options.get("max_record_bytes", 16 << 20))
+    log_: Any = EventLog.open(path, durability=durability, create=create, **log_options)
     try:
+        if replication is not None:
+            from .replication._leader import open_leader
+            log_ = open_leader(log_, **replication)
         state = _load_snapshot(log_, log_.next_offset, remove_beyond=True)
         _replay_into(state, log_, log_.next_offset)
     except BaseException:

@@ -43,7 +43,11 @@ __all__ = [
     "LogClosedError", "LogCorruptError", "LogRecordInvalidError", "LogFailedError",
     "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
     "RecordTypeError",
-    "SnapshotCorruptError", "WhatIfChangeError",
+    "SnapshotCorruptError", "WhatIfChangeError", "ReplicationError",
+    "ReplicationUnavailableError",
+    "ReplicationBacklogError", "ReplicationFencedError", "LeaderLeaseLostError",
+    "NotLeaderError", "ReplicationDivergedError", "ReplicationCorruptError",
+    "DaskUnavailableError",
 ]
 
 
@@ -173,3 +177,52 @@ class SnapshotCorruptError(LogError):
     (the log, not a snapshot, is the truth); ``eskernel verify`` reports it as a finding.
     Delete the file, or run ``eskernel snapshot DIR`` to write a fresh one.
     """
+
+
+class ReplicationError(LogWriteError):
+    """Replication to PostgreSQL (:mod:`eskernel.replication`) failed.  Raised from an append,
+    it poisons the kernel like any failed append: reopen it (``Kernel.open`` reconciles the
+    local log with PostgreSQL first)."""
+
+
+class ReplicationUnavailableError(ReplicationError):
+    """PostgreSQL could not be reached, or did not confirm a commit, within the time allowed.
+    In ``ack="replicated"`` mode the append that raised it was not acknowledged; it is in the
+    local log and is shipped when the kernel is reopened with PostgreSQL back."""
+
+
+class ReplicationBacklogError(ReplicationUnavailableError):
+    """``ack="local"`` mode: more records wait to be shipped than ``max_backlog`` allows,
+    because PostgreSQL stayed away; bring it back, then reopen the kernel."""
+
+
+class ReplicationFencedError(ReplicationError):
+    """This node was deposed: another node raised the epoch in PostgreSQL (a standby was
+    promoted) or wrote the next batch.  Nothing more is acknowledged here; stop this node and
+    follow the new leader (``eskernel restore`` rebuilds this directory from PostgreSQL)."""
+
+
+class LeaderLeaseLostError(ReplicationFencedError):
+    """``ack="local"`` mode: the leader could not renew its lease in PostgreSQL within the
+    lease's time to live, so a standby may have taken over; this node stops acknowledging."""
+
+
+class NotLeaderError(ReplicationError):
+    """Another node holds the leader lease in PostgreSQL and it has not lapsed; wait for it
+    to lapse (``lease_wait=``), stop the other node, or open this directory as a standby."""
+
+
+class ReplicationDivergedError(ReplicationError):
+    """The local log and the log in PostgreSQL differ at the same offset: this directory
+    holds records of a deposed leader that never reached PostgreSQL.  Rebuild it from
+    PostgreSQL (``eskernel restore DSN DIR`` into a new directory)."""
+
+
+class ReplicationCorruptError(ReplicationError):
+    """A batch read from PostgreSQL fails its checksum, its framing or the chain's
+    contiguity; nothing of it was applied.  Restore that row from a backup of the database."""
+
+
+class DaskUnavailableError(InvalidSpecError):
+    """A handler asked for the Dask executor but ``dask.distributed`` is not installed or no
+    client was given: ``pip install 'eskernel[dask]'`` and pass ``DaskExecutor(client)``."""

@@ -65,6 +65,7 @@ from ._attempts import Attempts
 
 #: A handler function, kept as it is by :meth:`Runtime.register` and :meth:`Runtime.handler`.
 F = TypeVar("F", bound=Callable[..., Any])
+from ._dask import DaskExecutor
 from ._events import EVENT_KINDS, EventHub, EventStream, TaskEvent
 from ._handlers import EXECUTORS, Handler, TaskContext, make_handler
 from ._support import (TERMINAL, AgentSlot, Attempt, HandlerTimeoutError,
@@ -73,7 +74,8 @@ from ..errors import (AgentAtCapacityError, AgentOfflineError, EskernelError, In
                       InvalidStateError, NonRetryableError)
 
 __all__ = ["Runtime", "TaskContext", "TaskEvent", "EventStream", "HandlerTimeoutError",
-           "NonRetryableError", "WaitTimeoutError", "EVENT_KINDS", "EXECUTORS"]
+           "NonRetryableError", "WaitTimeoutError", "EVENT_KINDS", "EXECUTORS",
+           "DaskExecutor"]
 
 _log = logging.getLogger("eskernel.runtime")
 _QUIET_PASSES = 20      # loop passes with no progress before the clock auto-jumps
@@ -185,8 +187,8 @@ class Runtime(Attempts):
 
     # -- registration ---------------------------------------------------------------------
 
-    def register(self, key: str, fn: F, *, executor: str = "auto", context: bool = False,
-                 replace: bool = False,
+    def register(self, key: str, fn: F, *, executor: str | DaskExecutor = "auto",
+                 context: bool = False, replace: bool = False,
                  non_retryable: tuple[type[BaseException], ...] = ()) -> F:
         """Register ``fn`` for tasks whose name is ``key``, or whose queue is ``key``.
 
@@ -196,7 +198,9 @@ class Runtime(Attempts):
 
         Args:
             executor: ``"auto"`` (async functions on the loop, sync ones in threads),
-                ``"async"``, ``"thread"``, ``"process"`` or ``"inline"``.
+                ``"async"``, ``"thread"``, ``"process"``, ``"inline"``, or a
+                :class:`DaskExecutor` (``"dask"``: the default Dask client's) for coarse
+                tasks (Dask adds ~1 ms per task) while the runtime keeps the lease.
             replace: allow replacing a handler already registered for ``key``.
             non_retryable: exception types that fail the task at once, without retries
                 (like :class:`~kernel.NonRetryableError`, which always does).  A result
@@ -220,7 +224,7 @@ class Runtime(Attempts):
         self._handlers[key] = handler
         return fn
 
-    def handler(self, key: str, *, executor: str = "auto", context: bool = False,
+    def handler(self, key: str, *, executor: str | DaskExecutor = "auto", context: bool = False,
                 replace: bool = False, non_retryable: tuple[type[BaseException], ...] = ()
                 ) -> Callable[[F], F]:
         """Decorator form of :meth:`register`: ``@rt.handler("resize")``; the function keeps

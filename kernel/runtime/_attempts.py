@@ -108,6 +108,8 @@ class Attempts:
             if self._threads is None:
                 self._threads = thread_pool(self._max_threads)
             fut = self._running_loop().run_in_executor(self._threads, h.fn, payload)
+        elif mode == "dask":
+            fut = h.runner.submit(h.fn, payload, self._running_loop())
         else:
             if self._procs is None:
                 self._procs = process_pool(self._processes)
@@ -267,7 +269,8 @@ class Attempts:
             att.fut.cancel()
             heapq.heappush(self._timers, (att.abandon_at, next(self._seq), att))
         else:
-            kind = "thread" if att.handler.mode == "thread" else "worker process"
+            kind = {"thread": "thread", "dask": "Dask task"}.get(att.handler.mode,
+                                                               "worker process")
             att.error = (msg + f"; the {kind} running it cannot be interrupted, so it was "
                          f"abandoned and its result will be ignored")
             self._abandon(att, "fail")
@@ -281,7 +284,7 @@ class Attempts:
         att.state = ABANDONED
         att.agent.zombies += 1
         self._zombies.add(att)
-        if att.handler.mode == "async" and not was_cancelling:
+        if att.handler.mode in ("async", "dask") and not was_cancelling:
             att.fut.cancel()
         lease, agent = att.lease, att.agent
         if how == "fail":

@@ -23,8 +23,9 @@ from ..errors import InvalidSpecError, NonRetryableError
 __all__ = ["EXECUTORS", "Handler", "TaskContext", "make_handler", "describe_exception",
            "process_call", "resume_coroutine"]
 
-#: Accepted values of ``executor=`` when registering a handler.
-EXECUTORS = ("auto", "async", "thread", "process", "inline")
+#: Accepted values of ``executor=`` when registering a handler (or a ``DaskExecutor``;
+#: ``"dask"`` is the default ``distributed`` client's).
+EXECUTORS = ("auto", "async", "thread", "process", "inline", "dask")
 
 _KEY_RE = re.compile(r"[A-Za-z0-9._:@/+-]{1,200}\Z")
 #: Frames of traceback kept in a recorded error (the innermost ones).
@@ -72,6 +73,7 @@ class Handler:
     mode: str
     context: bool
     non_retryable: tuple[type[BaseException], ...] = ()
+    runner: Any = None      # mode "dask": the DaskExecutor
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether a failure with ``exc`` may be retried: not for :class:`NonRetryableError`
@@ -102,6 +104,11 @@ def make_handler(key: object, fn: object, executor: object, context: object,
     if not callable(fn):
         raise InvalidSpecError(
             f"handler for {key!r} must be a function (sync or async), got {type(fn).__name__}")
+    runner = None
+    if type(executor).__name__ == "DaskExecutor" or executor == "dask":
+        from ._dask import DaskExecutor
+        runner = executor if isinstance(executor, DaskExecutor) else DaskExecutor.default()
+        executor = "dask"
     if executor not in EXECUTORS:
         raise InvalidSpecError(
             f"executor {executor!r} for handler {key!r} is unknown: use one of "
@@ -142,7 +149,7 @@ def make_handler(key: object, fn: object, executor: object, context: object,
         if problem is not None:
             raise InvalidSpecError(f"handler {key!r} ({_name(fn)}) cannot run in a process "
                                    f"pool: {problem}")
-    return Handler(key, fn, mode, context, tuple(non_retryable))
+    return Handler(key, fn, mode, context, tuple(non_retryable), runner)
 
 
 def unguarded_main() -> str | None:
