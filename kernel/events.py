@@ -26,7 +26,20 @@ type                    fields (besides v, t, ts)
 ``ready``               task (its delay or backoff is over)
 ``cancelled``           task, reason ("cancelled" or "upstream"), cause (task id or null)
 ``requeued``            task
+``workflow_started``    workflow, definition (the JSON form of a workflow definition),
+                        context (the initial context)
+``workflow_step``       workflow, path (e.g. ``review/2/fix``), status ("running",
+                        "completed", "failed", "skipped"), task (or null), info (what was
+                        decided: branch, iteration, attempt, wake, error; or null),
+                        context (fields merged into the workflow context, or null)
+``workflow_signal``     workflow, field, value
+``workflow_paused``     workflow
+``workflow_resumed``    workflow
+``workflow_finished``   workflow, status ("completed", "failed", "cancelled"), error
 ======================  =================================================================
+
+The workflow events are decisions of ``eskernel.workflows``' interpreter, taken live and
+recorded; replay applies them as they are and evaluates no condition.
 
 Optional fields are omitted when null (``backoff`` when it is :data:`DEFAULT_BACKOFF`);
 :func:`decode` fills them back in, and DuckDB reads a missing key as NULL.
@@ -75,6 +88,12 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "ready": ("task",),
     "cancelled": ("task", "reason", "cause"),
     "requeued": ("task",),
+    "workflow_started": ("workflow", "definition", "context"),
+    "workflow_step": ("workflow", "path", "status", "task", "info", "context"),
+    "workflow_signal": ("workflow", "field", "value"),
+    "workflow_paused": ("workflow",),
+    "workflow_resumed": ("workflow",),
+    "workflow_finished": ("workflow", "status", "error"),
 }
 
 loads = orjson.loads

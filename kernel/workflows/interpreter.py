@@ -1,0 +1,232 @@
+"""The interpreter: takes a running workflow's next decisions, live, as events.
+
+:meth:`Interpreter.drive` walks a run's definition against its recorded step states and
+the status of its open tasks, and emits what is due now: a task step whose task finished is
+completed (its result merged into the context) or failed (then retried, continued past, or
+failing the workflow, by its ``on_failure``); a conditional records its branch, a loop its
+next iteration or its end, a wait its wake-up time or its end; steps that can start are
+started (a task step submits an ordinary task with a derived id); when the root sequence is
+over, or a step fails the workflow, the run finishes (its open tasks are cancelled).
+
+Each event is applied as soon as it is made (the next decision sees it) and collected for
+one append by the caller, which poisons the kernel if that append fails.  Driving a run
+that has nothing due emits nothing: the kernel may drive any run at any time.  Every
+decision is a function of the recorded state and ``now``, and recorded: replay applies the
+events and never comes here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .. import events
+from .._codes import Status
+from .._submit import submitted_event
+from ..errors import EskernelError
+from .model import (ConditionalStep, LoopStep, ParallelStep, SequentialStep, TaskStep,
+                    WaitStep, evaluate, is_missing, read_path)
+from .state import Run
+
+__all__ = ["Interpreter", "task_id_for"]
+
+DONE, BLOCKED, FAILED = 0, 1, 2
+_COMPLETED, _FAILED, _CANCELLED = int(Status.COMPLETED), int(Status.FAILED), int(Status.CANCELLED)
+NS = 1_000_000_000
+
+
+def task_id_for(wf_id: str, path: str, attempt: int) -> str:
+    """The id of a task step's task: the workflow id and the step's path (``+rN`` for the
+    N-th retry of the step), so a run's task ids are known before it starts."""
+    return f"{wf_id}/{path}" if attempt == 0 else f"{wf_id}/{path}+r{attempt}"
+
+
+class Interpreter:
+    """Decides for runs of ``state`` at time ``now``; ``record`` receives each event's
+    encoded record after it is applied."""
+
+    def __init__(self, state: Any, now: int, max_payload: int,
+                 record: Callable[[bytes], None]) -> None:
+        self.st = state
+        self.now = now
+        self.max_payload = max_payload
+        self.record = record
+
+    def emit(self, ev: dict[str, Any]) -> None:
+        rec = events.encode(ev)
+        self.st.apply(ev)
+        self.record(rec)
+
+    def step_event(self, run: Run, path: str, status: str, task: str | None = None,
+                   info: dict[str, Any] | None = None,
+                   context: dict[str, Any] | None = None) -> None:
+        self.emit({"t": "workflow_step", "ts": self.now, "workflow": run.id, "path": path,
+                   "status": status, "task": task, "info": info, "context": context})
+
+    # -- the walk ---------------------------------------------------------------------
+
+    def drive(self, run: Run) -> None:
+        """Emit every decision of ``run`` that is due now (nothing when paused or over)."""
+        if run.status != "running":
+            return
+        r = self._seq(run, run.definition.steps, "")
+        if r == DONE:
+            self.finish(run, "completed", None)
+        elif r == FAILED:
+            failed = [p for p, s in run.steps.items() if s["status"] == "failed"]
+            self.finish(run, "failed", f"step {failed[-1]!r} failed: "
+                        f"{run.steps[failed[-1]].get('error')}" if failed else "a step failed")
+
+    def finish(self, run: Run, status: str, error: str | None) -> None:
+        """End ``run`` with ``status``; its open tasks are cancelled (after the run's
+        event, so their cancellation is not taken for a step outcome)."""
+        open_tasks = list(run.open)
+        self.emit({"t": "workflow_finished", "ts": self.now, "workflow": run.id,
+                   "status": status, "error": error})
+        sched, index = self.st.sched, self.st.task_index
+        for tid in open_tasks:
+            h = index[tid]
+            if sched.status_of(h) in (_COMPLETED, _FAILED, _CANCELLED):
+                continue
+            closure = sched.cancel_closure(h)
+            self.emit({"t": "cancelled", "ts": self.now, "task": tid, "reason": "cancelled",
+                       "cause": None})
+            for d in closure:
+                if sched.status_of(d) not in (_COMPLETED, _FAILED, _CANCELLED):
+                    self.emit({"t": "cancelled", "ts": self.now, "task": sched.task_ids[d],
+                               "reason": "upstream", "cause": tid})
+
+    def _seq(self, run: Run, steps: list[Any], prefix: str) -> int:
+        start = run.cursors.get(prefix, 0)
+        for i in range(start, len(steps)):
+            step = steps[i]
+            r = self._node(run, step, f"{prefix}/{step.name}" if prefix else step.name)
+            if r != DONE:
+                return r
+            run.cursors[prefix] = i + 1
+        return DONE
+
+    def _node(self, run: Run, step: Any, path: str) -> int:
+        rec = run.steps.get(path)
+        status = rec["status"] if rec is not None else None
+        if status == "completed" or status == "skipped":
+            return DONE
+        if status == "failed":
+            return DONE if getattr(step, "on_failure", "fail") == "continue" else FAILED
+        if isinstance(step, TaskStep):
+            return self._task(run, step, path, rec)
+        if isinstance(step, WaitStep):
+            return self._wait(run, step, path, rec)
+        if isinstance(step, LoopStep):
+            return self._loop(run, step, path, rec)
+        if rec is None:
+            info = None
+            if isinstance(step, ConditionalStep):
+                info = {"branch": "then" if evaluate(step.condition, run.context)
+                        else "otherwise"}
+            self.step_event(run, path, "running", info=info)
+            rec = run.steps[path]
+        if isinstance(step, ParallelStep):
+            rs = [self._node(run, c, f"{path}/{c.name}") for c in step.steps]
+            r = FAILED if FAILED in rs else BLOCKED if BLOCKED in rs else DONE
+        elif isinstance(step, SequentialStep):
+            r = self._seq(run, step.steps, path)
+        else:
+            assert isinstance(step, ConditionalStep)
+            r = self._seq(run, step.then if rec["branch"] == "then" else step.otherwise, path)
+        if r == DONE:
+            self.step_event(run, path, "completed")
+        return r
+
+    def _loop(self, run: Run, step: LoopStep, path: str, rec: dict[str, Any] | None) -> int:
+        limit = step.max_iterations or 0
+        while True:
+            if rec is None:
+                n = 0
+            else:
+                r = self._seq(run, step.body, f"{path}/{rec['iteration']}")
+                if r != DONE:
+                    return r
+                n = rec["iteration"] + 1
+            if n >= limit or not evaluate(step.condition, run.context):
+                self.step_event(run, path, "completed",
+                                info={"iterations": n, "exhausted": n >= limit})
+                return DONE
+            self.step_event(run, path, "running", info={"iteration": n})
+            rec = run.steps[path]
+
+    def _wait(self, run: Run, step: WaitStep, path: str, rec: dict[str, Any] | None) -> int:
+        if rec is None:
+            if step.seconds is not None:
+                info = {"wake": self.now + round(step.seconds * NS)}
+            else:
+                info = {"wake": (self.now + round(step.timeout * NS)
+                                 if step.timeout is not None else None)}
+            self.step_event(run, path, "running", info=info)
+            rec = run.steps[path]
+        wake = rec.get("wake")
+        if step.condition is not None and evaluate(step.condition, run.context):
+            self.step_event(run, path, "completed", info={"wake": None, "reason": "condition"})
+            return DONE
+        if wake is not None and self.now >= wake:
+            if step.condition is None:
+                self.step_event(run, path, "completed", info={"wake": None, "reason": "time"})
+                return DONE
+            self.step_event(run, path, "failed", info={
+                "wake": None, "reason": "timeout",
+                "error": f"condition on {step.condition.field!r} did not hold within "
+                         f"{step.timeout} s"})
+            return DONE if step.on_failure == "continue" else FAILED
+        return BLOCKED
+
+    def _task(self, run: Run, step: TaskStep, path: str, rec: dict[str, Any] | None) -> int:
+        if rec is None:
+            return self._submit(run, step, path, 0)
+        tid = rec.get("task")
+        if tid is None:          # it could not be submitted: a failure recorded already
+            return BLOCKED
+        h = self.st.task_index[tid]
+        code = self.st.sched.status_of(h)
+        if code == _COMPLETED:
+            body = self.st.results[h]
+            result = events.loads(body) if body is not None else None
+            if step.outputs is None:
+                updates = {step.name: result}
+            else:
+                updates = {}
+                for field, rpath in step.outputs.items():
+                    v = read_path(result, rpath)
+                    if not is_missing(v):
+                        updates[field] = v
+            self.step_event(run, path, "completed", context=updates)
+            return DONE
+        if code == _FAILED or code == _CANCELLED:
+            error = self.st.errors[h] or ("cancelled" if code == _CANCELLED else "failed")
+            return self._failed(run, step, path, rec.get("attempt", 0), error)
+        return BLOCKED
+
+    def _failed(self, run: Run, step: TaskStep, path: str, attempt: int, error: str) -> int:
+        if step.on_failure == "retry" and attempt < step.retries:
+            return self._submit(run, step, path, attempt + 1)
+        self.step_event(run, path, "failed", info={"error": error[:1000]})
+        return DONE if step.on_failure == "continue" else FAILED
+
+    def _submit(self, run: Run, step: TaskStep, path: str, attempt: int) -> int:
+        payload = step.payload
+        if step.inputs:
+            payload = dict(payload or {})
+            for key, field in step.inputs.items():
+                v = read_path(run.context, field)
+                payload[key] = None if is_missing(v) else v
+        tid = task_id_for(run.id, path, attempt)
+        try:
+            ev = submitted_event(self.st, self.now, self.max_payload, tid, None, step.queue,
+                                 payload=payload, name=step.name, priority=step.priority,
+                                 max_attempts=step.max_attempts, timeout=step.timeout,
+                                 tags={"workflow": run.id, "step": path})
+        except EskernelError as err:     # e.g. inputs made the payload too large
+            self.step_event(run, path, "failed",
+                            info={"attempt": attempt, "error": f"not submitted: {err}"[:1000]})
+            return DONE if step.on_failure == "continue" else FAILED
+        self.emit(ev)
+        self.step_event(run, path, "running", task=tid, info={"attempt": attempt})
+        return BLOCKED
