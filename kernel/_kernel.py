@@ -643,7 +643,8 @@ class Kernel(Views, WorkflowCommands):
             raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[ROW_STATUS]}; "
                                     "there is nothing to cancel")
         now = self._now()
-        evs = [{"t": "cancelled", "ts": now, "task": task_id, "reason": "cancelled", "cause": None}]
+        evs: list[dict[str, Any]] = [{"t": "cancelled", "ts": now, "task": task_id,
+                                      "reason": "cancelled", "cause": None}]
         evs += [{"t": "cancelled", "ts": now, "task": self._sched.task_ids[d],
                  "reason": "upstream", "cause": task_id} for d in self._sched.cancel_closure(h)]
         self._commit(evs)

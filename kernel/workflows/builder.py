@@ -16,8 +16,7 @@ from typing import Any
 from .._validate import show
 from ..errors import (MissingMaxIterationsError, WorkflowCycleError, WorkflowSpecError,
                       DuplicateStepError)
-from .model import (Condition, ConditionalStep, LoopStep, ParallelStep, SequentialStep,
-                    TaskStep, WaitStep, Workflow, parse_definition)
+from .model import Condition, Workflow, parse_definition
 
 __all__ = ["WorkflowBuilder", "condition"]
 
@@ -192,6 +191,3 @@ class WorkflowBuilder:
             fields["condition"] = fields["condition"].model_dump()
         return fields
 
-
-# Names re-exported for type checkers of callers building steps by hand.
-_STEP_TYPES = (TaskStep, ParallelStep, SequentialStep, ConditionalStep, LoopStep, WaitStep)

@@ -74,13 +74,20 @@ class WorkflowCommands:
         owners = list(dict.fromkeys(tasks[t] for t in task_ids if t in tasks))
         if owners:
             runs = self._state.workflows.runs
-            self._wf_decide(lambda it: [it.drive(runs[w]) for w in owners])
+
+            def decide(it: Interpreter) -> None:
+                for w in owners:
+                    it.drive(runs[w])
+            self._wf_decide(decide)
 
     def _wf_tick(self, now: int) -> None:
         """Drive every running run (wait steps due, task outcomes not yet taken)."""
         runs = [r for r in self._state.workflows.runs.values() if r.status == "running"]
         if runs:
-            self._wf_decide(lambda it: [it.drive(r) for r in runs], now)
+            def decide(it: Interpreter) -> None:
+                for r in runs:
+                    it.drive(r)
+            self._wf_decide(decide, now)
 
     def _run(self, workflow_id: Any) -> Run:
         run: Run | None = (self._state.workflows.runs.get(workflow_id)
@@ -138,7 +145,8 @@ class WorkflowCommands:
                 raise UnknownQueueError(f"step {s.name!r} runs on queue {s.queue!r}, which is "
                                         f"not declared; call declare_queue({s.queue!r}) first")
         spec = wf.model_dump(mode="json")
-        ev = {"t": "workflow_started", "ts": self._now(), "workflow": wid, "definition": spec,
+        now = self._now()
+        ev: dict[str, Any] = {"t": "workflow_started", "ts": now, "workflow": wid, "definition": spec,
               "context": ctx}
         events.encode(ev)        # a context that cannot be stored is refused here
         ev["_definition"] = wf
@@ -146,7 +154,7 @@ class WorkflowCommands:
         def decide(it: Interpreter) -> None:
             it.emit(ev)
             it.drive(runs[wid])
-        self._wf_decide(decide, ev["ts"])
+        self._wf_decide(decide, now)
         return wid
 
     def signal(self, workflow_id: str, field: str, value: Any) -> None:
@@ -158,20 +166,21 @@ class WorkflowCommands:
         """
         self._writable()
         run = self._run(workflow_id)
-        if run.status in FINISHED:
-            raise InvalidStateError(f"workflow {workflow_id!r} is {run.status}; a signal "
-                                    "can no longer change it")
         if type(field) is not str or not NAME_PATTERN.fullmatch(field):
             raise InvalidSpecError(f"signal field {show(field)} is invalid: use 1-64 "
                                    "characters from A-Z a-z 0-9 _ -")
-        ev = {"t": "workflow_signal", "ts": self._now(), "workflow": workflow_id,
-              "field": field, "value": value}
+        if run.status in FINISHED:
+            raise InvalidStateError(f"workflow {workflow_id!r} is {run.status}; a signal "
+                                    "can no longer change it")
+        now = self._now()
+        ev = {"t": "workflow_signal", "ts": now, "workflow": workflow_id, "field": field,
+              "value": value}
         events.encode(ev)
 
         def decide(it: Interpreter) -> None:
             it.emit(ev)
             it.drive(run)
-        self._wf_decide(decide, ev["ts"])
+        self._wf_decide(decide, now)
 
     def pause_workflow(self, workflow_id: str) -> None:
         """Start no new step of a run (its running tasks go on; their outcomes are taken
@@ -234,7 +243,8 @@ class WorkflowCommands:
         Raises:
             UnknownWorkflowError.
         """
-        return _copy(self._run(workflow_id).dump())
+        data: dict[str, Any] = _copy(self._run(workflow_id).dump())
+        return data
 
     def workflows(self) -> list[str]:
         """The ids of every run, in start order."""

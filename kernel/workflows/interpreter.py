@@ -156,6 +156,7 @@ class Interpreter:
 
     def _wait(self, run: Run, step: WaitStep, path: str, rec: dict[str, Any] | None) -> int:
         if rec is None:
+            info: dict[str, Any]
             if step.seconds is not None:
                 info = {"wake": self.now + round(step.seconds * NS)}
             else:

@@ -71,7 +71,9 @@ def run_plan(run: Run) -> dict[str, Any]:
     """Where ``run`` stands: step paths ``done`` (with their status), ``running`` (with
     their task, if any) and ``next`` (not started, in the order they would start), plus
     the definition's stages."""
-    done, running, nxt = [], [], []
+    done: list[dict[str, Any]] = []
+    running: list[dict[str, Any]] = []
+    nxt: list[str] = []
     for path, rec in run.steps.items():
         if rec["status"] == "running":
             if rec.get("task") is not None or "wake" in rec:
