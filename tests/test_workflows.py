@@ -288,3 +288,47 @@ def test_a_forged_workflow_record_stops_the_open(tmp_path):
     log.close()
     with pytest.raises(LogRecordInvalidError, match="names no step"):
         Kernel.open(tmp_path / "log")
+
+
+# -- audit and CLI ----------------------------------------------------------------------------
+
+def _durable_run(path):
+    k = Kernel.open(path, clock=ManualClock(start=START))
+    k.declare_queue("q")
+    k.register_agent("a", ["q"])
+    k.start_workflow(WorkflowBuilder("w", context={"go": False}).add_task_step("a", queue="q")
+                     .add_wait_step("gate", condition=("go", "==", True))
+                     .add_task_step("b", queue="q").build(), id="w")
+    k.complete(k.claim("a"), {"n": 1})
+    return k
+
+
+def test_verify_accepts_workflows_and_names_a_step_of_an_unknown_one(tmp_path):
+    from eskernel.eventlog import EventLog
+    from eskernel.verify import verify_log
+    _durable_run(tmp_path / "log").close()
+    assert verify_log(tmp_path / "log").ok
+    log = EventLog.open(tmp_path / "log")
+    log.append(b'{"v":1,"t":"workflow_signal","ts":1700000000000000000,"workflow":"zz",'
+               b'"field":"go","value":true}')
+    log.close()
+    result = verify_log(tmp_path / "log")
+    assert not result.ok and result.violation.rule == "workflow-order"
+
+
+def test_cli_workflow_prints_status_context_and_timeline(tmp_path):
+    from click.testing import CliRunner
+    from eskernel.cli import cli
+    k = _durable_run(tmp_path / "log")
+    k.close()
+    out = CliRunner().invoke(cli, ["workflow", str(tmp_path / "log"), "w"])
+    assert out.exit_code == 0, out.output
+    assert "status    running" in out.output and "next      b" in out.output
+    assert "w/a" in out.output and "gate" in out.output
+    js = CliRunner().invoke(cli, ["workflow", str(tmp_path / "log"), "w", "--json"])
+    import json
+    data = json.loads(js.output)
+    assert data["context"]["a"] == {"n": 1}
+    assert [s["step"] for s in data["steps"]] == ["a", "gate"]
+    bad = CliRunner().invoke(cli, ["workflow", str(tmp_path / "log"), "nope"])
+    assert bad.exit_code == 1 and "no workflow has id 'nope'" in bad.output
