@@ -70,14 +70,16 @@ class WorkflowCommands:
 
     def _wf_after(self, task_ids: Iterable[str]) -> None:
         """Take the decisions of the runs owning ``task_ids`` (tasks just finished)."""
-        tasks = self._state.workflows.tasks
-        owners = list(dict.fromkeys(tasks[t] for t in task_ids if t in tasks))
-        if owners:
-            runs = self._state.workflows.runs
-
+        tasks, runs = self._state.workflows.tasks, self._state.workflows.runs
+        finished: dict[str, list[str]] = {}        # run -> paths of its steps' tasks
+        for t in task_ids:
+            w = tasks.get(t)
+            if w is not None:
+                finished.setdefault(w, []).append(runs[w].open[t])
+        if finished:
             def decide(it: Interpreter) -> None:
-                for w in owners:
-                    it.drive(runs[w])
+                for w, paths in finished.items():
+                    it.drive(runs[w], paths)
             self._wf_decide(decide)
 
     def _wf_tick(self, now: int) -> None:

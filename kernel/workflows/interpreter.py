@@ -21,8 +21,7 @@ from typing import Any, Callable
 
 from .. import events
 from .._codes import Status
-from .._submit import submitted_event
-from ..errors import EskernelError
+from ..errors import EskernelError, InvalidSpecError
 from .model import (ConditionalStep, LoopStep, ParallelStep, SequentialStep, TaskStep,
                     WaitStep, evaluate, is_missing, read_path)
 from .state import Run
@@ -64,10 +63,22 @@ class Interpreter:
 
     # -- the walk ---------------------------------------------------------------------
 
-    def drive(self, run: Run) -> None:
-        """Emit every decision of ``run`` that is due now (nothing when paused or over)."""
+    def drive(self, run: Run, finished: list[str] | None = None) -> None:
+        """Emit every decision of ``run`` that is due now (nothing when paused or over).
+
+        ``finished``: the paths of the only steps whose tasks finished since the last
+        drive, when that is all that changed.  Then a parallel group revisits only the
+        children holding them, unless a wait step is running (a merged result may wake
+        it anywhere).
+        """
         if run.status != "running":
             return
+        self.hint: set[str] | None = None
+        if finished is not None and not run.waiting:
+            self.hint = set()
+            for path in finished:
+                parts = path.split("/")
+                self.hint.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
         r = self._seq(run, run.definition.steps, "")
         if r == DONE:
             self.finish(run, "completed", None)
@@ -126,8 +137,7 @@ class Interpreter:
             self.step_event(run, path, "running", info=info)
             rec = run.steps[path]
         if isinstance(step, ParallelStep):
-            rs = [self._node(run, c, f"{path}/{c.name}") for c in step.steps]
-            r = FAILED if FAILED in rs else BLOCKED if BLOCKED in rs else DONE
+            r = self._parallel(run, step, path)
         elif isinstance(step, SequentialStep):
             r = self._seq(run, step.steps, path)
         else:
@@ -136,6 +146,32 @@ class Interpreter:
         if r == DONE:
             self.step_event(run, path, "completed")
         return r
+
+    def _parallel(self, run: Run, step: ParallelStep, path: str) -> int:
+        left = run.left.get(path)
+        kids = step.steps
+        if left is None:
+            left = run.left[path] = set(range(len(kids)))
+            visit = sorted(left)
+        elif self.hint is None:
+            visit = sorted(left)
+        else:          # only the children holding a finished step can have changed
+            cut = len(path) + 1
+            index = run.kids.get(path)
+            if index is None:
+                index = run.kids[path] = {c.name: i for i, c in enumerate(kids)}
+            names = {p[cut:].split("/", 1)[0] for p in self.hint if p.startswith(path + "/")}
+            visit = sorted(index[n] for n in names if n in index)
+        failed = False
+        for i in visit:
+            if i not in left:
+                continue
+            r = self._node(run, kids[i], f"{path}/{kids[i].name}")
+            if r == DONE:
+                left.discard(i)
+            elif r == FAILED:
+                failed = True
+        return FAILED if failed else DONE if not left else BLOCKED
 
     def _loop(self, run: Run, step: LoopStep, path: str, rec: dict[str, Any] | None) -> int:
         limit = step.max_iterations or 0
@@ -219,15 +255,27 @@ class Interpreter:
                 v = read_path(run.context, field)
                 payload[key] = None if is_missing(v) else v
         tid = task_id_for(run.id, path, attempt)
+        st = self.st
         try:
-            ev = submitted_event(self.st, self.now, self.max_payload, tid, None, step.queue,
-                                 payload=payload, name=step.name, priority=step.priority,
-                                 max_attempts=step.max_attempts, timeout=step.timeout,
-                                 tags={"workflow": run.id, "step": path})
+            if tid in st.task_index:
+                raise InvalidSpecError(f"task id {tid!r} is already in use")
+            body = b"null" if payload is None else events.dumps(payload)
+            if len(body) > self.max_payload:
+                raise InvalidSpecError(f"its payload is {len(body)} bytes, over the "
+                                       f"{self.max_payload}-byte limit")
         except EskernelError as err:     # e.g. inputs made the payload too large
             self.step_event(run, path, "failed",
                             info={"attempt": attempt, "error": f"not submitted: {err}"[:1000]})
             return DONE if step.on_failure == "continue" else FAILED
-        self.emit(ev)
+        # A plain task (the definition was checked: queue declared, priority, attempts and
+        # timeout in range; ids are derived from valid names): the core's submit path
+        # applies it and returns its record, as Kernel.submit's does.
+        rec = st.sched.submit_simple(tid, st.queue_index[step.queue], step.priority,
+                                     step.max_attempts, round(step.timeout * NS),
+                                     st.default_policy, self.now, body)
+        st.add_plain(tid, body)
+        st.applied += 1
+        st.last_ts = self.now
+        self.record(rec)
         self.step_event(run, path, "running", task=tid, info={"attempt": attempt})
         return BLOCKED

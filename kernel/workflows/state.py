@@ -39,7 +39,8 @@ class Run:
     """One workflow run: its definition, context, status and per-step records."""
 
     __slots__ = ("id", "definition", "spec", "context", "status", "started", "finished",
-                 "error", "steps", "open", "timers", "cursors")
+                 "error", "steps", "open", "timers", "waiting", "cursors", "left",
+                 "kids")
 
     def __init__(self, wf_id: str, definition: Workflow, spec: dict[str, Any],
                  context: dict[str, Any], ts: int) -> None:
@@ -54,9 +55,13 @@ class Run:
         self.steps: dict[str, dict[str, Any]] = {}    # path -> status, task, times, info
         self.open: dict[str, str] = {}                # task id -> step path
         self.timers: dict[str, int] = {}              # wait step path -> wake time (ns)
-        # Derived, never stored: per sequence path, how many leading children are done
-        # (done is final, so the count only grows).
+        self.waiting: set[str] = set()                # paths of the running wait steps
+        # Caches of the interpreter, derived, never stored (a step once done stays done):
+        # per sequence path, how many leading children are done; per parallel path, the
+        # indices of its children not done yet.
         self.cursors: dict[str, int] = {}
+        self.left: dict[str, set[int]] = {}
+        self.kids: dict[str, dict[str, int]] = {}     # parallel path -> child name -> index
 
     def dump(self) -> dict[str, Any]:
         """The run as JSON data (digest, snapshot, views): everything but the caches."""
@@ -108,6 +113,10 @@ class WorkflowTable:
             run.timers[path] = wake
         else:
             run.timers.pop(path, None)
+        if status == "running" and "wake" in rec:      # only wait steps record a wake
+            run.waiting.add(path)
+        else:
+            run.waiting.discard(path)
         if status in _STEP_DONE:
             rec["finished"] = ev["ts"]
         if ev["context"]:
@@ -129,6 +138,7 @@ class WorkflowTable:
             self.tasks.pop(task, None)
         run.open.clear()
         run.timers.clear()
+        run.waiting.clear()
 
     # -- digest and snapshots --------------------------------------------------------------
 
@@ -166,4 +176,6 @@ class WorkflowTable:
                         if type(wake) is not int:
                             raise ValueError(f"step {path!r:.80} has a bad wake time")
                         run.timers[path] = wake
+                    if "wake" in rec:
+                        run.waiting.add(path)
             self.runs[run.id] = run
