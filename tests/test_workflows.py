@@ -332,3 +332,41 @@ def test_cli_workflow_prints_status_context_and_timeline(tmp_path):
     assert [s["step"] for s in data["steps"]] == ["a", "gate"]
     bad = CliRunner().invoke(cli, ["workflow", str(tmp_path / "log"), "nope"])
     assert bad.exit_code == 1 and "no workflow has id 'nope'" in bad.output
+
+
+def test_a_snapshot_carries_runs_mid_flight(tmp_path):
+    from eskernel.eventlog.snapshots import list_snapshots
+    k = _durable_run(tmp_path / "log")
+    k.snapshot()
+    assert list_snapshots(tmp_path / "log")
+    run, digest = k.workflow("w"), k.digest()
+    k.close()
+    k2 = Kernel.open(tmp_path / "log", clock=ManualClock(start=START))
+    assert k2.digest() == digest and k2.workflow("w") == run
+    k2.signal("w", "go", True)                   # the run goes on from the snapshot
+    assert k2.claim("a").task_id == "w/b"
+    k2.close()
+
+
+def test_a_snapshot_with_a_forged_workflow_section_is_refused(tmp_path):
+    from eskernel._snapshot import decode
+    from eskernel.errors import SnapshotCorruptError
+    from eskernel.eventlog import EventLog
+    k = _durable_run(tmp_path / "log")
+    k.snapshot()
+    k.close()
+    with EventLog.open(tmp_path / "log") as log:
+        blob = log.latest_snapshot(10**9).blob
+    state, _ = decode(blob)
+    assert list(state.workflows.runs) == ["w"]
+    from tests.test_snapshot_fuzz import assemble, split
+    _, bodies = split(blob)
+    for old, new in ((b'"status":"running"', b'"status":"runnin!"'),
+                     (b'"task":"w/gate"', b'"task":"w/zzzz"'),
+                     (b'"kind":"loop"', b'"kind":"loop"'),
+                     (b'"name":"gate"', b'"name":"a"')):
+        body = bodies[7].replace(old, new, 1)
+        if body == bodies[7]:
+            continue
+        with pytest.raises(SnapshotCorruptError, match="workflows section"):
+            decode(assemble(bodies[:7] + [body]))
