@@ -32,16 +32,32 @@ def outcome_for(seed: int):
 
 
 def drive(k: Kernel, clock: ManualClock, outcome, digests: dict[int, str],
-          snapshot_at: int | None) -> None:
+          snapshot_at: int | None, toggles: list[bool]) -> None:
     """Run every claimable task to its outcome; advance time when none is; stop when a
-    clock advance changes nothing."""
+    clock advance changes nothing.  ``toggles[i]``: pause (or resume) the run at round i
+    of the first 30 (a paused run is resumed once nothing else moves), and signal a field
+    no condition reads; neither may change where the run ends."""
     rounds = 0
     idle = 0
     while idle < 2:
         rounds += 1
         assert rounds < 500, "the kernel did not settle"
+        status = k.workflow("run")["status"]
+        if (toggles and rounds <= 30 and toggles[rounds % len(toggles)]
+                and status in ("running", "paused")):
+            if status == "running":
+                k.pause_workflow("run")
+                k.signal("run", "note", rounds)
+            else:
+                k.resume_workflow("run")
+            digests[k.next_offset] = k.digest()
         leases = k.claim_many("a", 10_000)
         if not leases:
+            if k.workflow("run")["status"] == "paused":
+                k.resume_workflow("run")
+                digests[k.next_offset] = k.digest()
+                idle = 0
+                continue
             before = k.next_offset
             clock.advance(1000.0)
             k.tick()
@@ -63,9 +79,10 @@ def drive(k: Kernel, clock: ManualClock, outcome, digests: dict[int, str],
                 k.snapshot()
 
 
-@settings(max_examples=60)
-@given(defn=definitions(), seed=st.integers(0, 2**32), snap=st.none() | st.integers(1, 12))
-def test_kernel_matches_reference_and_replays(defn, seed, snap):
+@settings(max_examples=max(60, settings.default.max_examples))
+@given(defn=definitions(), seed=st.integers(0, 2**32), snap=st.none() | st.integers(1, 12),
+       toggles=st.lists(st.booleans(), max_size=5))
+def test_kernel_matches_reference_and_replays(defn, seed, snap, toggles):
     outcome = outcome_for(seed)
     want_status, want_ctx, want_steps = run_reference(defn, "run", outcome)
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,8 +94,9 @@ def test_kernel_matches_reference_and_replays(defn, seed, snap):
         digests = {k.next_offset: k.digest()}
         k.start_workflow(parse_definition(defn), id="run")
         digests[k.next_offset] = k.digest()
-        drive(k, clock, outcome, digests, snap)
+        drive(k, clock, outcome, digests, snap, toggles)
         run = k.workflow("run")
+        run["context"].pop("note", None)
         assert run["status"] == want_status, (run["steps"], want_steps)
         if want_status != "failed":
             assert run["context"] == want_ctx
@@ -89,7 +107,9 @@ def test_kernel_matches_reference_and_replays(defn, seed, snap):
         k2 = Kernel.open(path, clock=clock)
         try:
             assert k2.digest() == digest, "reopening changed the digest"
-            assert k2.workflow("run") == run
+            again = k2.workflow("run")
+            again["context"].pop("note", None)
+            assert again == run
         finally:
             k2.close()
         for off in sorted(digests)[:: max(1, len(digests) // 4)] + [end]:

@@ -48,6 +48,7 @@ class WorkflowCommands:
     _write: Callable[..., None]
     _poison: Callable[[BaseException], BaseException]
     _maybe_snapshot: Callable[[], None]
+    _wf_swept: bool
 
     # -- running the interpreter -----------------------------------------------------------
 
@@ -83,8 +84,12 @@ class WorkflowCommands:
             self._wf_decide(decide)
 
     def _wf_tick(self, now: int) -> None:
-        """Drive every running run (wait steps due, task outcomes not yet taken)."""
-        runs = [r for r in self._state.workflows.runs.values() if r.status == "running"]
+        """Drive the running runs with a wait step due; the first tick of a kernel drives
+        every running run (outcomes a crash kept from being taken into account)."""
+        swept = getattr(self, "_wf_swept", False)
+        self._wf_swept = True
+        runs = [r for r in self._state.workflows.runs.values() if r.status == "running"
+                and (not swept or (r.timers and min(r.timers.values()) <= now))]
         if runs:
             def decide(it: Interpreter) -> None:
                 for r in runs:
