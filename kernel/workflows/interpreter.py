@@ -75,10 +75,12 @@ class Interpreter:
             return
         self.hint: set[str] | None = None
         if finished is not None and not run.waiting:
-            self.hint = set()
-            for path in finished:
-                parts = path.split("/")
-                self.hint.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+            hint = self.hint = set(finished)
+            for path in finished:              # and every group holding them
+                i = path.find("/")
+                while i >= 0:
+                    hint.add(path[:i])
+                    i = path.find("/", i + 1)
         r = self._seq(run, run.definition.steps, "")
         if r == DONE:
             self.finish(run, "completed", None)
@@ -156,12 +158,18 @@ class Interpreter:
         elif self.hint is None:
             visit = sorted(left)
         else:          # only the children holding a finished step can have changed
-            cut = len(path) + 1
             index = run.kids.get(path)
             if index is None:
                 index = run.kids[path] = {c.name: i for i, c in enumerate(kids)}
-            names = {p[cut:].split("/", 1)[0] for p in self.hint if p.startswith(path + "/")}
-            visit = sorted(index[n] for n in names if n in index)
+            prefix = path + "/"
+            cut = len(prefix)
+            visit = []
+            for p in self.hint:
+                if p.startswith(prefix) and p.find("/", cut) < 0:    # a direct child
+                    i = index.get(p[cut:])
+                    if i is not None:
+                        visit.append(i)
+            visit.sort()
         failed = False
         for i in visit:
             if i not in left:
