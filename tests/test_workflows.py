@@ -370,3 +370,23 @@ def test_a_snapshot_with_a_forged_workflow_section_is_refused(tmp_path):
             continue
         with pytest.raises(SnapshotCorruptError, match="workflows section"):
             decode(assemble(bodies[:7] + [body]))
+
+
+def test_what_the_caller_still_holds_cannot_change_a_run(k):
+    wf = (WorkflowBuilder("w", context={"items": [1]})
+          .add_task_step("a", queue="q", payload={"cfg": {"n": 1}})
+          .add_wait_step("gate", condition=("go", "exists")).build())
+    ctx = {"extra": {"deep": [1]}}
+    k.start_workflow(wf, id="w", context=ctx)
+    digest = k.digest()
+    ctx["extra"]["deep"].append(2)
+    wf.context["items"].append(2)
+    wf.steps[0].payload["cfg"]["n"] = 99
+    value = {"v": [1]}
+    assert k.digest() == digest
+    k.signal("w", "note", value)
+    digest = k.digest()
+    value["v"].append(2)
+    assert k.digest() == digest
+    assert k.workflow("w")["context"] == {"items": [1], "extra": {"deep": [1]},
+                                          "note": {"v": [1]}}

@@ -19,7 +19,8 @@ from .._validate import check_id, show
 from ..errors import (InvalidSpecError, InvalidStateError, UnknownQueueError,
                       UnknownWorkflowError)
 from .interpreter import Interpreter
-from .model import NAME_PATTERN, LoopStep, TaskStep, Workflow, children, parse_definition, walk
+from .model import (NAME_PATTERN, LoopStep, TaskStep, Workflow, children, parse_definition,
+                    walk)
 from .plan import definition_plan, run_plan
 from .state import FINISHED, Run
 
@@ -153,10 +154,13 @@ class WorkflowCommands:
                                         f"not declared; call declare_queue({s.queue!r}) first")
         spec = wf.model_dump(mode="json")
         now = self._now()
-        ev: dict[str, Any] = {"t": "workflow_started", "ts": now, "workflow": wid, "definition": spec,
-              "context": ctx}
-        events.encode(ev)        # a context that cannot be stored is refused here
-        ev["_definition"] = wf
+        ev: dict[str, Any] = {"t": "workflow_started", "ts": now, "workflow": wid,
+                              "definition": spec, "context": ctx}
+        # The run keeps copies decoded from the record: what the caller still holds (the
+        # definition's payloads, the context's values) cannot change it afterwards.
+        rec = events.encode(ev)         # a context that cannot be stored is refused here
+        ev["context"] = events.loads(rec)["context"]
+        ev["_definition"] = Workflow.model_validate(spec)
 
         def decide(it: Interpreter) -> None:
             it.emit(ev)
@@ -182,7 +186,7 @@ class WorkflowCommands:
         now = self._now()
         ev = {"t": "workflow_signal", "ts": now, "workflow": workflow_id, "field": field,
               "value": value}
-        events.encode(ev)
+        ev["value"] = events.loads(events.encode(ev))["value"]     # the run keeps a copy
 
         def decide(it: Interpreter) -> None:
             it.emit(ev)

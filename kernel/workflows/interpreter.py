@@ -49,6 +49,7 @@ class Interpreter:
         self.now = now
         self.max_payload = max_payload
         self.record = record
+        self.hint: set[str] | None = None
 
     def emit(self, ev: dict[str, Any]) -> None:
         rec = events.encode(ev)
@@ -73,7 +74,7 @@ class Interpreter:
         """
         if run.status != "running":
             return
-        self.hint: set[str] | None = None
+        self.hint = None
         if finished is not None and not run.waiting:
             hint = self.hint = set(finished)
             for path in finished:              # and every group holding them
