@@ -5,7 +5,8 @@ For random definitions and random task outcomes, a durable kernel driven to quie
 clock and tick) must end the run where ``tests/workflow_model.run_reference`` does: the same
 status, and for a run that did not fail, the same context and step statuses.  Reopening the
 directory (from the log alone, and from a snapshot taken mid-run) gives the live digest,
-and ``Kernel.replay(until=N)`` gives the digest the live kernel had after N events.
+and ``Kernel.replay(until=N)`` gives the digest the live kernel had after N events;
+``eskernel verify`` finds no violation in the log.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from hypothesis import given, settings, strategies as st
 
 from eskernel import Kernel, ManualClock, StaleLeaseError
+from eskernel.verify import verify_log
 from eskernel.workflows import parse_definition
 from tests.workflow_model import definitions, run_reference
 
@@ -112,6 +114,8 @@ def test_kernel_matches_reference_and_replays(defn, seed, snap, toggles):
             assert again == run
         finally:
             k2.close()
+        result = verify_log(path)
+        assert result.ok, result.violation
         for off in sorted(digests)[:: max(1, len(digests) // 4)] + [end]:
             r = Kernel.replay(path, until=off)
             try:

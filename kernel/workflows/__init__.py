@@ -3,9 +3,21 @@ run by the kernel as ordinary tasks with every decision recorded as an event.
 
 The engine is a layer in these modules (``model``: definitions and conditions, ``builder``:
 the fluent builder, ``state``: runs and the apply path of the workflow events,
-``interpreter``: the live decisions, ``plan``: execution plans, ``commands``: the Kernel's
-workflow API).  The kernel calls it at two points only: after a command finishes tasks of a
-run, and on ``tick()``.
+``interpreter``: the live decisions, ``records``: the checks of workflow records read back,
+``plan``: execution plans, ``commands``: the Kernel's workflow API).  The kernel calls it at
+two points only: after a command finished tasks of a run (complete, complete_many, a
+dead-lettering fail, cancel), and on ``tick()`` (time waits; the first tick also takes the
+outcomes a crash left undecided).
+
+Why a layer and not part of the compiled core: a workflow decision is rare next to a claim
+(one per step, not per call), it reads JSON contexts and conditions, and it needs no new
+scheduling rule: every step's task is an ordinary task that the core schedules as any
+other.  So the hot paths gain one dictionary test (is this task a workflow's?), the core
+and its snapshot arrays are unchanged, and the decisions are events of their own
+(``workflow_started``, ``workflow_step``, ``workflow_signal``, ``workflow_paused``,
+``workflow_resumed``, ``workflow_finished``) that replay applies without evaluating
+anything.  The cost is one to two extra events per step (the step's start and its end),
+encoded in Python.
 
 >>> from eskernel import Kernel, ManualClock
 >>> from eskernel.workflows import WorkflowBuilder
