@@ -677,6 +677,7 @@ class Kernel(Views, WorkflowCommands):
         now = self._now()
         sched, expired, ready = self._sched, 0, 0
         pending: list[bytes] = []
+        dead: list[str] = []         # tasks dead-lettered here (workflow steps may own them)
         try:
             while (x := sched.next_expired(now)) is not None:
                 h, lid = x
@@ -684,6 +685,8 @@ class Kernel(Views, WorkflowCommands):
                 self._apply_pending(pending, self._failure_events(h, due, {
                     "t": "expired", "ts": now, "task": sched.task_ids[h], "lease": lid,
                     "retry_at": due if due >= 0 else None}))
+                if due < 0 and self._wf_tasks:
+                    dead.append(sched.task_ids[h])
                 expired += 1
             while (h := sched.next_due(now)) >= 0:
                 self._apply_pending(pending, [{"t": "ready", "ts": now,
@@ -695,6 +698,8 @@ class Kernel(Views, WorkflowCommands):
                 raise self._poison(err) from err
             raise                                   # nothing applied, or _write poisoned
         self._maybe_snapshot()
+        if dead:
+            self._wf_after(dead)
         if self._state.workflows.runs:
             self._wf_tick(now)
         return {"expired": expired, "ready": ready}

@@ -390,3 +390,17 @@ def test_what_the_caller_still_holds_cannot_change_a_run(k):
     assert k.digest() == digest
     assert k.workflow("w")["context"] == {"items": [1], "extra": {"deep": [1]},
                                           "note": {"v": [1]}}
+
+
+def test_a_step_task_dead_lettered_by_expiry_fails_its_step_on_that_tick(k):
+    wf = (WorkflowBuilder("w").add_task_step("slow", queue="q", max_attempts=1, timeout=5,
+                                             on_failure="continue")
+          .add_task_step("next", queue="q").build())
+    k.start_workflow(wf, id="w")
+    k.tick()                                    # the first tick sweeps: nothing to decide
+    assert k.claim("a").task_id == "w/slow"
+    k._clock.advance(6.0)
+    assert k.tick()["expired"] == 1
+    run = k.workflow("w")
+    assert run["steps"]["slow"]["status"] == "failed"
+    assert k.claim("a").task_id == "w/next"
