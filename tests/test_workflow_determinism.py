@@ -34,17 +34,24 @@ def outcome_for(seed: int):
 
 
 def drive(k: Kernel, clock: ManualClock, outcome, digests: dict[int, str],
-          snapshot_at: int | None, toggles: list[bool]) -> None:
+          snapshot_at: int | None, toggles: list[bool], cancel_at: int | None = None) -> bool:
     """Run every claimable task to its outcome; advance time when none is; stop when a
     clock advance changes nothing.  ``toggles[i]``: pause (or resume) the run at round i
     of the first 30 (a paused run is resumed once nothing else moves), and signal a field
-    no condition reads; neither may change where the run ends."""
+    no condition reads; neither may change where the run ends.  At round ``cancel_at`` the
+    run is cancelled if it is not over; returns whether it was."""
+    cancelled = False
     rounds = 0
     idle = 0
     while idle < 2:
         rounds += 1
         assert rounds < 500, "the kernel did not settle"
         status = k.workflow("run")["status"]
+        if rounds == cancel_at and status in ("running", "paused"):
+            k.cancel_workflow("run")
+            digests[k.next_offset] = k.digest()
+            cancelled = True
+            status = "cancelled"
         if (toggles and rounds <= 30 and toggles[rounds % len(toggles)]
                 and status in ("running", "paused")):
             if status == "running":
@@ -79,12 +86,13 @@ def drive(k: Kernel, clock: ManualClock, outcome, digests: dict[int, str],
             digests[k.next_offset] = k.digest()
             if snapshot_at is not None and len(digests) == snapshot_at:
                 k.snapshot()
+    return cancelled
 
 
 @settings(max_examples=max(60, settings.default.max_examples))
 @given(defn=definitions(), seed=st.integers(0, 2**32), snap=st.none() | st.integers(1, 12),
-       toggles=st.lists(st.booleans(), max_size=5))
-def test_kernel_matches_reference_and_replays(defn, seed, snap, toggles):
+       toggles=st.lists(st.booleans(), max_size=5), cancel_at=st.none() | st.integers(1, 6))
+def test_kernel_matches_reference_and_replays(defn, seed, snap, toggles, cancel_at):
     outcome = outcome_for(seed)
     want_status, want_ctx, want_steps = run_reference(defn, "run", outcome)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,11 +104,16 @@ def test_kernel_matches_reference_and_replays(defn, seed, snap, toggles):
         digests = {k.next_offset: k.digest()}
         k.start_workflow(parse_definition(defn), id="run")
         digests[k.next_offset] = k.digest()
-        drive(k, clock, outcome, digests, snap, toggles)
+        cancelled = drive(k, clock, outcome, digests, snap, toggles, cancel_at)
         run = k.workflow("run")
         run["context"].pop("note", None)
-        assert run["status"] == want_status, (run["steps"], want_steps)
-        if want_status != "failed":
+        if cancelled:       # the run and every task it started are over
+            assert run["status"] == "cancelled"
+            assert all(t.status in ("COMPLETED", "FAILED", "CANCELLED") for t in k.tasks()
+                       if t.id.startswith("run/"))
+        else:
+            assert run["status"] == want_status, (run["steps"], want_steps)
+        if want_status != "failed" and not cancelled:
             assert run["context"] == want_ctx
             assert {p: s["status"] for p, s in run["steps"].items()} == want_steps
         assert k.check()
