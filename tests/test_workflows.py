@@ -404,3 +404,24 @@ def test_a_step_task_dead_lettered_by_expiry_fails_its_step_on_that_tick(k):
     run = k.workflow("w")
     assert run["steps"]["slow"]["status"] == "failed"
     assert k.claim("a").task_id == "w/next"
+
+
+def test_the_runtime_waits_out_a_time_wait(k):
+    import asyncio
+    from eskernel.runtime import Runtime
+    rt = Runtime(k, agents=["a"])
+
+    @rt.handler("q")
+    async def noop(payload):
+        return {"ok": True}
+
+    wf = (WorkflowBuilder("w").add_task_step("before", queue="q")
+          .add_wait_step("cool_down", seconds=600).add_task_step("after", queue="q").build())
+    k.start_workflow(wf, id="w")
+    assert k.workflow_wake() is None
+    asyncio.run(rt.run_until_idle())
+    rt.close()
+    run = k.workflow("w")
+    assert run["status"] == "completed"
+    gap = run["steps"]["after"]["started"] - run["steps"]["before"]["finished"]
+    assert gap >= 600 * 10**9

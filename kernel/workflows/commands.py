@@ -257,6 +257,14 @@ class WorkflowCommands:
         data: dict[str, Any] = _copy(self._run(workflow_id).dump())
         return data
 
+    def workflow_wake(self) -> float | None:
+        """The earliest time (seconds) a running run's wait step is due (a time wait's end
+        or a condition wait's timeout), or None.  ``tick()`` at or after it takes the
+        decision; the Runtime waits for it like for a retry's backoff."""
+        wakes = [min(r.timers.values()) for r in self._state.workflows.runs.values()
+                 if r.status == "running" and r.timers]
+        return min(wakes) / 1e9 if wakes else None
+
     def workflows(self) -> list[str]:
         """The ids of every run, in start order."""
         return list(self._state.workflows.runs)
