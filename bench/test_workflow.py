@@ -8,19 +8,23 @@ Groups and ids:
   each depending on the one before, ``submit_many`` + the Runtime until idle);
 * ``workflow-parallel`` — one parallel group of 1,000 task steps vs 1,000 independent tasks;
 * ``workflow-kernel`` — the sequential case with a bare ``claim`` / ``complete`` loop instead
-  of the Runtime: the kernel's own cost, without handler overhead.
+  of the Runtime: the kernel's own cost, without handler overhead;
+* ``workflow-paired`` — both shapes, the workflow and its DAG twin alternating round after
+  round (the figure to quote on a shared machine: the median of the per-pair ratios).
 
 The kernel (in memory) is built in ``setup``; a round is the start (or submit) and the run
 to the end.  Quote medians:
 
     .venv/bin/python -m pytest bench/test_workflow.py -p no:cacheprovider --benchmark-only \
-        --benchmark-columns=median,rounds -o addopts="--import-mode=importlib"
+        --benchmark-columns=median,rounds -o addopts="--import-mode=importlib" -s
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import statistics
+import time
 from typing import Any
 
 import pytest
@@ -118,3 +122,34 @@ def test_sequential_kernel_only(benchmark: Any, impl: str) -> None:
     benchmark.pedantic(_drain, setup=lambda: ((_kernel(), start), {}), rounds=ROUNDS,
                        iterations=1)
     benchmark.extra_info["impl"] = impl
+
+
+PAIRS = 5 if os.environ.get("ESKERNEL_BENCH_QUICK") else 21
+
+
+@pytest.mark.benchmark(group="workflow-paired")
+@pytest.mark.parametrize("shape", ["sequential", "parallel"])
+def test_paired_ratio(benchmark: Any, shape: str) -> None:
+    """The workflow and its plain-DAG twin run alternately, round after round, through the
+    Runtime: a load change on the machine hits both alike.  Reported: each median and the
+    median of the per-pair ratios (``extra_info``)."""
+    wf = sequential() if shape == "sequential" else parallel()
+    twin = _chain if shape == "sequential" else _flat
+    times: dict[str, list[float]] = {"workflow": [], "baseline-dag": []}
+
+    def one_pair() -> None:
+        for impl, start in (("workflow", lambda k: k.start_workflow(wf, id="w")),
+                            ("baseline-dag", twin)):
+            args, _ = _with_runtime(start)()
+            t0 = time.perf_counter()
+            _run(*args)
+            times[impl].append(time.perf_counter() - t0)
+
+    benchmark.pedantic(one_pair, rounds=PAIRS, iterations=1)
+    ratios = sorted(w / b for w, b in zip(times["workflow"], times["baseline-dag"]))
+    info = {"impl": "workflow", "workflow_median_ms": statistics.median(times["workflow"]) * 1e3,
+            "dag_median_ms": statistics.median(times["baseline-dag"]) * 1e3,
+            "ratio_median": ratios[len(ratios) // 2]}
+    benchmark.extra_info.update(info)
+    print(f"\n{shape}: workflow {info['workflow_median_ms']:.1f} ms, plain DAG "
+          f"{info['dag_median_ms']:.1f} ms, median ratio {info['ratio_median']:.2f}x")

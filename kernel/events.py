@@ -64,7 +64,8 @@ import orjson
 from .errors import InvalidSpecError
 
 __all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "encode", "decode", "dumps", "loads",
-           "encode_completed", "encode_heartbeat", "encode_submitted", "fragment",
+           "encode_completed", "encode_heartbeat", "encode_submitted", "encode_workflow_step",
+           "fragment",
            "OPTIONAL", "DEFAULT_BACKOFF"]
 
 SCHEMA_VERSION = 1
@@ -197,3 +198,17 @@ def encode_heartbeat(ts: int, task: str, lease: int, expires: int) -> bytes:
     """The ``heartbeat`` record (hot path)."""
     return b'{"v":1,"t":"heartbeat","ts":%d,"task":"%s","lease":%d,"expires":%d}' % (
         ts, task.encode(), lease, expires)
+
+
+def encode_workflow_step(ts: int, workflow: str, path: str, status: str, task: str | None,
+                         info: dict[str, Any] | None, context: dict[str, Any] | None) -> bytes:
+    """The ``workflow_step`` record (a workflow's per-step decisions; byte-identical to
+    :func:`encode`).  Raises InvalidSpecError, like :func:`encode`, for a value that
+    cannot be stored."""
+    try:
+        return orjson.dumps({"v": SCHEMA_VERSION, "t": "workflow_step", "ts": ts,
+                             "workflow": workflow, "path": path, "status": status,
+                             "task": task, "info": info, "context": context})
+    except TypeError:
+        return encode({"t": "workflow_step", "ts": ts, "workflow": workflow, "path": path,
+                       "status": status, "task": task, "info": info, "context": context})

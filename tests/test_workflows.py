@@ -425,3 +425,14 @@ def test_the_runtime_waits_out_a_time_wait(k):
     assert run["status"] == "completed"
     gap = run["steps"]["after"]["started"] - run["steps"]["before"]["finished"]
     assert gap >= 600 * 10**9
+
+
+def test_the_workflow_step_encoder_matches_the_reference_encoder():
+    from eskernel import events
+    for info, context in ((None, None), ({"attempt": 2, "wake": None}, {"a": [1, {"b": "é"}]})):
+        ev = {"t": "workflow_step", "ts": 7, "workflow": "w", "path": "l/0/a",
+              "status": "running", "task": "w/l/0/a", "info": info, "context": context}
+        assert events.encode_workflow_step(7, "w", "l/0/a", "running", "w/l/0/a", info,
+                                           context) == events.encode(ev)
+    with pytest.raises(InvalidSpecError):
+        events.encode_workflow_step(7, "w", "a", "completed", None, None, {"x": object()})

@@ -11,6 +11,7 @@ decision).  Both append the decisions in one batch after the command's own recor
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable, Iterable
 
 from .. import events
@@ -59,6 +60,8 @@ class WorkflowCommands:
         pending: list[bytes] = []
         interp = Interpreter(self._state, self._now() if now is None else now,
                              self._max_payload, pending.append)
+        gc_was_on = gc.isenabled()
+        gc.disable()    # decisions build long-lived objects (step records, results), no cycles
         try:
             decide(interp)
             if pending:
@@ -67,6 +70,9 @@ class WorkflowCommands:
             if pending and self._failed is None:
                 raise self._poison(err) from err
             raise
+        finally:
+            if gc_was_on:
+                gc.enable()
         if pending:
             self._maybe_snapshot()
 
@@ -158,8 +164,8 @@ class WorkflowCommands:
                               "definition": spec, "context": ctx}
         # The run keeps copies decoded from the record: what the caller still holds (the
         # definition's payloads, the context's values) cannot change it afterwards.
-        rec = events.encode(ev)         # a context that cannot be stored is refused here
-        ev["context"] = events.loads(rec)["context"]
+        events.encode(ev)               # a context that cannot be stored is refused here
+        ev["context"] = events.loads(events.dumps(ctx))
         ev["_definition"] = Workflow.model_validate(spec)
 
         def decide(it: Interpreter) -> None:

@@ -59,8 +59,10 @@ class Interpreter:
     def step_event(self, run: Run, path: str, status: str, task: str | None = None,
                    info: dict[str, Any] | None = None,
                    context: dict[str, Any] | None = None) -> None:
-        self.emit({"t": "workflow_step", "ts": self.now, "workflow": run.id, "path": path,
-                   "status": status, "task": task, "info": info, "context": context})
+        rec = events.encode_workflow_step(self.now, run.id, path, status, task, info, context)
+        self.st.apply({"t": "workflow_step", "ts": self.now, "workflow": run.id, "path": path,
+                       "status": status, "task": task, "info": info, "context": context})
+        self.record(rec)
 
     # -- the walk ---------------------------------------------------------------------
 
@@ -234,7 +236,7 @@ class Interpreter:
         code = self.st.sched.status_of(h)
         if code == _COMPLETED:
             body = self.st.results[h]
-            result = events.loads(body) if body is not None else None
+            result = None if body is None or body == b"null" else events.loads(body)
             if step.outputs is None:
                 updates = {step.name: result}
             else:

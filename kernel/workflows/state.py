@@ -108,15 +108,16 @@ class WorkflowTable:
             if status == "running":
                 run.open[task] = path
                 self.tasks[task] = run.id
-        wake = rec.get("wake") if status == "running" else None
-        if wake is not None:
-            run.timers[path] = wake
-        else:
-            run.timers.pop(path, None)
-        if status == "running" and "wake" in rec:      # only wait steps record a wake
-            run.waiting.add(path)
-        else:
-            run.waiting.discard(path)
+        if "wake" in rec:                   # only wait steps record a wake
+            wake = rec["wake"] if status == "running" else None
+            if wake is not None:
+                run.timers[path] = wake
+            else:
+                run.timers.pop(path, None)
+            if status == "running":
+                run.waiting.add(path)
+            else:
+                run.waiting.discard(path)
         if status in _STEP_DONE:
             rec["finished"] = ev["ts"]
         if ev["context"]:
