@@ -436,3 +436,21 @@ def test_the_workflow_step_encoder_matches_the_reference_encoder():
                                            context) == events.encode(ev)
     with pytest.raises(InvalidSpecError):
         events.encode_workflow_step(7, "w", "a", "completed", None, None, {"x": object()})
+
+
+def test_an_idle_runtime_does_not_wait_out_a_condition_timeout(k):
+    import asyncio
+    from eskernel.runtime import Runtime
+    rt = Runtime(k, agents=["a"])
+    rt.register("q", lambda payload: None)
+    wf = (WorkflowBuilder("w", context={"ok": False})
+          .add_wait_step("approval", condition=("ok", "==", True), timeout=3600)
+          .add_task_step("after", queue="q").build())
+    k.start_workflow(wf, id="w")
+    assert k.workflow_wake() is None
+    asyncio.run(rt.run_until_idle())        # returns: the run waits for a signal
+    assert k.workflow("w")["status"] == "running"
+    k.signal("w", "ok", True)
+    asyncio.run(rt.run_until_idle())
+    rt.close()
+    assert k.workflow("w")["status"] == "completed"

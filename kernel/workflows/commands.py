@@ -21,7 +21,7 @@ from ..errors import (InvalidSpecError, InvalidStateError, UnknownQueueError,
                       UnknownWorkflowError)
 from .interpreter import Interpreter
 from .model import (NAME_PATTERN, LoopStep, TaskStep, Workflow, children, parse_definition,
-                    walk)
+                    step_at, walk)
 from .plan import definition_plan, run_plan
 from .state import FINISHED, Run
 
@@ -264,11 +264,14 @@ class WorkflowCommands:
         return data
 
     def workflow_wake(self) -> float | None:
-        """The earliest time (seconds) a running run's wait step is due (a time wait's end
-        or a condition wait's timeout), or None.  ``tick()`` at or after it takes the
-        decision; the Runtime waits for it like for a retry's backoff."""
-        wakes = [min(r.timers.values()) for r in self._state.workflows.runs.values()
-                 if r.status == "running" and r.timers]
+        """The earliest time (seconds) a running run's time wait ends, or None.  ``tick()``
+        at or after it takes the decision; the Runtime waits for it like for a retry's
+        backoff.  A condition wait's timeout is not counted: such a wait is for input from
+        outside (a signal), which an idle Runtime does not wait for (``tick()`` still
+        times it out)."""
+        wakes = [t for r in self._state.workflows.runs.values() if r.status == "running"
+                 for p, t in r.timers.items()
+                 if getattr(step_at(r.definition, p), "seconds", None) is not None]
         return min(wakes) / 1e9 if wakes else None
 
     def workflows(self) -> list[str]:

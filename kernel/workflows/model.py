@@ -58,7 +58,8 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 class Condition(BaseModel):
     """A test on one context field: ``field`` (a dotted path), ``op`` (see
-    :data:`OPERATORS`), ``value`` and an optional ``default`` used when the field is absent.
+    :data:`OPERATORS`), ``value``, and ``default``, used when the field is absent if
+    ``has_default`` is true (:func:`~eskernel.workflows.condition` sets both).
 
     >>> Condition(field="tests.status", op="==", value="passed").holds({"tests": {"status": "passed"}})
     True
