@@ -94,6 +94,8 @@ def test_start_validates_before_writing(k):
     with pytest.raises(InvalidSpecError):
         k.start_workflow(ok, context={"x": object()})
     assert k.next_offset == 2 and k.workflows() == []
+    with pytest.raises(InvalidSpecError, match="contains '/'"):
+        k.start_workflow(ok, id="a/b")          # its task ids could be another run's
     k.start_workflow(ok, id="w1")
     with pytest.raises(InvalidSpecError):
         k.start_workflow(ok, id="w1")

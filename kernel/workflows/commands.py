@@ -147,6 +147,10 @@ class WorkflowCommands:
                 wid = f"{wf.name}-{n}"
         else:
             wid = check_id(id, "workflow")
+            if "/" in wid:
+                raise InvalidSpecError(f"workflow id {wid!r} contains '/', which separates "
+                                       "the run from the step path in its task ids; use "
+                                       "another character")
             if wid in runs:
                 raise InvalidSpecError(f"workflow id {wid!r} is already in use; pick another")
         if len(wid) + 1 + _max_path(list(wf.steps), 0) + 6 > 200:

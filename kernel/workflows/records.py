@@ -42,7 +42,7 @@ def workflow_checks(error: type[Exception]) -> dict[str, Check]:
 
     def started(st: Any, ev: dict[str, Any]) -> None:
         wid = ev["workflow"]
-        if type(wid) is not str or ID_PATTERN.fullmatch(wid) is None:
+        if type(wid) is not str or ID_PATTERN.fullmatch(wid) is None or "/" in wid:
             raise error(f"workflow id {show(wid)} is not a valid id")
         if wid in st.workflows.runs:
             raise error(f"workflow {wid!r} was already started")
