@@ -117,6 +117,15 @@ def test_results_merge_into_context_and_branches_follow_them(k):
     assert k.workflow("ok")["status"] == k.workflow("bad")["status"] == "completed"
 
 
+def test_workflow_of_names_the_run_and_step_of_an_open_task(k):
+    wf = (WorkflowBuilder("w").add_task_step("a", queue="q").add_task_step("b", queue="q")
+          .add_parallel_step("p", ["a", "b"]).build())
+    k.start_workflow(wf, id="w")
+    assert k.workflow_of("w/p/a") == ("w", "p/a")
+    k.complete(k.claim("a"))
+    assert k.workflow_of("w/p/a") is None and k.workflow_of("nope") is None
+
+
 def test_inputs_read_the_context_into_the_payload(k):
     wf = (WorkflowBuilder("w", context={"env": "prod"})
           .add_task_step("a", queue="q", payload={"fixed": 1}, inputs={"where": "env"})

@@ -278,6 +278,14 @@ class WorkflowCommands:
                  if getattr(step_at(r.definition, p), "seconds", None) is not None]
         return min(wakes) / 1e9 if wakes else None
 
+    def workflow_of(self, task_id: str) -> tuple[str, str] | None:
+        """``(workflow id, step path)`` of an open task of a running or paused run (a
+        handler's way to its run: ``kernel.workflow(wid)["context"]``), else None."""
+        wid = self._state.workflows.tasks.get(task_id) if type(task_id) is str else None
+        if wid is None:
+            return None
+        return wid, self._state.workflows.runs[wid].open[task_id]
+
     def workflows(self) -> list[str]:
         """The ids of every run, in start order."""
         return list(self._state.workflows.runs)
