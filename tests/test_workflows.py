@@ -287,17 +287,37 @@ def test_a_crash_between_completion_and_decision_is_recovered_on_tick(tmp_path):
     k2.close()
 
 
-def test_a_forged_workflow_record_stops_the_open(tmp_path):
+FORGED = [
+    (b'"path":"nope","status":"completed","task":null,"info":null,"context":null',
+     "names no step"),
+    (b'"path":"c","status":"running","task":null,"info":{"branch":"maybe"},"context":null',
+     "cannot be running"),
+    (b'"path":"l","status":"running","task":null,"info":{"iteration":7},"context":null',
+     "cannot be running"),
+    (b'"path":"a","status":"running","task":"w/zz","info":{"attempt":0},"context":null',
+     "is not the fresh task"),
+    (b'"path":"a","status":"completed","task":null,"info":null,"context":{"bad key":1}',
+     "not an object of context fields"),
+]
+
+
+@pytest.mark.parametrize("body, message", FORGED)
+def test_a_forged_workflow_record_stops_the_open(tmp_path, body, message):
     from eskernel.eventlog import EventLog
     k = Kernel.open(tmp_path / "log", clock=ManualClock(start=START))
     k.declare_queue("q")
-    k.start_workflow(WorkflowBuilder("w").add_task_step("a", queue="q").build(), id="w")
+    k.start_workflow(WorkflowBuilder("w", context={"x": 1}).add_task_step("a", queue="q")
+                     .add_task_step("b", queue="q")
+                     .add_conditional_step("c", ("x", "==", 1), then=["b"])
+                     .add_task_step("d", queue="q")
+                     .add_loop_step("l", ("x", "==", 1), body=["d"], max_iterations=2)
+                     .build(), id="w")
     k.close()
     log = EventLog.open(tmp_path / "log")
     log.append(b'{"v":1,"t":"workflow_step","ts":1700000000000000000,"workflow":"w",'
-               b'"path":"nope","status":"completed","task":null,"info":null,"context":null}')
+               + body + b'}')
     log.close()
-    with pytest.raises(LogRecordInvalidError, match="names no step"):
+    with pytest.raises(LogRecordInvalidError, match=message):
         Kernel.open(tmp_path / "log")
 
 

@@ -50,7 +50,7 @@ class WorkflowCommands:
     _write: Callable[..., None]
     _poison: Callable[[BaseException], BaseException]
     _maybe_snapshot: Callable[[], None]
-    _wf_swept: bool
+    _wf_swept = False           # set by the first tick (see _wf_tick)
 
     # -- running the interpreter -----------------------------------------------------------
 
@@ -93,7 +93,7 @@ class WorkflowCommands:
     def _wf_tick(self, now: int) -> None:
         """Drive the running runs with a wait step due; the first tick of a kernel drives
         every running run (outcomes a crash kept from being taken into account)."""
-        swept = getattr(self, "_wf_swept", False)
+        swept = self._wf_swept
         self._wf_swept = True
         runs = [r for r in self._state.workflows.runs.values() if r.status == "running"
                 and (not swept or (r.timers and min(r.timers.values()) <= now))]

@@ -15,7 +15,8 @@ from typing import Any, Callable
 from .._validate import ID_PATTERN, show
 from ..errors import EskernelError
 from .interpreter import task_id_for
-from .model import NAME_PATTERN, TaskStep, parse_definition, step_at, walk
+from .model import (NAME_PATTERN, ConditionalStep, LoopStep, TaskStep, WaitStep,
+                    parse_definition, step_at, walk)
 from .state import FINISHED, STEP_STATUSES
 
 __all__ = ["workflow_checks"]
@@ -63,7 +64,8 @@ def workflow_checks(error: type[Exception]) -> dict[str, Check]:
         if run.status != "running":
             raise error(f"workflow {run.id!r} is {run.status}: it takes no decision")
         path, status, task, info = ev["path"], ev["status"], ev["task"], ev["info"]
-        if type(path) is not str or step_at(run.definition, path) is None:
+        node = step_at(run.definition, path) if type(path) is str else None
+        if node is None:
             raise error(f"path {show(path)} names no step of workflow {run.id!r}")
         if status not in STEP_STATUSES:
             raise error(f"step status {show(status)} is not one of {list(STEP_STATUSES)}")
@@ -83,6 +85,26 @@ def workflow_checks(error: type[Exception]) -> dict[str, Check]:
         wake = (info or {}).get("wake")
         if wake is not None and (type(wake) is not int or wake < 0):
             raise error(f"wake time {show(wake)} is not a time in ns")
+        if status == "running":
+            running(node, path, rec, task, info or {})
+
+    def running(node: Any, path: str, rec: Any, task: Any, info: dict[str, Any]) -> None:
+        # What the interpreter records when a step of each kind starts or goes on.
+        if isinstance(node, TaskStep):
+            ok = task is not None
+        elif isinstance(node, WaitStep):
+            ok = rec is None and "wake" in info
+        elif isinstance(node, ConditionalStep):
+            ok = rec is None and info.get("branch") in ("then", "otherwise")
+        elif isinstance(node, LoopStep):
+            it = info.get("iteration")
+            ok = (type(it) is int and 0 <= it < (node.max_iterations or 0)
+                  and it == (rec["iteration"] + 1 if rec is not None else 0))
+        else:
+            ok = rec is None
+        if not ok:
+            raise error(f"step {path!r} ({node.kind}) cannot be running with task "
+                        f"{show(task)} and info {show(info)}")
 
     def signal(st: Any, ev: dict[str, Any]) -> None:
         run_of(st, ev)
