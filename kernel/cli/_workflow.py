@@ -28,7 +28,8 @@ def show_workflow(directory: Path, workflow_id: str, fmt: str) -> None:
     if run["finished"] is not None:
         summary["took (s)"] = round((run["finished"] - run["started"]) / 1e9, 3)
     steps = []
-    for path, rec in sorted(run["steps"].items(), key=lambda kv: (kv[1]["started"], kv[0])):
+    # A stable sort: steps that started at one time stay in the order they started.
+    for path, rec in sorted(run["steps"].items(), key=lambda kv: kv[1]["started"]):
         end = rec.get("finished")
         steps.append({
             "step": path, "status": rec["status"], "task": rec.get("task"),
