@@ -4,9 +4,10 @@ The workflow engine is a layer over the task kernel: its runs are state in
 ``KernelState.workflows`` changed only by workflow events, and its tasks are ordinary tasks.
 The kernel calls :meth:`WorkflowCommands._wf_after` after a command finished (completed,
 dead-lettered or cancelled) tasks that belong to a run, and :meth:`WorkflowCommands._wf_tick`
-from ``tick()`` (wait steps whose time has come; and any run whose task outcome was not yet
-taken into account, e.g. a crash between a task's ``completed`` record and the run's next
-decision).  Both append the decisions in one batch after the command's own records.
+from ``tick()`` (wait steps whose time has come; and, on a kernel's first tick, every
+running run, taking the task outcomes a crash between a task's ``completed`` record and the
+run's next decision left undecided).  Both append the decisions in one batch after the
+command's own records.
 """
 
 from __future__ import annotations
