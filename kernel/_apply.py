@@ -14,6 +14,7 @@ from typing import Any, Callable
 from . import events
 from ._core import Scheduler
 from .errors import KernelInternalError
+from .workflows.state import WorkflowTable
 
 #: The metadata of the many tasks that carry none, shared (snapshots test identity with it).
 _NO_META: tuple[Any, ...] = (None, None, None, None, ())
@@ -36,8 +37,11 @@ class KernelState:
         self.policies: dict[tuple[int, float, int, float], int] = {}
         self.last_ts = 0
         self.applied = 0
+        self.workflows = WorkflowTable()       # the workflow layer's runs (kernel/workflows/)
         self._dispatch: dict[str, Callable[[dict[str, Any]], None]] = {
-            name: getattr(self, "_on_" + name) for name in events.EVENT_TYPES}
+            name: getattr(self, "_on_" + name) for name in events.EVENT_TYPES
+            if not name.startswith("workflow_")}
+        self._dispatch.update(self.workflows.handlers())
         self.default_policy = self.policy(*events.DEFAULT_BACKOFF_KEY)
 
     # -- the apply path -------------------------------------------------------------
@@ -212,6 +216,8 @@ class KernelState:
                                # last event time, the live calls only this one
                                max(self.last_ts, self.sched.last_ts),
                                self.sched.policy_table()]))
+        if self.workflows.runs:
+            h.update(events.dumps(self.workflows.dump()))
         for blob in self.payloads:
             h.update(blob)
         for res in self.results:

@@ -32,6 +32,7 @@ from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError
                      InvalidArgumentError, InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
                      StaleLeaseError)
 from .models import BackoffPolicy, Priority, TaskSpec
+from .workflows.commands import WorkflowCommands
 
 #: Events ``tick()`` appends per batch.
 TICK_BATCH = 4096
@@ -47,7 +48,7 @@ def _monotonic(read: Any, state: KernelState) -> Any:
     return now
 
 
-class Kernel(Views):
+class Kernel(Views, WorkflowCommands):
     """An event-sourced task scheduler.  Open one with :meth:`open` or :meth:`in_memory`.
 
     A Kernel is not thread-safe: call it from one thread (the :class:`Runtime` does), or
@@ -86,6 +87,7 @@ class Kernel(Views):
         self._last_snapshot = state.applied
         self._append = log.append
         self._agent_index = state.agent_index
+        self._wf_tasks = state.workflows.tasks     # open workflow tasks (the dict is never rebound)
         self._blocked = read_only    # True once closed, failed or read-only: the slow check runs
         self._snapshotter = (Snapshotter(log, snapshot_keep, snapshot_growth)
                              if hasattr(log, "write_snapshot") and not read_only else None)
@@ -553,6 +555,8 @@ class Kernel(Views):
         if st.complete(h, lid, now, body) < 0:
             raise self._stale(lease, "complete")
         self._append_hot(events.encode_completed(now, lease.task_id, lid, body), now)
+        if self._wf_tasks and lease.task_id in self._wf_tasks:
+            self._wf_after((lease.task_id,))
 
     def complete_many(self, leases: Iterable[Lease], results: Iterable[Any] | None = None) -> None:
         """Complete several leased tasks in one append (one fsync in ``fsync`` mode).
@@ -591,6 +595,8 @@ class Kernel(Views):
             self._lease(bad)                   # not a Lease / not issued here: raises
             raise self._stale(bad, "complete")
         self._append_hot_many(records, now)
+        if self._wf_tasks:
+            self._wf_after([lease.task_id for lease in leases])
 
     def _u(self, lease_id: int) -> float:
         # The jitter draw for a failed attempt: a pure function of (seed, lease id), so a
@@ -625,9 +631,12 @@ class Kernel(Views):
             raise self._stale(lease, "fail")
         now = self._now()
         due = self._sched.retry_due(h, now, retryable, self._u(lid))
-        self._commit(self._failure_events(h, due, {
+        evs = self._failure_events(h, due, {
             "t": "failed", "ts": now, "task": lease.task_id, "lease": lid,
-            "error": error[:65536], "retryable": retryable, "retry_at": due if due >= 0 else None}))
+            "error": error[:65536], "retryable": retryable, "retry_at": due if due >= 0 else None})
+        self._commit(evs)
+        if due < 0 and self._wf_tasks:
+            self._wf_after([ev["task"] for ev in evs])
 
     def release(self, lease: Lease) -> None:
         """Give a leased task back (READY again) without using up an attempt."""
@@ -650,10 +659,13 @@ class Kernel(Views):
             raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[ROW_STATUS]}; "
                                     "there is nothing to cancel")
         now = self._now()
-        evs = [{"t": "cancelled", "ts": now, "task": task_id, "reason": "cancelled", "cause": None}]
+        evs: list[dict[str, Any]] = [{"t": "cancelled", "ts": now, "task": task_id,
+                                      "reason": "cancelled", "cause": None}]
         evs += [{"t": "cancelled", "ts": now, "task": self._sched.task_ids[d],
                  "reason": "upstream", "cause": task_id} for d in self._sched.cancel_closure(h)]
         self._commit(evs)
+        if self._wf_tasks:
+            self._wf_after([ev["task"] for ev in evs])
         return [ev["task"] for ev in evs]
 
     def requeue(self, task_id: str) -> None:
@@ -681,6 +693,7 @@ class Kernel(Views):
         now = self._now()
         sched, expired, ready = self._sched, 0, 0
         pending: list[bytes] = []
+        dead: list[str] = []         # tasks dead-lettered here (workflow steps may own them)
         try:
             while (x := sched.next_expired(now)) is not None:
                 h, lid = x
@@ -688,6 +701,8 @@ class Kernel(Views):
                 self._apply_pending(pending, self._failure_events(h, due, {
                     "t": "expired", "ts": now, "task": sched.task_ids[h], "lease": lid,
                     "retry_at": due if due >= 0 else None}))
+                if due < 0 and self._wf_tasks:
+                    dead.append(sched.task_ids[h])
                 expired += 1
             while (h := sched.next_due(now)) >= 0:
                 self._apply_pending(pending, [{"t": "ready", "ts": now,
@@ -699,6 +714,10 @@ class Kernel(Views):
                 raise self._poison(err) from err
             raise                                   # nothing applied, or _write poisoned
         self._maybe_snapshot()
+        if dead:
+            self._wf_after(dead)
+        if self._state.workflows.runs:
+            self._wf_tick(now)
         return {"expired": expired, "ready": ready}
 
     def _apply_pending(self, pending: list[bytes], evs: list[dict[str, Any]]) -> None:

@@ -39,6 +39,7 @@ from ._validate import (ID_PATTERN, MAX_DURATION_S, MAX_TAG_DEPTH, MAX_TIME_S, N
                         show)
 from .errors import EskernelError, LogRecordInvalidError
 from .models import PRIORITY_MAX, PRIORITY_MIN
+from .workflows.records import workflow_checks
 
 __all__ = ["RecordError", "check_record", "check_shape", "task_events", "record_error",
            "MAX_TS", "MAX_DURATION"]
@@ -326,6 +327,7 @@ _CHECKS = {
     "completed": _completed, "failed": _failed, "expired": _expired, "released": _released,
     "ready": _ready, "cancelled": _cancelled, "requeued": _requeued,
 }
+_CHECKS.update(workflow_checks(RecordError))     # the workflow layer's records
 assert _CHECKS.keys() == events.EVENT_TYPES.keys()
 
 

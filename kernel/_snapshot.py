@@ -8,7 +8,7 @@ arrays only) and every value is checked before it reaches the compiled core.
 Layout of the blob (stored by :mod:`eskernel.eventlog.snapshots` inside its own checksummed file)::
 
     0   magic       8 bytes   b"ESKSTATE"
-    8   version     u32       FORMAT (2); other versions are refused, not guessed at
+    8   version     u32       FORMAT (3); other versions are refused, not guessed at
     12  sections    u32       SECTION_COUNT
     16  hash        32 bytes  BLAKE2b-256 of everything after the header
     48  table       16 bytes per section: tag u32, length u64, CRC32C u32 of the body
@@ -24,6 +24,8 @@ Sections, each exactly once and in this order:
     5 RESULTS   msgpack arrays of bytes or nil
     6 ERRORS    msgpack arrays of str or nil
     7 META      msgpack arrays of nil or [name, tags (a map), key, parent, depends_on]
+    8 WORKFLOWS one JSON document: the workflow runs (``WorkflowTable.dump``), each
+                definition re-validated and each open task checked to exist on load
 
 Column sections are a stream of arrays of at most ``CHUNK`` items, so a background writer
 hands the GIL back between chunks.  Derived tables (the id indexes, agent capabilities,
@@ -52,13 +54,14 @@ from . import events
 from ._apply import _NO_META, KernelState
 from ._core import Scheduler
 from ._validate import MAX_TAG_DEPTH, MAX_TIME_S, NS, depth_ok
-from .errors import SnapshotCorruptError
+from .errors import EskernelError, SnapshotCorruptError
 
 MAGIC = b"ESKSTATE"
-FORMAT = 2
-HEAD, CORE, TASK_IDS, PAYLOADS, RESULTS, ERRORS, META = range(1, 8)
+FORMAT = 3
+HEAD, CORE, TASK_IDS, PAYLOADS, RESULTS, ERRORS, META, WORKFLOWS = range(1, 9)
 SECTION_NAMES = {HEAD: "head", CORE: "core", TASK_IDS: "task ids", PAYLOADS: "payloads",
-                 RESULTS: "results", ERRORS: "errors", META: "metadata"}
+                 RESULTS: "results", ERRORS: "errors", META: "metadata",
+                 WORKFLOWS: "workflows"}
 SECTION_COUNT = len(SECTION_NAMES)
 CHUNK = 8192
 _HEADER = struct.Struct("<8sII32s")
@@ -78,7 +81,7 @@ class Capture:
     """
 
     __slots__ = ("applied", "last_ts", "core", "task_ids", "queue_names", "agent_names",
-                 "payloads", "results", "errors", "meta")
+                 "payloads", "results", "errors", "meta", "workflows")
 
     def __init__(self, state: KernelState) -> None:
         s = state.sched
@@ -89,6 +92,8 @@ class Capture:
         self.agent_names = list(s.agent_names)
         self.payloads, self.results = list(state.payloads), list(state.results)
         self.errors, self.meta = list(state.errors), list(state.meta)
+        # Encoded now: the runs are mutable and the kernel goes on while this is written.
+        self.workflows = events.dumps(state.workflows.dump())
 
     def encode(self, tail: bytes) -> bytes:
         """The snapshot blob; ``tail`` is :func:`tail_hash` of record ``applied - 1``."""
@@ -98,7 +103,8 @@ class Capture:
         meta = [None if m is _NO_META else [m[0], m[1], m[2], m[3], list(m[4])]
                 for m in self.meta]
         bodies = [head, self.core, _column(self.task_ids), _column(self.payloads),
-                  _column(self.results), _column(self.errors), _column(meta)]
+                  _column(self.results), _column(self.errors), _column(meta),
+                  self.workflows]
         table = b"".join(_ENTRY.pack(tag, len(body), crc32c(body))
                          for tag, body in zip(SECTION_NAMES, bodies))
         h = hashlib.blake2b(table, digest_size=32)
@@ -297,7 +303,22 @@ def _decode(sec: dict[int, memoryview]) -> tuple[KernelState, bytes]:
         raise SnapshotCorruptError("the backoff policy table lacks the default or repeats one")
     st.default_policy = st.policies[default]
     st.applied, st.last_ts = applied, last_ts
+    _workflows(st, sec[WORKFLOWS])
     return st, tail
+
+
+def _workflows(st: KernelState, body: memoryview) -> None:
+    try:
+        runs = orjson.loads(body)
+        if type(runs) is not list:
+            raise ValueError("not a list of runs")
+        st.workflows.load(runs)
+    except (ValueError, EskernelError) as err:
+        raise SnapshotCorruptError(f"the workflows section does not load: {err}") from None
+    for task in st.workflows.tasks:
+        if task not in st.task_index:
+            raise SnapshotCorruptError(f"the workflows section names task {task!r:.80}, "
+                                       "which the snapshot does not hold")
 
 
 def _core_task_count(core: memoryview) -> int:

@@ -48,6 +48,9 @@ __all__ = [
     "ReplicationBacklogError", "ReplicationFencedError", "LeaderLeaseLostError",
     "NotLeaderError", "ReplicationDivergedError", "ReplicationCorruptError",
     "DaskUnavailableError",
+    "WorkflowSpecError", "WorkflowCycleError", "DuplicateStepError", "UnknownOperatorError",
+    "MissingMaxIterationsError", "UnknownFieldError", "EmptyGroupError",
+    "UnknownWorkflowError",
 ]
 
 
@@ -81,6 +84,38 @@ class WhatIfChangeError(InvalidSpecError):
         self.settable = settable
 
 
+class WorkflowSpecError(InvalidSpecError):
+    """A workflow definition is invalid; the subclass says how.  Raised when the definition
+    is built or started: nothing is written."""
+
+
+class WorkflowCycleError(WorkflowSpecError):
+    """A group step contains itself, directly or through other groups; or a step is placed
+    in two groups.  Each step has one place in the tree."""
+
+
+class DuplicateStepError(WorkflowSpecError):
+    """Two steps of one workflow share a name; step names are unique in a workflow."""
+
+
+class UnknownOperatorError(WorkflowSpecError):
+    """A condition names an operator the workflow engine does not know."""
+
+
+class MissingMaxIterationsError(WorkflowSpecError):
+    """A loop step has no ``max_iterations``: every loop needs a bound."""
+
+
+class UnknownFieldError(WorkflowSpecError):
+    """A condition reads a context field that nothing provides (not in the initial
+    context, not a step's result, not a declared output) and gives no ``default``."""
+
+
+class EmptyGroupError(WorkflowSpecError):
+    """A parallel or sequential group (or a conditional's ``then`` branch, or a loop's
+    body) has no steps."""
+
+
 class NotFoundError(EskernelError, LookupError):
     """Something named by id does not exist."""
 
@@ -95,6 +130,10 @@ class UnknownQueueError(NotFoundError):
 
 class UnknownAgentError(NotFoundError):
     """No agent has this id; register it with ``Kernel.register_agent`` first."""
+
+
+class UnknownWorkflowError(NotFoundError):
+    """No workflow has this id; start one with ``Kernel.start_workflow`` first."""
 
 
 class ConflictError(EskernelError):

@@ -26,7 +26,20 @@ type                    fields (besides v, t, ts)
 ``ready``               task (its delay or backoff is over)
 ``cancelled``           task, reason ("cancelled" or "upstream"), cause (task id or null)
 ``requeued``            task
+``workflow_started``    workflow, definition (the JSON form of a workflow definition),
+                        context (the initial context)
+``workflow_step``       workflow, path (e.g. ``review/2/fix``), status ("running",
+                        "completed", "failed", "skipped"), task (or null), info (what was
+                        decided: branch, iteration, attempt, wake, error; or null),
+                        context (fields merged into the workflow context, or null)
+``workflow_signal``     workflow, field, value
+``workflow_paused``     workflow
+``workflow_resumed``    workflow
+``workflow_finished``   workflow, status ("completed", "failed", "cancelled"), error
 ======================  =================================================================
+
+The workflow events are decisions of ``eskernel.workflows``' interpreter, taken live and
+recorded; replay applies them as they are and evaluates no condition.
 
 Optional fields are omitted when null (``backoff`` when it is :data:`DEFAULT_BACKOFF`);
 :func:`decode` fills them back in, and DuckDB reads a missing key as NULL.
@@ -51,7 +64,8 @@ import orjson
 from .errors import InvalidSpecError
 
 __all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "encode", "decode", "dumps", "loads",
-           "encode_completed", "encode_heartbeat", "encode_submitted", "fragment",
+           "encode_completed", "encode_heartbeat", "encode_submitted", "encode_workflow_step",
+           "fragment",
            "OPTIONAL", "DEFAULT_BACKOFF"]
 
 SCHEMA_VERSION = 1
@@ -75,6 +89,12 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "ready": ("task",),
     "cancelled": ("task", "reason", "cause"),
     "requeued": ("task",),
+    "workflow_started": ("workflow", "definition", "context"),
+    "workflow_step": ("workflow", "path", "status", "task", "info", "context"),
+    "workflow_signal": ("workflow", "field", "value"),
+    "workflow_paused": ("workflow",),
+    "workflow_resumed": ("workflow",),
+    "workflow_finished": ("workflow", "status", "error"),
 }
 
 loads = orjson.loads
@@ -217,3 +237,17 @@ def encode_heartbeat(ts: int, task: str, lease: int, expires: int) -> bytes:
     """The ``heartbeat`` record (hot path)."""
     return b'{"v":1,"t":"heartbeat","ts":%d,"task":"%s","lease":%d,"expires":%d}' % (
         ts, task.encode(), lease, expires)
+
+
+def encode_workflow_step(ts: int, workflow: str, path: str, status: str, task: str | None,
+                         info: dict[str, Any] | None, context: dict[str, Any] | None) -> bytes:
+    """The ``workflow_step`` record (a workflow's per-step decisions; byte-identical to
+    :func:`encode`).  Raises InvalidSpecError, like :func:`encode`, for a value that
+    cannot be stored."""
+    try:
+        return orjson.dumps({"v": SCHEMA_VERSION, "t": "workflow_step", "ts": ts,
+                             "workflow": workflow, "path": path, "status": status,
+                             "task": task, "info": info, "context": context})
+    except TypeError:
+        return encode({"t": "workflow_step", "ts": ts, "workflow": workflow, "path": path,
+                       "status": status, "task": task, "info": info, "context": context})

@@ -26,6 +26,9 @@ rule                     what must hold
                          log's record at that offset
 ``snapshot-beyond-end``  no snapshot lies beyond the log's end (opening would ignore and
                          remove it: it describes records the log does not hold)
+``workflow-order``       a workflow is started once; its steps, signals, pauses and end
+                         come after its start and before its end; a step's task was
+                         submitted
 =======================  ===============================================================
 
 It stops at the first violation and names it (offset, event, rule).
@@ -52,7 +55,7 @@ __all__ = ["Violation", "VerifyResult", "verify_log", "RULES"]
 RULES = ("integrity", "schema", "unknown-ref", "duplicate-task", "task-leased-twice",
          "agent-capacity", "queue-max-concurrent", "agent-capability", "dependency-order",
          "claim-terminal", "lease-monotonic", "lease-end", "record", "apply",
-         "snapshot-digest", "snapshot-corrupt", "snapshot-beyond-end")
+         "snapshot-digest", "snapshot-corrupt", "snapshot-beyond-end", "workflow-order")
 BATCH = 8192
 
 
@@ -114,6 +117,7 @@ class _Checker:
         self.agent_open: dict[str, int] = {}
         self.queue_running: dict[str, int] = {}
         self.max_lease = 0
+        self.workflows: dict[str, bool] = {}        # workflow -> finished
 
     def _task(self, ev: dict[str, Any]) -> str:
         task = ev.get("task")
@@ -185,6 +189,25 @@ class _Checker:
             self.terminal.discard(self._task(ev))
         elif t == "ready":
             self._task(ev)
+        elif t.startswith("workflow_"):
+            self._workflow(ev)
+
+    def _workflow(self, ev: dict[str, Any]) -> None:
+        t, wf = ev["t"], ev["workflow"]
+        if t == "workflow_started":
+            if wf in self.workflows:
+                raise _Broken("workflow-order", f"workflow {wf!r} is started twice")
+            self.workflows[wf] = False
+            return
+        if self.workflows.get(wf) is not False:
+            raise _Broken("workflow-order", f"{t} of workflow {wf!r}, which is "
+                          f"{'over' if wf in self.workflows else 'never started'}")
+        task = ev.get("task") if t == "workflow_step" else None
+        if task is not None and task not in self.tasks:
+            raise _Broken("workflow-order", f"step {ev['path']!r} of workflow {wf!r} names "
+                          f"task {task!r}, which was never submitted")
+        if t == "workflow_finished":
+            self.workflows[wf] = True
 
     def _claim(self, ev: dict[str, Any]) -> None:
         task, agent, lease = self._task(ev), ev["agent"], ev["lease"]

@@ -41,6 +41,16 @@ EXPECTED = {
               "'invoice-2': 'COMPLETED', 'invoice-3': 'COMPLETED'}",
               "'invoice-2': 'RETRYING'", "failed     TimeoutError: payment gateway timeout "
               "(attempt 1)", "  invoice-2: 3 attempt(s), 2 failure(s)"],
+    "workflow_cicd": ["  waiting in: ['approval'], next: ['ship']",
+                      "  deploy: app-abc7.tar.gz", "  cicd-abc7: completed, branch then",
+                      "  rollback: app-bad1.tar.gz", "  cicd-bad1: completed, branch otherwise"],
+    "workflow_etl": ["plan: [(1, 'extract'), (2, 'transform'), (3, 'load')]",
+                     "started together: ['etl-1/extract/extract_events', "
+                     "'etl-1/extract/extract_orders', 'etl-1/extract/extract_users']",
+                     "load: 9 rows {'users': 3, 'orders': 2, 'events': 4}",
+                     "etl-1: completed, context total 9"],
+    "workflow_review": ["review round 2: changes requested", "review round 3: approved",
+                        "pr-42: completed after 3 rounds, merge result {'merged': 42}"],
 }
 
 

@@ -37,6 +37,7 @@ from click.testing import CliRunner
 from eskernel.eventlog import EventLog
 from eskernel import EskernelError, Kernel, LogRecordInvalidError, ManualClock
 from eskernel.cli import cli
+from eskernel.workflows import WorkflowBuilder
 
 CI_CASES = 600
 PER_BASE = 150              # cases per random base log after the fixed one
@@ -85,6 +86,17 @@ def base_records() -> list[bytes]:
     k.cancel("d")
     k.complete(lc, result=[1, 2])
     k.submit_many([{"queue": "q", "id": f"s{i}", "payload": i} for i in range(3)])
+    k.declare_queue("wq")                   # the workflow events
+    k.register_agent("x", ["wq"])
+    k.start_workflow(WorkflowBuilder("wf", context={"go": False})
+                     .add_task_step("t1", queue="wq", payload={"p": 1}, inputs={"g": "go"})
+                     .add_wait_step("gate", condition=("go", "==", True), timeout=60)
+                     .add_task_step("t2", queue="wq").build(), id="f")
+    k.complete(k.claim("x"), result={"r": 1})
+    k.pause_workflow("f")
+    k.signal("f", "go", True)
+    k.resume_workflow("f")
+    k.cancel_workflow("f")
     return [rec for _, rec in k._log.read()]
 
 

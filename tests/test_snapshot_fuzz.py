@@ -66,7 +66,8 @@ FULL_EVERY = 10
 BLOB_HEADER = struct.Struct("<8sII32s")      # magic, format, section count, BLAKE2b-256
 ENTRY = struct.Struct("<IQI")                # tag, length, CRC32C of the body
 FILE_HEADER = struct.Struct("<8sQQ")         # magic, offset, blob length; then CRC32C u32
-SECTIONS = ["head", "core", "task ids", "payloads", "results", "errors", "metadata"]
+SECTIONS = ["head", "core", "task ids", "payloads", "results", "errors", "metadata",
+            "workflows"]
 
 
 def split(blob: bytes) -> tuple[bytes, list[bytes]]:
@@ -92,7 +93,7 @@ def assemble(bodies: list[bytes], digest: bytes | None = None) -> bytes:
         for b in bodies:
             h.update(b)
         digest = h.digest()
-    return BLOB_HEADER.pack(b"ESKSTATE", 2, len(bodies), digest) + table + b"".join(bodies)
+    return BLOB_HEADER.pack(b"ESKSTATE", 3, len(bodies), digest) + table + b"".join(bodies)
 
 
 def snap_file(offset: int, blob: bytes) -> bytes:

@@ -534,6 +534,17 @@ from ._whatif import whatif as _whatif_command  # noqa: E402  (its module import
 cli.add_command(_whatif_command)
 
 
+@cli.command("workflow")
+@_DIR
+@click.argument("workflow_id", metavar="ID")
+@_fmt_options
+@_guard
+def workflow(directory: str, workflow_id: str, as_json: bool, as_csv: bool) -> None:
+    """A workflow's status, context and per-step timeline (reads without locking)."""
+    from ._workflow import show_workflow
+    show_workflow(_log_dir(directory), workflow_id, _fmt(as_json, as_csv))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``eskernel`` console script."""
     cli.main(args=argv, prog_name="eskernel")

@@ -557,6 +557,10 @@ class Runtime(Attempts):
                 t = view.expires_at if status == "RUNNING" else view.due_at
                 if t is not None and (best is None or t < best):
                     best = t
+        wakes = getattr(self.kernel, "workflow_wake", None)   # a workflow's wait ending
+        wake = wakes() if wakes is not None else None
+        if wake is not None and (best is None or wake < best):
+            best = wake
         self._due_cache = (key[0], key[1], best)
         return best
 
