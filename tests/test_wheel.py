@@ -88,3 +88,18 @@ def test_the_installed_wheel_is_what_a_script_in_the_repository_imports(wheel, t
     cli = subprocess.run([py, "-m", "eskernel", "--version"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert cli.returncode == 0 and version in cli.stdout, cli.stderr
+
+
+def test_every_source_package_is_shipped(wheel):
+    # pyproject.toml lists the packages by hand (package-dir maps the folders): a new
+    # subpackage left out of the list would be missing from every installed copy.
+    folders = {"kernel": "eskernel", "eventlog": "eskernel/eventlog",
+               "analytics": "eskernel/analytics"}
+    want = set()
+    for folder, target in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            want.add(f"{target}/{rel.as_posix()}/__init__.py".replace("/./", "/"))
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    assert want - names == set()
