@@ -439,6 +439,12 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
             click.echo(f"wrote {html_file}")
 
 
+from ._cli_service import serve as _serve, worker as _worker  # noqa: E402
+
+for _cmd in (_serve, _worker):
+    _cmd.callback = _guard(_cmd.callback)  # type: ignore[arg-type]
+    cli.add_command(_cmd)
+
 try:  # the bench command lives with the benchmarks' owner
     from ._cli_bench import bench as _bench
 except ImportError:  # pragma: no cover - depends on what is installed

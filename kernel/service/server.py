@@ -1,0 +1,780 @@
+"""The server: one event loop owns the Kernel and serves it over TCP and/or a Unix socket.
+
+Invariants:
+
+* Only the loop's thread calls the kernel; every request runs to completion before the next
+  (a parked claim or wait is re-tried by the loop, never by another thread).
+* A reply leaves only after the events of its request are durable under the server's mode:
+  replies are queued while frames are processed and written in one flush per loop pass; in
+  ``fsync`` mode the log is synced once before that flush (group commit across
+  connections).
+* A request the server refuses (framing, auth, limits, validation) changes nothing and
+  writes no event.  A framing error closes that connection only.
+* The reply of every state-changing request is kept per client (bounded): a request id the
+  client sends again after a dropped connection gets the same reply and is not applied
+  twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import itertools
+import logging
+import ssl as _ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .. import errors
+from ..errors import (InvalidSpecError, ProtocolError, ServerBusyError, WaitTimeoutError)
+from . import protocol as P
+from .auth import Identity, Tokens, check
+from .ops import (OUTCOME_KINDS, EVENT_KINDS, args_of, check_agent, lease_of, lease_wire,
+                  number, spec_kwargs, stats_wire, task_handles, view_wire)
+
+__all__ = ["Server", "ServerConfig"]
+
+_log = logging.getLogger("eskernel.service")
+_TERMINAL = (4, 5, 6)
+_PARKED = object()
+
+
+@dataclass
+class ServerConfig:
+    """Limits and timings of a server (every field has a safe default)."""
+
+    max_frame: int = P.MAX_FRAME            #: largest frame body accepted, bytes
+    max_connections: int = 1024
+    max_inflight: int = 256                 #: parked claims / waits per connection
+    max_wait: float = 300.0                 #: longest wait a claim or wait may ask, seconds
+    idle_timeout: float = 300.0             #: close a connection silent this long, seconds
+    handshake_timeout: float = 10.0
+    write_buffer_high: int = 4 << 20        #: stop reading a connection above this
+    write_buffer_max: int = 64 << 20        #: close a connection that never reads past this
+    tick_interval: float = 0.01             #: expire leases / release retries this often
+    heartbeat_interval: float = 1.0         #: the session heartbeat period clients are told
+    replies_kept: int = 4096                #: replies kept per client for retried requests
+    clients_kept: int = 10_000
+
+
+class Session:
+    __slots__ = ("client", "ident", "agents", "cache_key", "subscribed", "name")
+
+    def __init__(self, client: str, ident: Identity, agents: set[str], cache_key: tuple,
+                 name: str) -> None:
+        self.client = client
+        self.ident = ident
+        self.agents = agents
+        self.cache_key = cache_key
+        self.subscribed: frozenset[str] | None = None
+        self.name = name
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: framing, handshake state and its queued replies."""
+
+    def __init__(self, server: "Server") -> None:
+        self.server = server
+        self.transport: Any = None
+        self.buf = bytearray()
+        self.greeted = False               # the 8-byte preamble was accepted
+        self.session: Session | None = None
+        self.out: list[bytes] = []
+        self.parked = 0
+        self.last_active = time.monotonic()
+        self.closed = False
+        self.paused = False
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        srv = self.server
+        if len(srv.conns) >= srv.config.max_connections or srv.draining:
+            why = ("the server is shutting down" if srv.draining else
+                   f"the server holds {len(srv.conns)} connections, its limit")
+            transport.write(P.frame([0, P.ERR, P.error_to_wire(ServerBusyError(
+                f"{why}; retry later", retry_after=1.0))]))
+            self.closed = True
+            transport.close()
+            return
+        srv.conns.add(self)
+        transport.set_write_buffer_limits(high=srv.config.write_buffer_high)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self.server.conns.discard(self)
+        self.server.drop_parked(self)
+
+    def pause_writing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.paused:
+            self.paused = False
+            if not self.closed:
+                self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_active = time.monotonic()
+        buf = self.buf
+        buf += data
+        srv = self.server
+        pos = 0
+        try:
+            if not self.greeted:
+                if len(buf) < P.PREAMBLE.size:
+                    if not P.MAGIC.startswith(bytes(buf[:4])):
+                        raise ProtocolError(f"bad magic {bytes(buf[:4])!r}: this port speaks "
+                                            "the eskernel protocol (docs/protocol.md)")
+                    return
+                magic, version, _flags = P.PREAMBLE.unpack_from(buf, 0)
+                if magic != P.MAGIC:
+                    raise ProtocolError(f"bad magic {magic!r}: this port speaks the eskernel "
+                                        "protocol (docs/protocol.md), which starts with b'ESKN'")
+                if version != P.VERSION:
+                    raise ProtocolError(f"protocol version {version} is not supported; this "
+                                        f"server speaks version {P.VERSION}")
+                self.greeted = True
+                pos = P.PREAMBLE.size
+            n_buf, limit = len(buf), srv.config.max_frame
+            while n_buf - pos >= 4:
+                n = int.from_bytes(buf[pos:pos + 4], "big")
+                if n == 0 or n > limit:
+                    raise ProtocolError(f"frame length {n} is outside [1, {limit}]; split the "
+                                        "request (e.g. smaller submit_many batches)")
+                end = pos + 4 + n
+                if end > n_buf:
+                    break
+                body = bytes(buf[pos + 4:end])
+                pos = end
+                self.request(body)
+                if self.closed:
+                    return
+        except ProtocolError as err:
+            self.fatal(err)
+            return
+        finally:
+            if pos and not self.closed:
+                del buf[:pos]
+        srv.schedule_flush()
+
+    # -- requests -----------------------------------------------------------------------
+
+    def request(self, body: bytes) -> None:
+        msg = P.decode(body)
+        if (type(msg) is not list or len(msg) != 3 or type(msg[0]) is not int
+                or not 1 <= msg[0] <= P.MAX_RID):
+            raise ProtocolError(f"a request is [rid (int >= 1), op (str), args (map)], got "
+                                f"{msg!r:.80}")
+        rid, op, args = msg
+        try:
+            if type(op) is not str or type(args) is not dict:
+                raise InvalidSpecError(f"a request is [rid, op (str), args (map)], got op "
+                                       f"{op!r:.40} and args {args!r:.40}")
+            if op not in P.OPS:
+                raise InvalidSpecError(f"unknown request type {op!r:.40}; the types are "
+                                       f"listed in docs/protocol.md")
+            args_of(op, args, P.OPS[op])
+            self.server.handle(self, rid, op, args)
+        except ProtocolError:
+            raise
+        except Exception as err:
+            self.reply_error(rid, err)
+
+    def reply(self, rid: int, value: Any, cache: bool = False) -> None:
+        try:
+            data = P.frame([rid, P.OK, value])
+        except errors.EskernelError as err:
+            data = P.frame([rid, P.ERR, P.error_to_wire(err)])
+        self.send(data)
+        if cache and self.session is not None:
+            self.server.remember(self.session, rid, data)
+
+    def reply_error(self, rid: int, err: BaseException, cache: bool = False) -> None:
+        if not isinstance(err, errors.EskernelError):
+            _log.exception("request %d failed", rid, exc_info=err)
+        data = P.frame([rid, P.ERR, P.error_to_wire(err)])
+        self.send(data)
+        if cache and self.session is not None:
+            self.server.remember(self.session, rid, data)
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.out.append(data)
+        self.server.pending.add(self)
+
+    def fatal(self, err: BaseException) -> None:
+        """Answer a framing error once and close this connection."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.transport.write(b"".join(self.out) + P.frame([0, P.ERR, P.error_to_wire(err)]))
+        except Exception:   # pragma: no cover - transport already broken
+            pass
+        self.out.clear()
+        self.transport.close()
+
+
+class Waiter:
+    """A parked claim or wait."""
+
+    __slots__ = ("conn", "rid", "op", "agent", "n", "tasks", "timer", "done")
+
+    def __init__(self, conn: Connection, rid: int, op: str, agent: Any = None, n: int = 1,
+                 tasks: list[tuple[str, int]] | None = None) -> None:
+        self.conn, self.rid, self.op, self.agent, self.n = conn, rid, op, agent, n
+        self.tasks = tasks
+        self.timer: Any = None
+        self.done = False
+
+
+class Server:
+    """Serves one :class:`~kernel.Kernel` to clients (see :mod:`kernel.service.server`).
+
+    Args:
+        kernel: an open, writable kernel; the server owns it from now on.
+        tokens: accepted credentials (:meth:`Tokens.open` accepts everyone as admin).
+        config: limits and timings.
+        fsync: acknowledge only after an ``fdatasync`` of the log (open the kernel in
+            ``write`` mode: the server syncs once per loop pass for all connections).
+    """
+
+    def __init__(self, kernel: Any, tokens: Tokens | None = None,
+                 config: ServerConfig | None = None, *, fsync: bool = False) -> None:
+        self.kernel = kernel
+        self.tokens = tokens or Tokens.open()
+        self.config = config or ServerConfig()
+        self.fsync = fsync
+        self.conns: set[Connection] = set()
+        self.pending: set[Connection] = set()
+        self.parked: collections.OrderedDict[int, Waiter] = collections.OrderedDict()
+        self.waits: dict[int, Waiter] = {}
+        self.subscribers: set[Connection] = set()
+        self.replies: collections.OrderedDict[tuple, tuple[collections.OrderedDict, list]] = \
+            collections.OrderedDict()
+        self._seq = itertools.count(1)
+        self._flush_scheduled = False
+        self.changed = False
+        self.dirty = False
+        self.draining = False
+        self.sessions = itertools.count(1)
+        self._servers: list[Any] = []
+        self._ticker: asyncio.Task[None] | None = None
+        self._seen = kernel.next_offset
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.metrics: Any = None
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.addresses: list[Any] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, host: str | None = None, port: int | None = None,
+                    unix: str | None = None, ssl: _ssl.SSLContext | None = None) -> None:
+        """Listen on ``host:port`` (port 0: any free port) and/or the Unix socket ``unix``."""
+        self.loop = asyncio.get_running_loop()
+        if host is not None:
+            srv = await self.loop.create_server(lambda: Connection(self), host, port or 0,
+                                                ssl=ssl, backlog=512)
+            self._servers.append(srv)
+            self.addresses.append(srv.sockets[0].getsockname()[:2])
+        if unix is not None:
+            srv = await self.loop.create_unix_server(lambda: Connection(self), unix, ssl=ssl,
+                                                     backlog=512)
+            self._servers.append(srv)
+            self.addresses.append(unix)
+        if not self._servers:
+            raise InvalidSpecError("give a TCP address or a Unix socket path to listen on")
+        self._ticker = asyncio.ensure_future(self._tick_loop())
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting, refuse new requests, answer parked ones, flush, snapshot and
+        close the kernel (releasing the directory's lock)."""
+        self.draining = True
+        for srv in self._servers:
+            srv.close()
+        for w in list(self.parked.values()) + list(self.waits.values()):
+            self._finish(w, [] if w.op == "claim_many" else None, timeout_err=w.op == "wait")
+        self.flush()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        while loop.time() < end and any(
+                c.transport.get_write_buffer_size() for c in self.conns if not c.closed):
+            await asyncio.sleep(0.01)
+        for c in list(self.conns):
+            c.closed = True
+            c.transport.close()
+        for srv in self._servers:
+            await srv.wait_closed()
+        try:
+            if self.kernel._failed is None:
+                self.kernel.snapshot()
+        finally:
+            self.kernel.close()
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.tick_interval
+        housekeeping = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                r = self.kernel.tick()
+            except errors.EskernelError as err:     # the kernel failed: keep answering
+                _log.error("tick failed: %s", err)
+                await asyncio.sleep(1.0)
+                continue
+            if r["expired"] or r["ready"]:
+                self.counters["expired"] += r["expired"]
+                self.changed = self.dirty = True
+                self.schedule_flush()
+            now = time.monotonic()
+            if now - housekeeping >= 1.0:
+                housekeeping = now
+                self._close_idle(now)
+
+    def _close_idle(self, now: float) -> None:
+        cfg = self.config
+        for c in list(self.conns):
+            limit = cfg.idle_timeout if c.session is not None else cfg.handshake_timeout
+            if not c.closed and not c.parked and c not in self.subscribers \
+                    and now - c.last_active > limit:
+                c.fatal(ProtocolError(f"connection idle for over {limit} s; reconnect"))
+
+    # -- flushing -----------------------------------------------------------------------
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            assert self.loop is not None
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Serve parked requests if the state changed, make the log durable, then write
+        every queued reply (one write per connection)."""
+        self._flush_scheduled = False
+        if self.changed:
+            self.changed = False
+            if self.parked:
+                self._serve_parked()
+            if self.waits:
+                self._serve_waits()
+        if self.subscribers and self.kernel.next_offset > self._seen:
+            self._publish()
+        if self.dirty:
+            self.dirty = False
+            if self.fsync:
+                try:
+                    self.kernel._log.sync()
+                except Exception as err:  # the log failed: nothing more is acknowledged
+                    _log.error("sync failed: %s", err)
+                    self.kernel._poison(err)
+                    for c in list(self.pending):
+                        c.out.clear()
+                        c.fatal(errors.KernelFailedError(f"the log could not be synced ({err})"))
+                    self.pending.clear()
+                    return
+        pending, self.pending = self.pending, set()
+        cap = self.config.write_buffer_max
+        for c in pending:
+            if c.closed or not c.out:
+                continue
+            c.transport.write(b"".join(c.out) if len(c.out) > 1 else c.out[0])
+            c.out.clear()
+            if c.transport.get_write_buffer_size() > cap:
+                c.fatal(ServerBusyError(f"over {cap} bytes of replies unread; read your "
+                                        "replies", retry_after=1.0))
+
+    # -- request handling ---------------------------------------------------------------
+
+    def handle(self, conn: Connection, rid: int, op: str, args: dict[str, Any]) -> None:
+        sess = conn.session
+        if sess is None:
+            if op != "hello":
+                raise ProtocolError(f"the first request must be 'hello', got {op!r}")
+            self._hello(conn, rid, args)
+            return
+        if op == "hello":
+            raise InvalidSpecError("this connection already said hello")
+        check(sess.ident, op)
+        mutating = op not in P.READ_ONLY
+        if mutating:
+            cached = self._cached(sess, rid)
+            if cached is not None:
+                conn.send(cached)
+                return
+            if self.draining:
+                raise ServerBusyError("the server is shutting down; retry against the next "
+                                      "server", retry_after=1.0)
+        self.counters[op] += 1
+        try:
+            value = getattr(self, "op_" + op)(conn, sess, rid, args)
+        except Exception as err:
+            conn.reply_error(rid, err, cache=mutating and not isinstance(err, ServerBusyError))
+            return
+        if value is _PARKED:
+            return
+        if mutating:
+            self.changed = self.dirty = True
+        conn.reply(rid, value, cache=mutating)
+
+    def _hello(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
+        client, token, agents = args.get("client"), args.get("token"), args.get("agents")
+        name = args.get("name") or ""
+        if type(client) is not str or not 1 <= len(client) <= 128:
+            raise InvalidSpecError(f"hello needs 'client': a str of 1 to 128 characters that "
+                                   f"stays the same across reconnects, got {client!r:.60}")
+        if agents is None:
+            agents = []
+        if type(agents) is not list or len(agents) > 10_000 or any(
+                type(a) is not str for a in agents):
+            raise InvalidSpecError(f"hello 'agents' must be a list of agent ids, got "
+                                   f"{agents!r:.60}")
+        if type(name) is not str or len(name) > 256:
+            raise InvalidSpecError("hello 'name' must be a str of at most 256 characters")
+        ident = self.tokens.identify(token)
+        if ident is None:
+            err = errors.AuthenticationError("the token was not accepted; check --token-file "
+                                             "on the server and the client's token")
+            conn.reply_error(rid, err)
+            conn.closed = True
+            conn.transport.write(b"".join(conn.out))
+            conn.out.clear()
+            conn.transport.close()
+            return
+        for a in agents:
+            check_agent(ident, a, "act")
+        digest = hashlib.sha256(token.encode() if type(token) is str else b"").digest()
+        conn.session = Session(client, ident, set(agents), (client, digest), name)
+        conn.reply(rid, {"server": "eskernel", "protocol": P.VERSION,
+                         "session": next(self.sessions), "role": ident.role,
+                         "heartbeat_interval": self.config.heartbeat_interval,
+                         "max_frame": self.config.max_frame,
+                         "max_inflight": self.config.max_inflight,
+                         "max_wait": self.config.max_wait,
+                         "durability": "fsync" if self.fsync else str(
+                             getattr(getattr(self.kernel._log, "durability", None), "value",
+                                     "memory"))})
+
+    # -- the reply cache ----------------------------------------------------------------
+
+    def _cached(self, sess: Session, rid: int) -> bytes | None:
+        entry = self.replies.get(sess.cache_key)
+        if entry is None:
+            return None
+        self.replies.move_to_end(sess.cache_key)
+        kept, floor = entry
+        data = kept.get(rid)
+        if data is None and rid <= floor[0]:
+            raise ProtocolError(f"request id {rid} was used by this client long ago and its "
+                                "reply is no longer kept; use a new request id")
+        return data
+
+    def remember(self, sess: Session, rid: int, data: bytes) -> None:
+        entry = self.replies.get(sess.cache_key)
+        if entry is None:
+            entry = self.replies[sess.cache_key] = (collections.OrderedDict(), [0])
+            while len(self.replies) > self.config.clients_kept:
+                self.replies.popitem(last=False)
+        kept, floor = entry
+        kept[rid] = data
+        while len(kept) > self.config.replies_kept:
+            old, _ = kept.popitem(last=False)
+            floor[0] = max(floor[0], old)
+
+    # -- parked claims and waits --------------------------------------------------------
+
+    def _park(self, conn: Connection, w: Waiter, wait: float, table: dict[int, Waiter]) -> Any:
+        if conn.parked >= self.config.max_inflight:
+            raise ServerBusyError(f"this connection already has {conn.parked} parked "
+                                  "requests, its limit; wait for one to return",
+                                  retry_after=0.05)
+        key = next(self._seq)
+        table[key] = w
+        conn.parked += 1
+        assert self.loop is not None
+        w.timer = self.loop.call_later(wait, self._expire, key, table)
+        return _PARKED
+
+    def _expire(self, key: int, table: dict[int, Waiter]) -> None:
+        w = table.pop(key, None)
+        if w is not None:
+            self._finish(w, [] if w.op == "claim_many" else None, timeout_err=w.op == "wait")
+            self.schedule_flush()
+
+    def _finish(self, w: Waiter, value: Any, error: BaseException | None = None,
+                timeout_err: bool = False) -> None:
+        if w.done:
+            return
+        w.done = True
+        w.conn.parked -= 1
+        if w.timer is not None:
+            w.timer.cancel()
+        for table in (self.parked, self.waits):
+            for k, v in list(table.items()):
+                if v is w:
+                    del table[k]
+        if timeout_err:
+            pend = [t for t, h in (w.tasks or []) if self.kernel._sched.status_of(h)
+                    not in _TERMINAL]
+            error = WaitTimeoutError(f"{len(pend)} task(s) not finished in time: "
+                                     f"{pend[:10]!r}; they keep running: wait again")
+        if w.op in ("claim", "claim_many") and w.conn.session is not None:
+            cache = True
+        else:
+            cache = False
+        if error is not None:
+            w.conn.reply_error(w.rid, error, cache=cache)
+        else:
+            w.conn.reply(w.rid, value, cache=cache)
+
+    def drop_parked(self, conn: Connection) -> None:
+        self.subscribers.discard(conn)
+        for table in (self.parked, self.waits):
+            for k, w in list(table.items()):
+                if w.conn is conn:
+                    del table[k]
+                    w.done = True
+                    if w.timer is not None:
+                        w.timer.cancel()
+
+    def _serve_parked(self) -> None:
+        k = self.kernel
+        tried: set[str] = set()
+        for key, w in list(self.parked.items()):
+            if w.done or w.agent in tried:
+                continue
+            try:
+                leases = k.claim_many(w.agent, w.n)
+            except (errors.AgentAtCapacityError, errors.AgentOfflineError):
+                tried.add(w.agent)
+                continue
+            except errors.EskernelError as err:
+                self._finish(w, None, error=err)
+                continue
+            if not leases:
+                tried.add(w.agent)
+                continue
+            self.dirty = True
+            self.counters["claimed"] += len(leases)
+            wire = [lease_wire(k, lease) for lease in leases]
+            self._finish(w, wire if w.op == "claim_many" else wire[0])
+
+    def _serve_waits(self) -> None:
+        status_of = self.kernel._sched.status_of
+        for w in list(self.waits.values()):
+            if all(status_of(h) in _TERMINAL for _, h in w.tasks or []):
+                self._finish(w, [view_wire(self.kernel.task(t)) for t, _ in w.tasks or []])
+
+    def _publish(self) -> None:
+        start, end = self._seen, self.kernel.next_offset
+        self._seen = end
+        from .. import events
+        for off, rec in self.kernel._log.read(start, end):
+            ev = events.decode(rec)
+            t = ev.get("t")
+            for c in list(self.subscribers):
+                kinds = c.session.subscribed if c.session is not None else None
+                if kinds is not None and t in kinds:
+                    c.send(P.frame([0, P.PUSH, {"offset": off, "event": ev}]))
+
+    # -- operations (op_<name>: the server's half of each request type) -------------------
+
+    def op_ping(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return {"time_ns": time.time_ns(), "next_offset": self.kernel.next_offset}
+
+    def op_submit(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        queue, payload, kw = spec_kwargs(a.get("spec"))
+        return self.kernel.submit(queue, payload, **kw)
+
+    def op_submit_many(self, conn: Connection, sess: Session, rid: int,
+                       a: dict[str, Any]) -> Any:
+        specs = a.get("specs")
+        if type(specs) is not list:
+            raise InvalidSpecError(f"'specs' must be a list of task spec maps, got "
+                                   f"{specs!r:.60}")
+        for s in specs:
+            spec_kwargs(s)
+        return self.kernel.submit_many(specs)
+
+    def op_declare_queue(self, conn: Connection, sess: Session, rid: int,
+                         a: dict[str, Any]) -> Any:
+        self.kernel.declare_queue(a.get("name"), a.get("max_concurrent", 0),
+                                  a.get("paused", False))
+
+    def op_pause_queue(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        self.kernel.pause_queue(a.get("name"))
+
+    def op_resume_queue(self, conn: Connection, sess: Session, rid: int,
+                        a: dict[str, Any]) -> Any:
+        self.kernel.resume_queue(a.get("name"))
+
+    def op_register_agent(self, conn: Connection, sess: Session, rid: int,
+                          a: dict[str, Any]) -> Any:
+        check_agent(sess.ident, a.get("agent"), "register")
+        caps = a.get("capabilities")
+        if type(caps) is not list:
+            raise InvalidSpecError(f"'capabilities' must be a list of queue names, got "
+                                   f"{caps!r:.60}")
+        self.kernel.register_agent(a.get("agent"), caps, a.get("capacity", 1))
+
+    def op_agent_online(self, conn: Connection, sess: Session, rid: int,
+                        a: dict[str, Any]) -> Any:
+        check_agent(sess.ident, a.get("agent"), "bring online")
+        self.kernel.agent_online(a.get("agent"))
+
+    def op_agent_offline(self, conn: Connection, sess: Session, rid: int,
+                         a: dict[str, Any]) -> Any:
+        check_agent(sess.ident, a.get("agent"), "take offline")
+        self.kernel.agent_offline(a.get("agent"))
+
+    def _claim(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any],
+               many: bool) -> Any:
+        agent = a.get("agent")
+        check_agent(sess.ident, agent, "claim")
+        wait = number(a.get("wait"), "wait", 0.0, self.config.max_wait, 0.0)
+        k = self.kernel
+        if many:
+            n = a.get("n", 1)
+            leases = k.claim_many(agent, n)
+        else:
+            n = 1
+            lease = k.claim(agent)
+            leases = [lease] if lease is not None else []
+        sess.agents.add(agent)
+        if leases:
+            self.counters["claimed"] += len(leases)
+            wire = [lease_wire(k, lease) for lease in leases]
+            return wire if many else wire[0]
+        if wait <= 0 or self.draining:
+            return [] if many else None
+        return self._park(conn, Waiter(conn, rid, "claim_many" if many else "claim", agent, n),
+                          wait, self.parked)
+
+    def op_claim(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return self._claim(conn, sess, rid, a, False)
+
+    def op_claim_many(self, conn: Connection, sess: Session, rid: int,
+                      a: dict[str, Any]) -> Any:
+        return self._claim(conn, sess, rid, a, True)
+
+    def op_heartbeat(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return self.kernel.heartbeat(lease_of(self.kernel, sess.ident, a.get("lease"),
+                                              "heartbeat"))
+
+    def op_session_heartbeat(self, conn: Connection, sess: Session, rid: int,
+                             a: dict[str, Any]) -> Any:
+        """Renew every live lease of the session's agents; returns how many."""
+        k, renewed = self.kernel, 0
+        now = k._now()
+        for agent in sorted(sess.agents):
+            ah = k._state.agent_index.get(agent)
+            if ah is None or not sess.ident.may_act_for(agent):
+                continue
+            for lid, h, _att, exp in k._sched.leases_of(ah):
+                # Only leases past half their timeout: each renewal is an event.
+                if exp - now > k._sched.timeout_of(h) // 2:
+                    continue
+                lease = k._sched.live_lease(h, lid)
+                if lease is not None:
+                    k.heartbeat(lease)
+                    renewed += 1
+        if renewed:
+            self.dirty = True
+        return {"renewed": renewed}
+
+    def op_complete(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        lease = lease_of(self.kernel, sess.ident, a.get("lease"), "complete")
+        self.kernel.complete(lease, a.get("result"))
+        self.counters["completed"] += 1
+
+    def op_complete_many(self, conn: Connection, sess: Session, rid: int,
+                         a: dict[str, Any]) -> Any:
+        refs, results = a.get("leases"), a.get("results")
+        if type(refs) is not list:
+            raise InvalidSpecError(f"'leases' must be a list of [lease_id, task_id], got "
+                                   f"{refs!r:.60}")
+        if results is not None and type(results) is not list:
+            raise InvalidSpecError("'results' must be a list (one per lease) or nil")
+        leases = [lease_of(self.kernel, sess.ident, r, "complete") for r in refs]
+        self.kernel.complete_many(leases, results)
+        self.counters["completed"] += len(leases)
+
+    def op_fail(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        lease = lease_of(self.kernel, sess.ident, a.get("lease"), "fail")
+        self.kernel.fail(lease, a.get("error", ""), a.get("retryable", True))
+
+    def op_release(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        self.kernel.release(lease_of(self.kernel, sess.ident, a.get("lease"), "release"))
+
+    def op_cancel(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return self.kernel.cancel(a.get("task"))
+
+    def op_requeue(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        self.kernel.requeue(a.get("task"))
+
+    def op_task(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return view_wire(self.kernel.task(a.get("task")))
+
+    def op_tasks(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        limit = a.get("limit")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidSpecError(f"'limit' must be a non-negative int or nil, got {limit!r:.40}")
+        return [view_wire(v) for v in self.kernel.tasks(
+            status=a.get("status"), queue=a.get("queue"), agent=a.get("agent"), limit=limit)]
+
+    def op_stats(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return stats_wire(self.kernel.stats())
+
+    def op_history(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return self.kernel.history(a.get("task"))
+
+    def op_lease_task(self, conn: Connection, sess: Session, rid: int,
+                      a: dict[str, Any]) -> Any:
+        return list(self.kernel.lease_task(lease_of(self.kernel, sess.ident, a.get("lease"),
+                                                    "read")))
+
+    def op_next_offset(self, conn: Connection, sess: Session, rid: int,
+                       a: dict[str, Any]) -> Any:
+        return self.kernel.next_offset
+
+    def op_tick(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return self.kernel.tick()
+
+    def op_snapshot(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return self.kernel.snapshot()
+
+    def op_wait(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        tasks = task_handles(self.kernel, a.get("tasks"))
+        timeout = number(a.get("timeout"), "timeout", 0.0, self.config.max_wait,
+                         self.config.max_wait)
+        status_of = self.kernel._sched.status_of
+        if all(status_of(h) in _TERMINAL for _, h in tasks):
+            return [view_wire(self.kernel.task(t)) for t, _ in tasks]
+        if timeout <= 0:
+            raise WaitTimeoutError(f"task(s) {[t for t, _ in tasks][:10]!r} not finished; "
+                                   "they keep running: wait again")
+        return self._park(conn, Waiter(conn, rid, "wait", tasks=tasks), timeout, self.waits)
+
+    def op_subscribe(self, conn: Connection, sess: Session, rid: int,
+                     a: dict[str, Any]) -> Any:
+        kinds = a.get("kinds")
+        if kinds is None:
+            kinds = list(OUTCOME_KINDS)
+        if type(kinds) is not list or any(k not in EVENT_KINDS for k in kinds):
+            raise InvalidSpecError(f"'kinds' must be a list of event types from "
+                                   f"{sorted(EVENT_KINDS)}, got {kinds!r:.80}")
+        if not self.subscribers:
+            self._seen = self.kernel.next_offset
+        sess.subscribed = frozenset(kinds)
+        self.subscribers.add(conn)
+        return {"offset": self._seen}
