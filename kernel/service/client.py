@@ -102,6 +102,14 @@ class _Lost(Exception):
     """The connection broke; the call is retried on a new one."""
 
 
+class _Fatal(Exception):
+    """The server answered with a connection-level error and closes the connection."""
+
+    def __init__(self, error: errors.EskernelError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Conn:
     """One socket and its pipelined replies."""
 
@@ -147,6 +155,9 @@ class _Conn:
                     del buf[:4 + n]
                     if type(msg) is not list or len(msg) != 3:
                         raise _Lost(f"the server sent a malformed message {msg!r:.80}")
+                    if msg[0] == 0 and msg[1] == P.ERR:
+                        # The server's last word before it closes this connection.
+                        raise _Fatal(P.error_from_wire(msg[2]))
                     with self.cv:
                         if msg[1] == P.PUSH:
                             self.pushes.put(msg[2])
@@ -188,6 +199,11 @@ class _Conn:
                     self.cv.wait(left)
             try:
                 got = self._read_one(deadline)
+            except _Fatal as fatal:
+                with self.cv:
+                    self.reading = False
+                self.kill(fatal.error)
+                raise fatal.error from None
             except (_Lost, errors.ProtocolError) as err:
                 with self.cv:
                     self.reading = False
@@ -246,6 +262,7 @@ class Client:
         self._hb_thread: threading.Thread | None = None
         self._hb_stop = threading.Event()
         self._want_hb = heartbeat
+        self._min_timeout = 30.0
         if connect:
             self._connection()
             if heartbeat and self._agents:
@@ -343,7 +360,14 @@ class Client:
             self._hb_thread.start()
 
     def _heartbeats(self) -> None:
-        while not self._hb_stop.wait(float(self.info.get("heartbeat_interval", 1.0))):
+        # Every period: the server's advice, or a third of the shortest lease timeout seen
+        # (the server renews a lease once it is past half its timeout).
+        last = time.monotonic()
+        while not self._hb_stop.wait(0.02):
+            period = min(float(self.info.get("heartbeat_interval", 1.0)), self._min_timeout / 3)
+            if time.monotonic() - last < period:
+                continue
+            last = time.monotonic()
             try:
                 self._call("session_heartbeat", {})
             except errors.EskernelError as err:
@@ -418,17 +442,22 @@ class Client:
         """:meth:`Kernel.claim`; with ``wait`` > 0 the server holds the request up to that
         many seconds and answers with the first task that becomes claimable."""
         r = self._call("claim", {"agent": agent_id, "wait": wait}, extra=_extra(wait))
-        self._held(agent_id)
-        return None if r is None else RemoteLease(r)
+        lease = None if r is None else RemoteLease(r)
+        self._held(agent_id, [lease] if lease is not None else [])
+        return lease
 
     def claim_many(self, agent_id: str, n: int, wait: float = 0.0) -> list[RemoteLease]:
         """:meth:`Kernel.claim_many`, waiting like :meth:`claim` when there is nothing."""
         r = self._call("claim_many", {"agent": agent_id, "n": n, "wait": wait},
                        extra=_extra(wait))
-        self._held(agent_id)
-        return [RemoteLease(d) for d in r]
+        leases = [RemoteLease(d) for d in r]
+        self._held(agent_id, leases)
+        return leases
 
-    def _held(self, agent_id: str) -> None:
+    def _held(self, agent_id: str, leases: list[RemoteLease]) -> None:
+        for lease in leases:
+            if 0 < lease.timeout < self._min_timeout:
+                self._min_timeout = lease.timeout
         if agent_id not in self._agents and type(agent_id) is str:
             self._agents.append(agent_id)
         if self._want_hb and self._hb_thread is None:
@@ -519,9 +548,12 @@ class Client:
         """Log events of ``kinds`` (default: completed, failed, expired, cancelled) from now
         on, each ``{"offset", "event"}``; stops after ``timeout`` seconds without one."""
         self._subscribed = None if kinds is None else list(kinds)
-        self._call("subscribe", {"kinds": self._subscribed})
+        self._call("subscribe", {"kinds": self._subscribed})     # now, not at first next()
         if self._subscribed is None:
             self._subscribed = ["completed", "failed", "expired", "cancelled"]
+        return self._pushes(timeout)
+
+    def _pushes(self, timeout: float | None) -> Iterator[dict[str, Any]]:
         while True:
             conn = self._connection()
             try:

@@ -59,12 +59,12 @@ def _open(directory: str | os.PathLike[str], durability: str) -> Kernel:
     return Kernel.open(directory, durability="write" if durability == "fsync" else durability)
 
 
-async def _main(directory: str | os.PathLike[str], *, listen: tuple[str, int] | None,
+async def _main(directory: str | os.PathLike[str] | Kernel, *, listen: tuple[str, int] | None,
                 unix: str | None, durability: str, tokens: Tokens,
                 ssl: _ssl.SSLContext | None, http: tuple[str, int] | None,
                 config: ServerConfig, on_ready: Callable[[Server], None] | None,
                 stop: asyncio.Event | None = None) -> None:
-    kernel = _open(directory, durability)
+    kernel = directory if isinstance(directory, Kernel) else _open(directory, durability)
     server = Server(kernel, tokens, config, fsync=durability == "fsync")
     stop = stop or asyncio.Event()
     http_server = None
@@ -126,12 +126,15 @@ class ServerThread:
     'a'
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, unix: str | None = None,
+    def __init__(self, directory: str | os.PathLike[str] | Kernel, *,
+                 unix: str | None = None,
                  listen: str | None = None, durability: str = "write",
                  tokens: Tokens | None = None, config: ServerConfig | None = None,
                  ssl: _ssl.SSLContext | None = None, http: str | None = None) -> None:
         self.directory = directory
         if unix is None and listen is None:
+            if isinstance(directory, Kernel):
+                raise InvalidSpecError("serving a Kernel object needs unix= or listen=")
             unix = str(Path(directory) / "eskernel.sock")
         self._ready = threading.Event()
         self._error: BaseException | None = None

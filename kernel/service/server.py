@@ -53,7 +53,7 @@ class ServerConfig:
     handshake_timeout: float = 10.0
     write_buffer_high: int = 4 << 20        #: stop reading a connection above this
     write_buffer_max: int = 64 << 20        #: close a connection that never reads past this
-    tick_interval: float = 0.01             #: expire leases / release retries this often
+    tick_interval: float = 0.01             #: expire leases / release retries (0: never)
     heartbeat_interval: float = 1.0         #: the session heartbeat period clients are told
     replies_kept: int = 4096                #: replies kept per client for retried requests
     clients_kept: int = 10_000
@@ -168,7 +168,7 @@ class Connection(asyncio.Protocol):
     # -- requests -----------------------------------------------------------------------
 
     def request(self, body: bytes) -> None:
-        msg = P.decode(body)
+        msg = P.decode(body, strict=False)     # non-str keys: refused by validation
         if (type(msg) is not list or len(msg) != 3 or type(msg[0]) is not int
                 or not 1 <= msg[0] <= P.MAX_RID):
             raise ProtocolError(f"a request is [rid (int >= 1), op (str), args (map)], got "
@@ -293,7 +293,8 @@ class Server:
             self.addresses.append(unix)
         if not self._servers:
             raise InvalidSpecError("give a TCP address or a Unix socket path to listen on")
-        self._ticker = asyncio.ensure_future(self._tick_loop())
+        if self.config.tick_interval > 0:
+            self._ticker = asyncio.ensure_future(self._tick_loop())
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop accepting, refuse new requests, answer parked ones, flush, snapshot and
