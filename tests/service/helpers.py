@@ -61,13 +61,22 @@ class ServerProcess:
         self.directory, self.sock, self.args = directory, sock, args
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def log_path(self) -> Path:
+        return self.sock.with_suffix(".log")
+
+    def _log(self) -> Any:
+        if getattr(self, "_logf", None) is None:
+            self._logf = open(self.log_path, "ab")
+        return self._logf
+
     def start(self) -> "ServerProcess":
         if self.sock.exists():
             self.sock.unlink()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kernel", "serve", str(self.directory), "--listen", "",
              "--unix", str(self.sock), *self.args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=self._log())
         for _ in range(600):
             if self.sock.exists():
                 try:
@@ -77,7 +86,7 @@ class ServerProcess:
                 except OSError:
                     pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()}")
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
             time.sleep(0.02)
         raise RuntimeError("server did not start")
 
@@ -90,6 +99,12 @@ class ServerProcess:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
 
+    def close(self) -> None:
+        self.kill9()
+        if getattr(self, "_logf", None) is not None:
+            self._logf.close()
+            self._logf = None
+
     def terminate(self) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
@@ -99,7 +114,7 @@ class ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.kill9()
+        self.close()
 
 
 def raw_connect(address: str) -> socket.socket:
