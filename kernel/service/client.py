@@ -165,11 +165,9 @@ class _Conn:
                             self.replies[msg[0]] = msg
                         self.cv.notify_all()
                     return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            if deadline is not None and deadline - time.monotonic() <= 0:
                 return False
-            self.sock.settimeout(None if left is None else min(left, 1.0))
-            try:
+            try:            # the socket's timeout is 1 s: deadlines are checked that often
                 chunk = self.sock.recv(1 << 18)
             except (socket.timeout, TimeoutError):
                 continue
@@ -282,6 +280,7 @@ class Client:
         if self._ssl is not None:
             host = self._server_hostname or (where[0] if kind == "tcp" else None)
             sock = self._ssl.wrap_socket(sock, server_hostname=host)
+        sock.settimeout(1.0)
         conn = _Conn(sock, 1 << 31)
         conn.send(P.preamble() + P.frame([0x7fff_ffff_ffff_ffff - 1, "hello", {
             "client": self._client_id, "token": self._token, "agents": self._agents,

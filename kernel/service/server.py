@@ -5,9 +5,9 @@ Invariants:
 * Only the loop's thread calls the kernel; every request runs to completion before the next
   (a parked claim or wait is re-tried by the loop, never by another thread).
 * A reply leaves only after the events of its request are durable under the server's mode:
-  replies are queued while frames are processed and written in one flush per loop pass; in
-  ``fsync`` mode the log is synced once before that flush (group commit across
-  connections).
+  replies are queued while a connection's frames are processed and written in one flush;
+  in ``fsync`` mode the flush waits for the end of the loop pass and syncs the log once
+  for every connection served in it (group commit).
 * A request the server refuses (framing, auth, limits, validation) changes nothing and
   writes no event.  A framing error closes that connection only.
 * The reply of every state-changing request is kept per client (bounded): a request id the
@@ -163,7 +163,10 @@ class Connection(asyncio.Protocol):
         finally:
             if pos and not self.closed:
                 del buf[:pos]
-        srv.schedule_flush()
+        if srv.fsync:
+            srv.schedule_flush()    # one sync for every connection served this loop pass
+        else:
+            srv.flush()
 
     # -- requests -----------------------------------------------------------------------
 
