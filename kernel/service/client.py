@@ -48,17 +48,9 @@ class RemoteLease:
     __slots__ = ("lease_id", "task_id", "agent_id", "attempt", "expires_ns", "name", "queue",
                  "payload", "max_attempts", "timeout")
 
-    def __init__(self, d: dict[str, Any]) -> None:
-        self.lease_id: int = d["id"]
-        self.task_id: str = d["task"]
-        self.agent_id: str = d["agent"]
-        self.attempt: int = d["attempt"]
-        self.expires_ns: int = d["expires_ns"]
-        self.name: str | None = d.get("name")
-        self.queue: str = d.get("queue", "")
-        self.payload: Any = d.get("payload")
-        self.max_attempts: int = d.get("max_attempts", 0)
-        self.timeout: float = d.get("timeout", 0.0)
+    def __init__(self, w: list[Any]) -> None:
+        (self.lease_id, self.task_id, self.agent_id, self.attempt, self.expires_ns,
+         self.name, self.queue, self.payload, self.max_attempts, self.timeout) = w
 
     @property
     def expires_at(self) -> float:

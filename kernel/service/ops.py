@@ -87,13 +87,13 @@ def lease_of(kernel: Any, ident: Identity, ref: Any, verb: str) -> Lease:
     return lease
 
 
-def lease_wire(kernel: Any, lease: Lease) -> dict[str, Any]:
-    """A granted lease and what a worker needs to run it, for a claim reply."""
+def lease_wire(kernel: Any, lease: Lease) -> list[Any]:
+    """A granted lease and what a worker needs to run it, for a claim reply: ``[lease_id,
+    task_id, agent_id, attempt, expires_ns, name, queue, payload, max_attempts,
+    timeout]`` (an array: a batch of claims is most of the traffic)."""
     name, queue, payload, max_attempts, timeout = kernel.lease_task(lease)
-    return {"id": lease.lease_id, "task": lease.task_id, "agent": lease.agent_id,
-            "attempt": lease.attempt, "expires_ns": lease.expires_ns, "name": name,
-            "queue": queue, "payload": payload, "max_attempts": max_attempts,
-            "timeout": timeout}
+    return [lease.lease_id, lease.task_id, lease.agent_id, lease.attempt, lease.expires_ns,
+            name, queue, payload, max_attempts, timeout]
 
 
 def view_wire(view: Any) -> dict[str, Any]:

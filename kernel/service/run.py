@@ -54,9 +54,9 @@ def _open(directory: str | os.PathLike[str], durability: str) -> Kernel:
     if durability not in ("fsync", "write", "buffer"):
         raise InvalidSpecError(f"durability must be 'fsync', 'write' or 'buffer', got "
                                f"{durability!r}")
-    # fsync: the log is opened in write mode and the server syncs once per loop pass
-    # before acknowledging (group commit over every connection).
-    return Kernel.open(directory, durability="write" if durability == "fsync" else durability)
+    # fsync: the log is opened in buffer mode and the server's sync thread writes and
+    # syncs it before any reply leaves (group commit over every connection).
+    return Kernel.open(directory, durability="buffer" if durability == "fsync" else durability)
 
 
 async def _main(directory: str | os.PathLike[str] | Kernel, *, listen: tuple[str, int] | None,

@@ -5,9 +5,10 @@ Invariants:
 * Only the loop's thread calls the kernel; every request runs to completion before the next
   (a parked claim or wait is re-tried by the loop, never by another thread).
 * A reply leaves only after the events of its request are durable under the server's mode:
-  replies are queued while a connection's frames are processed and written in one flush;
-  in ``fsync`` mode the flush waits for the end of the loop pass and syncs the log once
-  for every connection served in it (group commit).
+  replies are queued while a connection's frames are processed and written in one flush.
+  In ``fsync`` mode every reply (reads included: nobody observes state the log lacks)
+  waits for a sync started after it was queued; one sync thread syncs while the loop keeps
+  serving, and each sync releases all the replies queued before it began (group commit).
 * A request the server refuses (framing, auth, limits, validation) changes nothing and
   writes no event.  A framing error closes that connection only.
 * The reply of every state-changing request is kept per client (bounded): a request id the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import hashlib
 import itertools
 import logging
@@ -247,8 +249,10 @@ class Server:
         kernel: an open, writable kernel; the server owns it from now on.
         tokens: accepted credentials (:meth:`Tokens.open` accepts everyone as admin).
         config: limits and timings.
-        fsync: acknowledge only after an ``fdatasync`` of the log (open the kernel in
-            ``write`` mode: the server syncs once per loop pass for all connections).
+        fsync: acknowledge only after an ``fdatasync`` of the log.  Open the kernel in
+            ``buffer`` mode: a sync thread writes and syncs the log while the loop goes on
+            serving, and each sync releases every reply queued before it started (group
+            commit across connections, pipelined with the work).
     """
 
     def __init__(self, kernel: Any, tokens: Tokens | None = None,
@@ -266,6 +270,8 @@ class Server:
             collections.OrderedDict()
         self._seq = itertools.count(1)
         self._flush_scheduled = False
+        self._sync_busy = False
+        self._sync_pool = concurrent.futures.ThreadPoolExecutor(1, "eskernel-sync")
         self.changed = False
         self.dirty = False
         self.draining = False
@@ -312,6 +318,8 @@ class Server:
             self._ticker.cancel()
         loop = asyncio.get_running_loop()
         end = loop.time() + grace
+        while self._sync_busy and loop.time() < end:
+            await asyncio.sleep(0.005)
         while loop.time() < end and any(
                 c.transport.get_write_buffer_size() for c in self.conns if not c.closed):
             await asyncio.sleep(0.01)
@@ -325,6 +333,7 @@ class Server:
                 self.kernel.snapshot()
         finally:
             self.kernel.close()
+            self._sync_pool.shutdown(wait=True)
 
     async def _tick_loop(self) -> None:
         interval = self.config.tick_interval
@@ -363,8 +372,8 @@ class Server:
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Serve parked requests if the state changed, make the log durable, then write
-        every queued reply (one write per connection)."""
+        """Serve parked requests if the state changed, then send every queued reply (one
+        write per connection) once the events behind them are durable."""
         self._flush_scheduled = False
         if self.changed:
             self.changed = False
@@ -374,29 +383,51 @@ class Server:
                 self._serve_waits()
         if self.subscribers and self.kernel.next_offset > self._seen:
             self._publish()
-        if self.dirty:
-            self.dirty = False
-            if self.fsync:
-                try:
-                    self.kernel._log.sync()
-                except Exception as err:  # the log failed: nothing more is acknowledged
-                    _log.error("sync failed: %s", err)
-                    self.kernel._poison(err)
-                    for c in list(self.pending):
-                        c.out.clear()
-                        c.fatal(errors.KernelFailedError(f"the log could not be synced ({err})"))
-                    self.pending.clear()
-                    return
+        if self.fsync:
+            if self._sync_busy:
+                return      # these replies go out after the next sync, which covers them
+            if self.dirty:
+                self.dirty = False
+                self._sync_busy = True
+                batch = self._take()
+                assert self.loop is not None
+                fut = self.loop.run_in_executor(self._sync_pool, self.kernel._log.sync)
+                fut.add_done_callback(lambda f: self._synced(f, batch))
+                return
+        self._send(self._take())
+
+    def _take(self) -> list[tuple[Connection, bytes]]:
         pending, self.pending = self.pending, set()
-        cap = self.config.write_buffer_max
+        out = []
         for c in pending:
-            if c.closed or not c.out:
+            if not c.closed and c.out:
+                out.append((c, b"".join(c.out) if len(c.out) > 1 else c.out[0]))
+                c.out.clear()
+        return out
+
+    def _send(self, batch: list[tuple[Connection, bytes]]) -> None:
+        cap = self.config.write_buffer_max
+        for c, data in batch:
+            if c.closed:
                 continue
-            c.transport.write(b"".join(c.out) if len(c.out) > 1 else c.out[0])
-            c.out.clear()
+            c.transport.write(data)
             if c.transport.get_write_buffer_size() > cap:
                 c.fatal(ServerBusyError(f"over {cap} bytes of replies unread; read your "
                                         "replies", retry_after=1.0))
+
+    def _synced(self, fut: Any, batch: list[tuple[Connection, bytes]]) -> None:
+        # The sync thread finished: the events behind ``batch`` are on disk.
+        self._sync_busy = False
+        err = fut.exception()
+        if err is not None:     # nothing more is acknowledged; the kernel refuses calls
+            _log.error("sync failed: %s", err)
+            self.kernel._poison(err)
+            for c, _ in batch:
+                c.fatal(errors.KernelFailedError(f"the log could not be synced ({err})"))
+            return
+        self._send(batch)
+        if self.pending or self.dirty or self.changed:
+            self.flush()
 
     # -- request handling ---------------------------------------------------------------
 
@@ -582,6 +613,8 @@ class Server:
     def _publish(self) -> None:
         start, end = self._seen, self.kernel.next_offset
         self._seen = end
+        if self.fsync:
+            self.kernel._log.flush()    # the log is opened in buffer mode: make it readable
         from .. import events
         for off, rec in self.kernel._log.read(start, end):
             ev = events.decode(rec)

@@ -17,9 +17,9 @@ from kernel.service.run import ServerThread
 from tests.service.helpers import RemoteKernel, quiet_config, raw_connect
 
 
-@pytest.fixture
-def served(tmp_path, sockdir):
-    st = ServerThread(tmp_path / "log", unix=str(sockdir / "s"))
+@pytest.fixture(params=["write", "fsync"])
+def served(tmp_path, sockdir, request):
+    st = ServerThread(tmp_path / "log", unix=str(sockdir / "s"), durability=request.param)
     yield st
     st.stop()
 

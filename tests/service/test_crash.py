@@ -21,9 +21,10 @@ ITERATIONS = int(os.environ.get("ESKERNEL_SERVE_TORTURE", "2"))
 WORKERS = 3
 
 
-def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path, sockdir):
+@pytest.mark.parametrize("durability", ["write", "fsync"])
+def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path, sockdir, durability):
     directory, sock = tmp_path / "log", sockdir / "k"
-    server = ServerProcess(directory, sock, "--durability", "write").start()
+    server = ServerProcess(directory, sock, "--durability", durability).start()
     stop = tmp_path / "stop"
     outs = [tmp_path / f"done-{i}" for i in range(WORKERS)]
     workers = []
