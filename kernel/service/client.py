@@ -253,6 +253,8 @@ class Client:
         self._hb_stop = threading.Event()
         self._want_hb = heartbeat
         self._min_timeout = 30.0
+        self._leases: dict[tuple[int, str], None] = {}     # held: the heartbeat renews them
+        self._held_lock = threading.Lock()
         if connect:
             self._connection()
             if heartbeat and self._agents:
@@ -360,7 +362,7 @@ class Client:
                 continue
             last = time.monotonic()
             try:
-                self._call("session_heartbeat", {})
+                self.session_heartbeat()
             except errors.EskernelError as err:
                 _log.warning("session heartbeat failed: %s", err)
 
@@ -446,9 +448,11 @@ class Client:
         return leases
 
     def _held(self, agent_id: str, leases: list[RemoteLease]) -> None:
-        for lease in leases:
-            if 0 < lease.timeout < self._min_timeout:
-                self._min_timeout = lease.timeout
+        with self._held_lock:
+            for lease in leases:
+                self._leases[(lease.lease_id, lease.task_id)] = None
+                if 0 < lease.timeout < self._min_timeout:
+                    self._min_timeout = lease.timeout
         if agent_id not in self._agents and type(agent_id) is str:
             self._agents.append(agent_id)
         if self._want_hb and self._hb_thread is None:
@@ -458,21 +462,55 @@ class Client:
         return float(self._call("heartbeat", {"lease": _ref(lease)}))
 
     def session_heartbeat(self) -> int:
-        """Renew every lease of this session's agents that is past half its timeout."""
-        return int(self._call("session_heartbeat", {})["renewed"])
+        """Renew every lease this client holds (claimed and not yet completed, failed or
+        released) that is past half its timeout; returns how many were renewed.  The
+        heartbeat thread calls it."""
+        with self._held_lock:
+            refs = list(self._leases)
+        if not refs:
+            return 0
+        r = self._call("session_heartbeat", {"leases": [list(x) for x in refs]})
+        if r["stale"]:
+            with self._held_lock:
+                for lid, tid in r["stale"]:
+                    self._leases.pop((lid, tid), None)
+        return int(r["renewed"])
+
+    def _done(self, lease: Any) -> None:
+        with self._held_lock:
+            self._leases.pop((getattr(lease, "lease_id", None),
+                              getattr(lease, "task_id", None)), None)
 
     def complete(self, lease: Any, result: Any = None) -> None:
-        self._call("complete", {"lease": _ref(lease), "result": result})
+        try:
+            self._call("complete", {"lease": _ref(lease), "result": result})
+        except (errors.StaleLeaseError, errors.PermissionDeniedError):
+            self._done(lease)
+            raise
+        self._done(lease)
 
     def complete_many(self, leases: Iterable[Any], results: Iterable[Any] | None = None) -> None:
+        leases = list(leases)
         self._call("complete_many", {"leases": [_ref(x) for x in leases],
                                      "results": None if results is None else list(results)})
+        for lease in leases:
+            self._done(lease)
 
     def fail(self, lease: Any, error: str = "", retryable: bool = True) -> None:
-        self._call("fail", {"lease": _ref(lease), "error": error, "retryable": retryable})
+        try:
+            self._call("fail", {"lease": _ref(lease), "error": error, "retryable": retryable})
+        except (errors.StaleLeaseError, errors.PermissionDeniedError):
+            self._done(lease)
+            raise
+        self._done(lease)
 
     def release(self, lease: Any) -> None:
-        self._call("release", {"lease": _ref(lease)})
+        try:
+            self._call("release", {"lease": _ref(lease)})
+        except (errors.StaleLeaseError, errors.PermissionDeniedError):
+            self._done(lease)
+            raise
+        self._done(lease)
 
     def cancel(self, task_id: str) -> list[str]:
         return list(self._call("cancel", {"task": task_id}))

@@ -50,7 +50,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "claim": ("agent", "wait"),
     "claim_many": ("agent", "n", "wait"),
     "heartbeat": ("lease",),
-    "session_heartbeat": (),
+    "session_heartbeat": ("leases",),
     "complete": ("lease", "result"),
     "complete_many": ("leases", "results"),
     "fail": ("lease", "error", "retryable"),

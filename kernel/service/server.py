@@ -710,24 +710,27 @@ class Server:
 
     def op_session_heartbeat(self, conn: Connection, sess: Session, rid: int,
                              a: dict[str, Any]) -> Any:
-        """Renew every live lease of the session's agents; returns how many."""
-        k, renewed = self.kernel, 0
+        """Renew the leases the client says it holds (those past half their timeout: each
+        renewal is an event); returns how many were renewed and which are no longer live,
+        so the client drops them.  Leases the client does not list are left to expire: a
+        lease whose claim reply was lost (a crash before the reply left) is never kept
+        alive by a worker that does not know it holds it."""
+        refs = a.get("leases")
+        if type(refs) is not list or len(refs) > 1_000_000:
+            raise InvalidSpecError("'leases' must be the list of [lease_id, task_id] the "
+                                   "session holds")
+        k, renewed, stale = self.kernel, 0, []
         now = k._now()
-        for agent in sorted(sess.agents):
-            ah = k._state.agent_index.get(agent)
-            if ah is None or not sess.ident.may_act_for(agent):
+        for ref in refs:
+            try:
+                lease = lease_of(k, sess.ident, ref, "heartbeat")
+            except errors.StaleLeaseError:
+                stale.append(ref)
                 continue
-            for lid, h, _att, exp in k._sched.leases_of(ah):
-                # Only leases past half their timeout: each renewal is an event.
-                if exp - now > k._sched.timeout_of(h) // 2:
-                    continue
-                lease = k._sched.live_lease(h, lid)
-                if lease is not None:
-                    k.heartbeat(lease)
-                    renewed += 1
-        if renewed:
-            self.dirty = True
-        return {"renewed": renewed}
+            if lease.expires_ns - now <= k._sched.timeout_of(lease._task) // 2:
+                k.heartbeat(lease)
+                renewed += 1
+        return {"renewed": renewed, "stale": stale}
 
     def op_complete(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
         lease = lease_of(self.kernel, sess.ident, a.get("lease"), "complete")

@@ -38,9 +38,10 @@ def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path, sockdir, durabil
                 c.register_agent(f"w{i}", ["q"], 16)
             c.register_agent("probe", ["pq"], ITERATIONS + 1)
         for i in range(WORKERS):
-            workers.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.service.crash_worker", server.address,
-                 f"w{i}", str(outs[i]), str(stop)], stderr=subprocess.DEVNULL))
+            with open(tmp_path / f"worker-{i}.log", "wb") as log:
+                workers.append(subprocess.Popen(
+                    [sys.executable, "-m", "tests.service.crash_worker", server.address,
+                     f"w{i}", str(outs[i]), str(stop)], stderr=log))
         producer = Client(server.address, reconnect=120, client_id="producer")
         probe = Client(server.address, reconnect=120, heartbeat=False)
         stale = []
