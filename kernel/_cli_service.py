@@ -81,7 +81,8 @@ def _target(spec: str) -> Any:
 @click.option("--agent", "agents", multiple=True, required=True,
               help="Agent id to work as (repeatable).")
 @click.option("--queue", "queues", multiple=True,
-              help="Register the agent(s) for these queues (else they must exist).")
+              help="Register the agent(s) for these queues, declaring the queues that do "
+                   "not exist yet (else the agents must be registered already).")
 @click.option("--capacity", type=click.IntRange(1, 1_000_000), default=None,
               help="Concurrent tasks per agent when registering it.")
 @click.option("--token", envvar="ESKERNEL_TOKEN", default=None,
@@ -98,6 +99,11 @@ def worker(setup: str, address: str, agents: tuple[str, ...], queues: tuple[str,
 
     fn = _target(setup)
     client = Client(address, token=token, agents=list(agents))
+    if queues:      # declare the queues that do not exist yet (an admin token may)
+        known = {q.name for q in client.stats().queues}
+        for q in queues:
+            if q not in known:
+                client.declare_queue(q)
     specs: list[Any] = ([(a, list(queues), capacity or 1) for a in agents] if queues
                         else list(agents))
     rt = Runtime(client, agents=specs, poll_interval=0.005)

@@ -33,6 +33,8 @@ EXPECTED = {
                "archive  CANCELLED (upstream)"],
     "crash_resume": ["worker killed (signal 9) after 5 completions", "all completed: True",
                      "completed before the kill and run again: []"],
+    "service": ["worker 1 killed (signal 9) after", "all completed: True",
+                "squares: 8555"],
     "audit": ["state now: {'invoice-0': 'COMPLETED', 'invoice-1': 'COMPLETED', "
               "'invoice-2': 'COMPLETED', 'invoice-3': 'COMPLETED'}",
               "'invoice-2': 'RETRYING'", "failed     TimeoutError: payment gateway timeout "
