@@ -92,6 +92,9 @@ def bar_chart(labels: list[str], groups: dict[str, list[float]], *, width: int =
         return "<p>(no data)</p>"
     vmax = max([v for vals in groups.values() for v in vals if v is not None] + [1e-9])
     k = max(len(groups), 1)
+    y: float
+    bw: float
+    bh: float
     if horizontal:
         bh, gap, ml = 14, 8, 160
         height = len(labels) * (bh * k + gap) + 20

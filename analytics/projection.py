@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from eventlog import EventLog, JsonParts
+from eskernel.eventlog import EventLog, JsonParts
 
 from .errors import ProjectionError
 from .ingest import first_bad_record, ingest_files, reset
@@ -54,7 +54,7 @@ class Projection:
         ProjectionError: the database cannot be opened (e.g. another process has it open).
 
     >>> import tempfile
-    >>> from eventlog import EventLog
+    >>> from eskernel.eventlog import EventLog
     >>> d = tempfile.mkdtemp()
     >>> with EventLog.open(d) as log:
     ...     _ = log.append(b'{"v":1,"t":"queue_declared","ts":5,"queue":"q",'
@@ -224,7 +224,7 @@ class Projection:
         seconds with nothing new.  ``on_refresh(n)`` is called after each non-empty refresh.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> d = tempfile.mkdtemp()
         >>> with EventLog.open(d) as log:
         ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"q"}')
@@ -275,7 +275,7 @@ class Projection:
             ProjectionError: unknown format, bad query, or the file cannot be written.
 
         >>> import tempfile, os
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> d = tempfile.mkdtemp()
         >>> with EventLog.open(d) as log:
         ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"q"}')
@@ -302,7 +302,7 @@ class Projection:
         return path
 
     def report(self, *, window_s: float | None = None, bucket_s: int = 60) -> "Any":
-        """The standard report (see :func:`analytics.report.build_report`)."""
+        """The standard report (see :func:`eskernel.analytics.report.build_report`)."""
         from .report import build_report
         return build_report(self, window_s=window_s, bucket_s=bucket_s)
 
@@ -310,7 +310,8 @@ class Projection:
 
     def close(self) -> None:
         """Close the database and the log reader (idempotent)."""
-        con, self._con = getattr(self, "_con", None), None
+        con: duckdb.DuckDBPyConnection | None = getattr(self, "_con", None)
+        self._con = None  # type: ignore[assignment]  # closed: the query path checks for None
         if con is not None:
             try:
                 con.close()

@@ -1,9 +1,9 @@
 """The standard report: status counts, throughput, latency percentiles, utilization and
-failures, as :class:`~analytics.query.Table` sections, rendered as text, JSON, CSV or HTML.
+failures, as :class:`~eskernel.analytics.query.Table` sections, rendered as text, JSON, CSV or HTML.
 
 >>> import tempfile
->>> from eventlog import EventLog
->>> from analytics import Projection
+>>> from eskernel.eventlog import EventLog
+>>> from eskernel.analytics import Projection
 >>> d = tempfile.mkdtemp()
 >>> with EventLog.open(d) as log:
 ...     _ = log.append(b'{"v":1,"t":"queue_declared","ts":0,"queue":"q",'
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import io
 import json
 from typing import TYPE_CHECKING, Any
@@ -118,8 +119,10 @@ def _cell(v: Any) -> str:
         return f"{v:.3f}"
     if isinstance(v, (list, tuple)):
         return ",".join(str(x) for x in v)
-    if hasattr(v, "isoformat"):
+    if isinstance(v, datetime.datetime):
         return v.isoformat(sep=" ")
+    if isinstance(v, datetime.date):
+        return v.isoformat()
     return str(v)
 
 

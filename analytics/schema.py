@@ -4,7 +4,7 @@ All times are integer nanoseconds since the epoch (``*_at`` / ``ts`` columns), e
 the log; durations are integer nanoseconds (``*_ns``).  Views report durations in seconds
 (``*_s``, DOUBLE) and bucket times as ``TIMESTAMP`` (UTC).
 
-Tables (filled by :mod:`analytics.ingest`):
+Tables (filled by :mod:`eskernel.analytics.ingest`):
 
 ``events``
     One row per log record: ``"offset"`` (quote it: OFFSET is an SQL keyword), ``ts``,

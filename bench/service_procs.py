@@ -17,7 +17,7 @@ import time
 
 
 def batch(address: str, agent: str, size: str) -> None:
-    from kernel.service import Client
+    from eskernel.service import Client
     n, b = 0, int(size)
     with Client(address, agents=[agent]) as c:
         print("ready", flush=True)
@@ -31,7 +31,7 @@ def batch(address: str, agent: str, size: str) -> None:
 
 
 def dispatch(address: str, agent: str, count: str) -> None:
-    from kernel.service import Client
+    from eskernel.service import Client
     out = []
     with Client(address, agents=[agent]) as c:
         print("ready", flush=True)

@@ -37,7 +37,7 @@ import pytest
 
 from bench.conftest import percentiles
 from bench.targets import quick_mode
-from kernel.service import Client
+from eskernel.service import Client
 
 QUICK = quick_mode()
 RT_N = 2_000 if QUICK else 10_000
@@ -72,7 +72,7 @@ class Served:
         self.dir = Path(tempfile.mkdtemp(prefix="esk-bench-"))
         self.port = _port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernel", "serve", str(self.dir / "log"), "--listen",
+            [sys.executable, "-m", "eskernel", "serve", str(self.dir / "log"), "--listen",
              f"127.0.0.1:{self.port}", "--durability", durability],
             stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc)

@@ -33,12 +33,12 @@ def setup(rt):
 
 
 def main() -> None:
-    from kernel.service import Client
+    from eskernel.service import Client
 
     tmp = Path(tempfile.mkdtemp(prefix="esk-example-"))
     sock = tmp / "kernel.sock"
     env = dict(os.environ, EXAMPLE_RAN=str(tmp / "ran"))
-    cmd = [sys.executable, "-m", "kernel"]
+    cmd = [sys.executable, "-m", "eskernel"]
     server = subprocess.Popen(cmd + ["serve", str(tmp / "state"), "--listen", "",
                                      "--unix", str(sock)], stderr=subprocess.DEVNULL)
     while not sock.exists():

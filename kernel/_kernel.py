@@ -18,6 +18,8 @@ from typing import Any
 from . import events
 from ._apply import KernelState
 from ._clock import Clock, SystemClock
+from ._codes import (CHOOSE_AT_CAPACITY, CHOOSE_OFFLINE, ROW_LEASE_ID, ROW_STATUS,
+                     TERMINAL_CODES)
 from ._core import Lease
 from ._memlog import MemoryLog
 from ._submit import NO_IDS, batch_events, new_id, simple_batch, spec_dict, submitted_event
@@ -30,7 +32,6 @@ from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError
                      StaleLeaseError)
 from .models import BackoffPolicy, Priority, TaskSpec
 
-_TERMINAL = frozenset({4, 5, 6})      # COMPLETED, FAILED, CANCELLED status codes
 #: Events ``tick()`` appends per batch.
 TICK_BATCH = 4096
 
@@ -51,7 +52,7 @@ class Kernel(Views):
     A Kernel is not thread-safe: call it from one thread (the :class:`Runtime` does), or
     serialize calls with a lock.
 
-    >>> from kernel import Kernel, ManualClock
+    >>> from eskernel import Kernel, ManualClock
     >>> k = Kernel.in_memory(clock=ManualClock())
     >>> k.declare_queue("render", max_concurrent=4)
     >>> k.register_agent("gpu-1", capabilities=["render"], capacity=2)
@@ -111,7 +112,7 @@ class Kernel(Views):
 
         Loads the newest valid snapshot, then replays the log's tail through the same apply
         path live operation uses.  ``durability`` is the event log's mode (``"fsync"``,
-        ``"write"`` or ``"buffer"``; see :class:`eventlog.Durability`).  A snapshot is taken
+        ``"write"`` or ``"buffer"``; see :class:`eskernel.eventlog.Durability`).  A snapshot is taken
         every ``snapshot_every`` events (0: only on :meth:`snapshot`) once the log has grown
         by ``snapshot_growth`` times the last snapshot's size, on a background thread; the
         ``snapshot_keep`` newest are kept.  A snapshot that fails its checks, or lies beyond the log's end
@@ -229,7 +230,7 @@ class Kernel(Views):
 
     def _stale(self, lease: Lease, verb: str) -> StaleLeaseError:
         row = self._sched.task_row(lease._task)
-        status, cur = row[0], row[7]
+        status, cur = row[ROW_STATUS], row[ROW_LEASE_ID]
         why = (f"the task was re-leased as {cur}" if cur else f"the task is {status}")
         return StaleLeaseError(
             f"lease {lease.lease_id} for task {lease.task_id!r} is stale: {why}; stop work on "
@@ -466,7 +467,7 @@ class Kernel(Views):
         return r
 
     def _refusal(self, agent_id: str, code: int) -> EskernelError:
-        if code == -2:
+        if code == CHOOSE_OFFLINE:
             return AgentOfflineError(f"agent {agent_id!r} is offline; call "
                                      f"agent_online({agent_id!r}) before claiming")
         cap = self._sched.agent_info(self._state.agent_index[agent_id])[0]
@@ -486,7 +487,7 @@ class Kernel(Views):
         leases = self._sched.claim_many(a, n, now)
         if not leases:
             code = self._sched.choose(a)
-            if code in (-2, -3):
+            if code in (CHOOSE_OFFLINE, CHOOSE_AT_CAPACITY):
                 raise self._refusal(agent_id, code)
             return leases
         self._write([lease._event for lease in leases])
@@ -629,8 +630,8 @@ class Kernel(Views):
         """
         self._writable()
         h = self._task(task_id)
-        if self._sched.status_of(h) in _TERMINAL:
-            raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[0]}; "
+        if self._sched.status_of(h) in TERMINAL_CODES:
+            raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[ROW_STATUS]}; "
                                     "there is nothing to cancel")
         now = self._now()
         evs = [{"t": "cancelled", "ts": now, "task": task_id, "reason": "cancelled", "cause": None}]
@@ -648,7 +649,7 @@ class Kernel(Views):
         self._writable()
         h = self._task(task_id)
         if self._sched.status_of(h) != 5:
-            raise InvalidStateError(f"task {task_id!r} is {self._sched.task_row(h)[0]}; only "
+            raise InvalidStateError(f"task {task_id!r} is {self._sched.task_row(h)[ROW_STATUS]}; only "
                                     "FAILED tasks can be requeued")
         self._commit([{"t": "requeued", "ts": self._now(), "task": task_id}])
 

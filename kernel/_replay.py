@@ -5,12 +5,16 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import events
 from ._apply import KernelState
 from ._records import RecordError, check_record, record_error
 from .errors import EskernelError, InvalidSpecError, SnapshotCorruptError
+
+if TYPE_CHECKING:
+    from ._kernel import Kernel
 
 log = logging.getLogger("eskernel")
 BATCH = 8192
@@ -18,11 +22,14 @@ BATCH = 8192
 RECORD_OVERHEAD = 4096
 
 
-def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None) -> None:
+def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None,
+                 observe: Callable[[int, bytes], None] | None = None) -> None:
     # Every record is checked before it is applied (kernel/_records.py): the C fast path
     # takes only records it has checked itself and declines the rest, which check_record
     # decodes and checks in full.  A bad record raises LogRecordInvalidError; the state is
-    # then half-applied and the caller must drop it (open and replay do).
+    # then half-applied and the caller must drop it (open and replay do).  ``observe``
+    # (verify's rules) sees each record and its offset before it is applied; what it
+    # raises propagates as it is.
     # Decoding retains millions of small objects: the cyclic GC would rescan them again
     # and again, so it is paused for the duration (nothing here makes cycles).
     check, apply = check_record, state.apply
@@ -39,6 +46,8 @@ def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None =
                 break
             try:
                 for rec in batch:
+                    if observe is not None:
+                        observe(state.applied, rec)
                     if until_ns is None and fast(rec, ctx):
                         state.applied += 1     # the hot-path records, checked and applied in C
                         continue
@@ -64,7 +73,7 @@ def _load_snapshot(log_: Any, end: int, *, remove_beyond: bool = False) -> Kerne
     records appended later at those offsets can never be hidden by it.  Every snapshot passed
     over is logged with the reason.
     """
-    from eventlog.snapshots import list_snapshots, remove_snapshots
+    from eskernel.eventlog.snapshots import list_snapshots, remove_snapshots
 
     path = getattr(log_, "path", None)
     if path is None:
@@ -127,10 +136,10 @@ def _record_ts(record: bytes) -> int:
     return ts
 
 
-def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clock: Any,
+def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability: str, clock: Any,
                  seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
-                 max_payload_bytes: int, log_options: dict[str, Any]) -> Any:
-    from eventlog import EventLog
+                 max_payload_bytes: int, log_options: dict[str, Any]) -> Kernel:
+    from eskernel.eventlog import EventLog
     for name, value, low in (("snapshot_every", snapshot_every, 0),
                              ("snapshot_keep", snapshot_keep, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -158,9 +167,9 @@ def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clo
                snapshot_growth=float(snapshot_growth))
 
 
-def replay_readonly(cls: Any, path: str | os.PathLike[str], *, until: int | None,
-                    until_time: float | None) -> Any:
-    from eventlog import EventLog
+def replay_readonly(cls: type[Kernel], path: str | os.PathLike[str], *, until: int | None,
+                    until_time: float | None) -> Kernel:
+    from eskernel.eventlog import EventLog
     from ._validate import MAX_TIME_S, check_int, seconds_to_ns
     reader = EventLog.open_readonly(path)
     try:

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import events
 from ._apply import KernelState
+from ._codes import DEAD_CODES, ROW_STATUS
 from ._validate import (ID_PATTERN, NS, check_backoff, check_id, check_int, check_priority, check_tags,
                         MAX_DURATION_S, MAX_TIME_S, lookup, seconds_to_ns, show)
 from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, UnknownAgentError,
@@ -15,7 +16,6 @@ from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, Unkn
 from .models import Priority, TaskSpec
 
 SPEC_KEYS = frozenset(TaskSpec.model_fields)
-_DEAD = (5, 6)   # FAILED, CANCELLED
 
 
 def spec_dict(spec: Any, index: int) -> dict[str, Any]:
@@ -68,8 +68,8 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
             check_id(d, "dependency")
             raise UnknownTaskError(f"task {tid!r} depends on unknown task {d!r}; submit it first "
                                    "(or in the same submit_many batch)")
-        if state.sched.status_of(h) in _DEAD:
-            status = state.sched.task_row(h)[0]
+        if state.sched.status_of(h) in DEAD_CODES:
+            status = state.sched.task_row(h)[ROW_STATUS]
             raise DependencyError(f"task {tid!r} depends on {d!r}, which is {status}; requeue "
                                   f"{d!r} first or drop the dependency")
     if len(set(deps)) != len(deps):

@@ -6,7 +6,7 @@ Every class derives from :class:`EskernelError`.  Branches are named by who must
   family (also ``LookupError``), :class:`DuplicateTaskError`, :class:`DependencyError`;
 * state conflicts — :class:`StaleLeaseError`, :class:`AgentOfflineError`,
   :class:`AgentAtCapacityError`, :class:`InvalidStateError`;
-* storage — the ``Log*Error`` classes re-exported from :mod:`eventlog.errors`,
+* storage — the ``Log*Error`` classes re-exported from :mod:`eskernel.eventlog.errors`,
   :class:`LogRecordInvalidError` for a record that passes its checksum but means nothing,
   and :class:`KernelFailedError` once an append failed;
 * bugs — :class:`KernelInternalError`.
@@ -19,7 +19,7 @@ True
 
 from __future__ import annotations
 
-from eventlog.errors import (
+from eskernel.eventlog.errors import (
     EskernelError,
     InvalidArgumentError,
     LogClosedError,

@@ -85,8 +85,10 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "submitted": {"agent": None, "backoff": None, "name": None, "tags": None, "key": None,
                   "parent": None},
 }
-DEFAULT_BACKOFF = {"initial": 1_000_000_000, "factor": 2.0, "max": 60_000_000_000,
-                   "jitter": 0.0}
+#: (initial ns, factor, max ns, jitter): the backoff a task without one gets.
+DEFAULT_BACKOFF_KEY: tuple[int, float, int, float] = (1_000_000_000, 2.0, 60_000_000_000, 0.0)
+DEFAULT_BACKOFF: dict[str, float] = dict(zip(("initial", "factor", "max", "jitter"),
+                                             DEFAULT_BACKOFF_KEY))
 _SUBMITTED_SIMPLE = (b'{"v":1,"t":"submitted","ts":%d,"task":"%s","queue":"%s","priority":%d,'
                      b'"payload":%s,"depends_on":[],"max_attempts":%d,"timeout":%d,'
                      b'"not_before":%d}')

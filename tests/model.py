@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import orjson
 
-from kernel.errors import (
+from eskernel.errors import (
     AgentAtCapacityError,
     AgentOfflineError,
     DependencyError,

@@ -11,11 +11,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics import Projection, ProjectionError, verify_log
-from analytics.report import build_report
-from eventlog import EventLog
-from kernel import Kernel, ManualClock, events
-from kernel._cli_demo import run_demo
+from eskernel.analytics import Projection, ProjectionError
+from eskernel.verify import verify_log
+from eskernel.analytics.report import build_report
+from eskernel.eventlog import EventLog
+from eskernel import Kernel, ManualClock, events
+from eskernel.cli._demo import run_demo
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
@@ -293,7 +294,7 @@ def test_refresh_is_a_no_op_when_caught_up(proj: Projection) -> None:
 
 
 def test_failed_chunk_rolls_back_rows_and_offset(demo_dir: Path, monkeypatch) -> None:
-    import analytics.ingest as ingest
+    import eskernel.analytics.ingest as ingest
 
     with Projection(demo_dir) as p:
         p.refresh(until=1000)
@@ -476,7 +477,7 @@ def test_report_renders(proj: Projection) -> None:
 
 
 def test_missing_log_is_an_error(tmp_path: Path) -> None:
-    from eventlog import LogNotFoundError
+    from eskernel.eventlog import LogNotFoundError
     with pytest.raises(LogNotFoundError):
         Projection(tmp_path / "nope")
 

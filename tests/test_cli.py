@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventlog import EventLog
-from kernel import Kernel
-from kernel._cli_demo import run_demo
-from kernel.cli import cli
+from eskernel.eventlog import EventLog
+from eskernel import Kernel
+from eskernel.cli._demo import run_demo
+from eskernel.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ def test_report_bad_window(demo: Path) -> None:
 
 
 def test_main_and_module_entry() -> None:
-    from kernel.cli import main
+    from eskernel.cli import main
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0

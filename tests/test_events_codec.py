@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kernel import Kernel, ManualClock, events
+from eskernel import Kernel, ManualClock, events
 
 ids = st.from_regex(r"[A-Za-z0-9._:@/+\-]{1,40}", fullmatch=True)
 json_values = st.recursive(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import (AgentAtCapacityError, AgentOfflineError, DependencyError, InvalidStateError,
+from eskernel import (AgentAtCapacityError, AgentOfflineError, DependencyError, InvalidStateError,
                     Kernel, KernelClosedError, Lease, ManualClock, Priority, StaleLeaseError,
                     TaskSpec)
 

@@ -1,7 +1,7 @@
 """The kernel as a network service: ``eskernel serve`` owns a directory and serves it;
 :class:`Client` speaks the wire protocol (``docs/protocol.md``) with the Kernel's API.
 
->>> from kernel.service import protocol
+>>> from eskernel.service import protocol
 >>> protocol.decode(protocol.encode([1, "ping", {}]))
 [1, 'ping', {}]
 """

@@ -41,7 +41,7 @@ _NS = 1_000_000_000
 
 
 class RemoteLease:
-    """A lease granted by a server: the fields of :class:`~kernel.Lease`, plus what the
+    """A lease granted by a server: the fields of :class:`~eskernel.Lease`, plus what the
     worker needs to run the task (``name``, ``queue``, ``payload``, ``max_attempts``,
     ``timeout``)."""
 
@@ -207,8 +207,8 @@ class _Conn:
 
 
 class Client:
-    """A remote kernel.  Same method names, arguments and errors as :class:`~kernel.Kernel`
-    for everything a producer or worker calls, so :class:`~kernel.Runtime` runs on it
+    """A remote kernel.  Same method names, arguments and errors as :class:`~eskernel.Kernel`
+    for everything a producer or worker calls, so :class:`~eskernel.Runtime` runs on it
     unchanged.
 
     Args:

@@ -119,7 +119,7 @@ class ServerThread:
     """A server on a background thread (tests, benchmarks, embedding).
 
     >>> import tempfile
-    >>> from kernel.service import Client
+    >>> from eskernel.service import Client
     >>> with tempfile.TemporaryDirectory() as d, ServerThread(d) as st:
     ...     with Client(st.address) as c:
     ...         c.declare_queue("q"); c.submit("q", {"n": 1}, id="a")

@@ -76,7 +76,7 @@ class Waiter:
 
 
 class Server:
-    """Serves one :class:`~kernel.Kernel` to clients (see :mod:`kernel.service.server`).
+    """Serves one :class:`~eskernel.Kernel` to clients (see :mod:`eskernel.service.server`).
 
     Args:
         kernel: an open, writable kernel; the server owns it from now on.

@@ -10,8 +10,8 @@ import os
 import sys
 import time
 
-from kernel.errors import EskernelError, StaleLeaseError
-from kernel.service import Client
+from eskernel.errors import EskernelError, StaleLeaseError
+from eskernel.service import Client
 
 
 def complete(c: Client, lease) -> bool:

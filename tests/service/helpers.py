@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kernel.service import Client
-from kernel.service.run import ServerThread
-from kernel.service.server import ServerConfig
+from eskernel.service import Client
+from eskernel.service.run import ServerThread
+from eskernel.service.server import ServerConfig
 
 __all__ = ["ServerThread", "ServerProcess", "RemoteKernel", "quiet_config", "raw_connect"]
 
@@ -74,7 +74,7 @@ class ServerProcess:
         if self.sock.exists():
             self.sock.unlink()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernel", "serve", str(self.directory), "--listen", "",
+            [sys.executable, "-m", "eskernel", "serve", str(self.directory), "--listen", "",
              "--unix", str(self.sock), *self.args],
             stdout=subprocess.DEVNULL, stderr=self._log())
         for _ in range(600):

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from kernel import (InvalidSpecError, Kernel, ManualClock, Runtime, StaleLeaseError,
+from eskernel import (InvalidSpecError, Kernel, ManualClock, Runtime, StaleLeaseError,
                     UnknownQueueError, UnknownTaskError, WaitTimeoutError)
-from kernel.service import Client
-from kernel.service import protocol as P
-from kernel.service.run import ServerThread
+from eskernel.service import Client
+from eskernel.service import protocol as P
+from eskernel.service.run import ServerThread
 from tests.service.helpers import RemoteKernel, quiet_config, raw_connect
 
 

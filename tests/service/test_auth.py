@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import AuthenticationError, InvalidSpecError, PermissionDeniedError
-from kernel.service import Client, Tokens
-from kernel.service import auth
-from kernel.service.run import ServerThread
+from eskernel import AuthenticationError, InvalidSpecError, PermissionDeniedError
+from eskernel.service import Client, Tokens
+from eskernel.service import auth
+from eskernel.service.run import ServerThread
 
 PRODUCER = "producer-token-0000000000"
 WORKER = "worker-token-111111111111"

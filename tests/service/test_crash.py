@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from kernel import StaleLeaseError
-from kernel.service import Client
+from eskernel import StaleLeaseError
+from eskernel.service import Client
 from tests.service.helpers import ServerProcess
 
 ITERATIONS = int(os.environ.get("ESKERNEL_SERVE_TORTURE", "2"))

@@ -10,11 +10,11 @@ import time
 import msgpack
 import pytest
 
-from kernel.service import Client, Tokens
-from kernel.service import protocol as P
-from kernel.service.auth import Identity
-from kernel.service.run import ServerThread
-from kernel.service.server import ServerConfig
+from eskernel.service import Client, Tokens
+from eskernel.service import protocol as P
+from eskernel.service.auth import Identity
+from eskernel.service.run import ServerThread
+from eskernel.service.server import ServerConfig
 
 WORKER_A = "worker-token-aaaaaaaaaaaa"
 WORKER_B = "worker-token-bbbbbbbbbbbb"

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from kernel.service import Client, Tokens
-from kernel.service.auth import Identity
-from kernel.service.run import ServerThread
+from eskernel.service import Client, Tokens
+from eskernel.service.auth import Identity
+from eskernel.service.run import ServerThread
 
 ADMIN = "admin-token-http-000000000"
 PRODUCER = "producer-token-http-000000"

@@ -1,5 +1,5 @@
 """The stateful model test of tests/test_scheduler_stateful.py, with every command sent
-through a :class:`kernel.service.Client` to a server of the kernel: the same outcomes,
+through a :class:`eskernel.service.Client` to a server of the kernel: the same outcomes,
 errors (by class), states and invariants as in-process."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis.stateful import initialize
 from hypothesis import strategies as st
 
-from kernel import Kernel
+from eskernel import Kernel
 from tests.model import Model
 from tests.service.helpers import RemoteKernel
 from tests.test_scheduler_stateful import SchedulerMachine

@@ -17,16 +17,18 @@ from typing import Any
 
 import click
 
-from analytics import Projection, verify_log
-from analytics.query import Table
-from analytics.report import build_report
-from eventlog.errors import EskernelError
+from eskernel.analytics import Projection
+from eskernel.verify import verify_log
+from eskernel.analytics.query import Table
+from eskernel.analytics.report import build_report
+from eskernel.eventlog.errors import EskernelError
 
-from ._cli_format import emit, emit_sections, ns_time, progress, table_from_dicts
+from .._version import __version__
+from . import _bench, _service
+from ._format import emit, emit_sections, ns_time, progress, table_from_dicts
 
 __all__ = ["cli", "main"]
 
-_TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class CliError(click.ClickException):
@@ -107,7 +109,7 @@ def _projection(directory: Path, db: str | None, memory: bool) -> Projection:
 # -- the group ---------------------------------------------------------------------------
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="eskernel")
+@click.version_option(__version__, prog_name="eskernel")
 def cli() -> None:
     """eskernel: an event-sourced task orchestration kernel.
 
@@ -131,7 +133,7 @@ def demo(directory: str, jobs: int, seed: int) -> None:
     with backoff, lease expiries and a cancellation.  Re-running wipes an earlier demo in
     DIR; a non-empty DIR that is not a demo is refused.
     """
-    from ._cli_demo import prepare_dir, run_demo
+    from ._demo import prepare_dir, run_demo
     path = Path(directory)
     try:
         wiped = prepare_dir(path)
@@ -202,7 +204,7 @@ def status(directory: str, as_json: bool, as_csv: bool) -> None:
     Reads the log without locking it (works while a kernel is running).
     """
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     with progress("replaying the log"):
         k = Kernel.replay(_log_dir(directory))
     try:
@@ -237,11 +239,11 @@ def _detail(ev: dict[str, Any]) -> str:
 def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
     """The full event trail of TASK, in log order."""
     fmt = _fmt(as_json, as_csv)
-    from eventlog import EventLog
+    from eskernel.eventlog import EventLog
 
-    from ._records import task_events
-    from ._validate import check_id
-    from .errors import UnknownTaskError
+    from .._records import task_events
+    from .._validate import check_id
+    from ..errors import UnknownTaskError
     check_id(task, "task")
     # A byte search of the log in C: no replay, so it costs the same with or without
     # snapshots (~0.3 s per 5 M events).  Each event found is checked (types, fields).
@@ -253,12 +255,12 @@ def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
     if fmt == "json":
         emit(table_from_dicts(trail, sorted({c for e in trail for c in e})), fmt)
         return
-    agents: dict[int, tuple[str, int]] = {}
+    agents: dict[int, tuple[str | None, int | None]] = {}
     rows = []
     for ev in trail:
         if ev["t"] == "claimed":
             agents[ev["lease"]] = (ev["agent"], ev["attempt"])
-        agent, attempt = agents.get(ev.get("lease"), (None, None))
+        agent, attempt = agents.get(ev.get("lease", -1), (None, None))
         rows.append({"offset": ev["offset"], "time": ns_time(ev["ts"]), "event": ev["t"],
                      "agent": ev.get("agent") or agent, "lease": ev.get("lease"),
                      "attempt": ev.get("attempt") or attempt, "detail": _detail(ev)})
@@ -301,7 +303,7 @@ def replay(directory: str, until: str | None, task: str | None, as_json: bool,
     """Rebuild the state at a point of the log and print it (the audit path)."""
     fmt = _fmt(as_json, as_csv)
     offset, at = _parse_until(until) if until is not None else (None, None)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     log_dir = _log_dir(directory)
     with progress("replaying the log"):
         k = Kernel.replay(log_dir, until=offset, until_time=at)
@@ -366,12 +368,14 @@ def verify(directory: str, as_json: bool, as_csv: bool) -> None:
 def snapshot(directory: str, as_json: bool, as_csv: bool) -> None:
     """Take a snapshot of the kernel state now (needs the directory's writer lock)."""
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
+    from eskernel.eventlog.snapshots import snapshot_path
+
+    from .._kernel import Kernel
     log_dir = _log_dir(directory)
     with Kernel.open(log_dir, snapshot_every=0) as k:
         offset = k.snapshot()
         digest = k.digest()
-    path = log_dir / f"{offset:020d}.snap"
+    path = snapshot_path(log_dir, offset)
     emit(table_from_dicts([{"offset": offset, "digest": digest, "path": str(path)}]), fmt,
          title="Snapshot written")
 
@@ -439,18 +443,10 @@ def report(directory: str, html_file: str | None, last: float | None, bucket: in
             click.echo(f"wrote {html_file}")
 
 
-from ._cli_service import serve as _serve, worker as _worker  # noqa: E402
-
-for _cmd in (_serve, _worker):
+cli.add_command(_bench.bench)
+for _cmd in (_service.serve, _service.worker):
     _cmd.callback = _guard(_cmd.callback)  # type: ignore[arg-type]
     cli.add_command(_cmd)
-
-try:  # the bench command lives with the benchmarks' owner
-    from ._cli_bench import bench as _bench
-except ImportError:  # pragma: no cover - depends on what is installed
-    pass
-else:  # pragma: no cover
-    cli.add_command(_bench)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Handler registration and invocation for :mod:`kernel.runtime` (private).
+"""Handler registration and invocation for :mod:`eskernel.runtime` (private).
 
 A :class:`Handler` is a user function bound to a key (a task name or a queue name) and to the
 way it runs: ``async`` (a coroutine on the event loop), ``thread`` (a sync function in the
@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import InvalidSpecError
+from ..errors import InvalidSpecError
 
 __all__ = ["EXECUTORS", "Handler", "TaskContext", "make_handler", "describe_exception",
            "process_call", "resume_coroutine"]
@@ -31,7 +31,7 @@ TRACEBACK_FRAMES = 6
 #: Longest error string recorded for one failed attempt.
 MAX_ERROR_CHARS = 4000
 # Frames of the machinery between the runtime and a handler, left out of recorded tracebacks.
-_PLUMBING = ("concurrent/futures/thread.py", "_runtime_handlers.py", "_runtime_attempts.py",
+_PLUMBING = ("concurrent/futures/thread.py", "runtime/_handlers.py", "runtime/_attempts.py",
              "contextvars.py")
 
 
@@ -148,10 +148,9 @@ def describe_exception(exc: BaseException) -> str:
         frames = [ln for ln in lines if ln.strip() and not ln.startswith('"""')]
         text += "\n" + "\n".join(frames[-2 * TRACEBACK_FRAMES - 1:-1])
     elif exc.__traceback__ is not None:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__)
-                  if not f.filename.endswith(_PLUMBING)] or traceback.extract_tb(
-                      exc.__traceback__)
-        summary = traceback.StackSummary.from_list(frames[-TRACEBACK_FRAMES:])
+        tb = traceback.extract_tb(exc.__traceback__)
+        kept = [f for f in tb if not f.filename.endswith(_PLUMBING)] or list(tb)
+        summary = traceback.StackSummary.from_list(kept[-TRACEBACK_FRAMES:])
         text += "\nTraceback (innermost last):\n" + "".join(traceback.format_list(summary))
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS - 15] + "\n[... truncated]"

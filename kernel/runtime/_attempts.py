@@ -1,33 +1,67 @@
 """Attempt lifecycle of the handler runtime (private): start a handler for a claimed lease,
 settle its outcome with the kernel, heartbeat it, time it out, abandon it.
 
-A mixin of :class:`kernel.runtime.Runtime`; it uses the runtime's attributes directly.
+A mixin of :class:`eskernel.runtime.Runtime`; the attributes it needs are declared on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import contextvars
 import heapq
 import math
 from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._runtime_events import TaskEvent
-from ._runtime_handlers import (Handler, TaskContext, describe_exception, process_call,
+from ._events import EventHub, TaskEvent
+from ._handlers import (Handler, TaskContext, describe_exception, process_call,
                                 resume_coroutine)
-from ._runtime_support import (ABANDONED, CANCELLING, DONE, RUNNING, TERMINAL, AgentSlot, Attempt,
+from ._support import (ABANDONED, CANCELLING, DONE, RUNNING, TERMINAL, AgentSlot, Attempt,
                                HandlerTimeoutError, process_pool, thread_pool)
-from .errors import InvalidSpecError, StaleLeaseError
+from ..errors import InvalidSpecError, StaleLeaseError
 
 _ERR_TIMEOUT = HandlerTimeoutError.__name__
 
 
 class Attempts:
-    """Start, settle, heartbeat and time out attempts (mixed into ``Runtime``)."""
+    """Start, settle, heartbeat and time out attempts (mixed into ``Runtime``).
+
+    What the attempt logic needs from its host is declared here; ``Runtime.__init__`` sets
+    each of these, and mypy holds both sides to the declarations.
+    """
 
     kernel: Any
-    _loop: Any
+    completed: int
+    failed: int
+    timed_out: int
+    lost: int
+    _loop: asyncio.AbstractEventLoop | None
+    _handlers: dict[str, Handler]
+    _read: Callable[[Any], tuple[str | None, str, Any, int]]
+    _now: Callable[[], float]
+    _hub: EventHub
+    _threads: cf.Executor | None
+    _procs: cf.Executor | None
+    _own_procs: bool
+    _max_threads: int
+    _processes: int | None
+    _claim_now: float
+    _hb_fraction: float
+    _grace: float
+    _inflight: dict[int, Attempt]
+    _finished: list[Attempt]
+    _zombies: set[Attempt]
+    _timers: list[tuple[float, int, Attempt]]
+    _seq: Iterator[int]
+
+    def _wake(self) -> None:
+        raise NotImplementedError   # the host's: wakes its loop
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "attempts start only while the runtime runs"
+        return self._loop
 
     def _start(self, lease: Any, agent: AgentSlot) -> None:
         name, queue, payload, max_attempts = self._read(lease)
@@ -58,8 +92,8 @@ class Attempts:
             except (Exception, asyncio.CancelledError) as exc:
                 self._fail(lease, agent, name, queue, describe_exception(exc), True)
                 return
-            fut: Any = self._loop.create_task(  # type: ignore[union-attr]
-                resume_coroutine(coro, yielded), context=ctx)
+            fut: Any = self._running_loop().create_task(resume_coroutine(coro, yielded),
+                                                        context=ctx)
         elif mode == "inline":
             try:
                 result = h.fn(payload)
@@ -71,12 +105,12 @@ class Attempts:
         elif mode == "thread":
             if self._threads is None:
                 self._threads = thread_pool(self._max_threads)
-            fut = self._loop.run_in_executor(self._threads, h.fn, payload)  # type: ignore
+            fut = self._running_loop().run_in_executor(self._threads, h.fn, payload)
         else:
             if self._procs is None:
                 self._procs = process_pool(self._processes)
-            fut = self._loop.run_in_executor(  # type: ignore[union-attr]
-                self._procs, process_call, h.fn, payload)
+            fut = self._running_loop().run_in_executor(self._procs, process_call, h.fn,
+                                                       payload)
         timeout = deadline - self._claim_now
         hb_every = max(timeout * self._hb_fraction, 1e-3)
         att = Attempt(lease, agent, h, name, queue, deadline, timeout, hb_every, fut,

@@ -1,13 +1,13 @@
 """The handler runtime: register Python functions, and it runs your tasks through the kernel.
 
-A :class:`Runtime` claims work from a :class:`~kernel.Kernel` as one or more agents, runs the
+A :class:`Runtime` claims work from a :class:`~eskernel.Kernel` as one or more agents, runs the
 handler registered for each task, heartbeats while it runs, and completes or fails the task.
 Retries, backoff and dead-lettering are the kernel's: the runtime reports each attempt's
 outcome and calls ``Kernel.tick()`` so that expired leases and due retries are released.
 
 >>> import asyncio
->>> from kernel import Kernel, ManualClock
->>> from kernel.runtime import Runtime
+>>> from eskernel import Kernel, ManualClock
+>>> from eskernel.runtime import Runtime
 >>> k = Kernel.in_memory(clock=ManualClock())
 >>> k.declare_queue("images")
 >>> rt = Runtime(k, agents=[{"id": "w1", "capabilities": ["images"], "capacity": 4}])
@@ -45,7 +45,7 @@ the runtime never runs a handler it holds no lease for, and claims for an agent 
 tasks as it has free slots.
 
 Time: deadlines, heartbeats and ticks follow the kernel's clock.  With a
-:class:`~kernel.ManualClock`, ``run_until_idle`` *auto-jumps* the clock (unless
+:class:`~eskernel.ManualClock`, ``run_until_idle`` *auto-jumps* the clock (unless
 ``autojump=False``): when nothing can progress but a deadline, heartbeat, retry or lease
 expiry lies ahead, it sets the clock to it, so tests and simulations finish at once.  Use it
 with handlers that wait on events, not real-time sleeps.
@@ -58,14 +58,17 @@ import concurrent.futures as cf
 import itertools
 import math
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
-from ._runtime_attempts import Attempts
-from ._runtime_events import EVENT_KINDS, EventHub, EventStream, TaskEvent
-from ._runtime_handlers import EXECUTORS, Handler, TaskContext, make_handler
-from ._runtime_support import (TERMINAL, AgentSlot, Attempt, HandlerTimeoutError,
+from ._attempts import Attempts
+
+#: A handler function, kept as it is by :meth:`Runtime.register` and :meth:`Runtime.handler`.
+F = TypeVar("F", bound=Callable[..., Any])
+from ._events import EVENT_KINDS, EventHub, EventStream, TaskEvent
+from ._handlers import EXECUTORS, Handler, TaskContext, make_handler
+from ._support import (TERMINAL, AgentSlot, Attempt, HandlerTimeoutError,
                                WaitTimeoutError, parse_agents, task_reader)
-from .errors import (AgentAtCapacityError, AgentOfflineError, EskernelError, InvalidSpecError,
+from ..errors import (AgentAtCapacityError, AgentOfflineError, EskernelError, InvalidSpecError,
                      InvalidStateError)
 
 __all__ = ["Runtime", "TaskContext", "TaskEvent", "EventStream", "HandlerTimeoutError",
@@ -87,7 +90,7 @@ class Runtime(Attempts):
     """Runs registered handlers for a kernel's tasks.
 
     Args:
-        kernel: the :class:`~kernel.Kernel` to claim from.
+        kernel: the :class:`~eskernel.Kernel` to claim from.
         agents: the agents to claim as: ids already registered with the kernel, mappings
             ``{"id": ..., "capabilities": [queue, ...], "capacity": n}`` or tuples
             ``(id, capabilities, capacity)`` (registered on the spot; registering the same
@@ -111,10 +114,9 @@ class Runtime(Attempts):
         InvalidSpecError: a bad option or agent spec.
         UnknownAgentError / UnknownQueueError: an agent id or capability the kernel lacks.
 
-    Overhead: about 1.3 µs of Python per task for an async handler that does not suspend,
-    on top of the kernel's claim and complete (~1.3 µs); ~2.5 µs end to end, i.e. ~400k
-    no-op tasks/s on one core, against ~140k/s for plain asyncio tasks under a semaphore
-    (see ``bench/test_runtime.py``).
+    Overhead: a few µs of Python per task for an async handler that does not suspend, on
+    top of the kernel's claim and complete; ``bench/test_runtime.py`` measures it against
+    plain asyncio tasks under a semaphore.
     """
 
     def __init__(self, kernel: Any, *, agents: object, clock: Any = None,
@@ -181,8 +183,8 @@ class Runtime(Attempts):
 
     # -- registration ---------------------------------------------------------------------
 
-    def register(self, key: str, fn: Callable[..., Any], *, executor: str = "auto",
-                 context: bool = False, replace: bool = False) -> Callable[..., Any]:
+    def register(self, key: str, fn: F, *, executor: str = "auto", context: bool = False,
+                 replace: bool = False) -> F:
         """Register ``fn`` for tasks whose name is ``key``, or whose queue is ``key``.
 
         A task's handler is looked up by its name first, then by its queue.  ``fn`` gets the
@@ -198,7 +200,7 @@ class Runtime(Attempts):
             InvalidSpecError: bad key, not callable, an executor that does not fit the
                 function, an unpicklable process handler, or ``key`` already registered.
 
-        >>> from kernel import Kernel
+        >>> from eskernel import Kernel
         >>> k = Kernel.in_memory(); k.declare_queue("q")
         >>> rt = Runtime(k, agents=[("w", ["q"], 1)])
         >>> _ = rt.register("q", len)
@@ -213,9 +215,10 @@ class Runtime(Attempts):
         return fn
 
     def handler(self, key: str, *, executor: str = "auto", context: bool = False,
-                replace: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator form of :meth:`register`: ``@rt.handler("resize")``."""
-        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+                replace: bool = False) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`: ``@rt.handler("resize")``; the function keeps
+        its type."""
+        def decorate(fn: F) -> F:
             return self.register(key, fn, executor=executor, context=context, replace=replace)
         return decorate
 
@@ -230,7 +233,7 @@ class Runtime(Attempts):
         """Call ``callback(event)`` for task events of ``kinds`` (None: all kinds).
 
         Callbacks run on the loop, right after the kernel recorded the outcome; a coroutine
-        callback is scheduled as a task.  Exceptions are logged to ``kernel.runtime`` and
+        callback is scheduled as a task.  Exceptions are logged to ``eskernel.runtime`` and
         otherwise ignored.  Returns ``callback``.
 
         Raises:
@@ -248,7 +251,7 @@ class Runtime(Attempts):
         ``run``/``run_until_idle`` returns.  Create it before starting the run.
 
         >>> import asyncio
-        >>> from kernel import Kernel, ManualClock
+        >>> from eskernel import Kernel, ManualClock
         >>> k = Kernel.in_memory(clock=ManualClock()); k.declare_queue("q")
         >>> rt = Runtime(k, agents=[("w", ["q"], 2)])
         >>> _ = rt.register("q", lambda p: p * 2, executor="inline")
@@ -337,7 +340,7 @@ class Runtime(Attempts):
     async def wait(self, task_ids: str | Iterable[str], timeout: float | None = None) -> Any:
         """Wait until a task (or every task of a set) is COMPLETED, FAILED or CANCELLED.
 
-        Returns the :class:`~kernel.TaskView` (a list of them for a set, in order).  The
+        Returns the :class:`~eskernel.TaskView` (a list of them for a set, in order).  The
         runtime must be running (``run``) in another task for work to progress; ``timeout``
         is in real seconds.
 
@@ -346,7 +349,7 @@ class Runtime(Attempts):
             WaitTimeoutError: some tasks were not finished in time (the message names them).
         """
         single = isinstance(task_ids, str)
-        ids = [task_ids] if single else list(task_ids)  # type: ignore[arg-type]
+        ids = [task_ids] if single else list(task_ids)
         if timeout is not None:
             _positive(timeout, "timeout", allow_zero=True)
         views = {i: self.kernel.task(i) for i in ids}

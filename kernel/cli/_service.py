@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .errors import InvalidSpecError
+from ..errors import InvalidSpecError
 
 __all__ = ["serve", "worker"]
 
@@ -45,8 +45,8 @@ def serve(directory: str, listen: str, unix: str | None, durability: str,
     Stops cleanly on SIGTERM or SIGINT: stops accepting, answers parked requests, flushes,
     snapshots and releases the directory.
     """
-    from .service.run import serve as run_serve
-    from .service.server import ServerConfig
+    from ..service.run import serve as run_serve
+    from ..service.server import ServerConfig
 
     def ready(server: Any) -> None:
         for addr in server.addresses:
@@ -94,8 +94,8 @@ def worker(setup: str, address: str, agents: tuple[str, ...], queues: tuple[str,
     """Run handlers for a served kernel: MODULE:FUNCTION is called with a Runtime and
     registers its handlers (``rt.register(...)``).  SIGTERM drains: no new claims, in-flight
     tasks finish within --grace, the rest are released."""
-    from .runtime import Runtime
-    from .service.client import Client
+    from ..runtime import Runtime
+    from ..service.client import Client
 
     fn = _target(setup)
     client = Client(address, token=token, agents=list(agents))

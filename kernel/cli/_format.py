@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from analytics.query import Table
-from analytics.report import format_table
+from eskernel.analytics.query import Table
+from eskernel.analytics.report import format_table
 
 __all__ = ["emit", "emit_sections", "progress", "ns_time", "table_from_dicts"]
 
@@ -101,18 +101,19 @@ def progress(label: str, enabled: bool | None = None) -> Iterator[Callable[[int,
     if not show:
         yield lambda done, total: None
         return
-    state: dict[str, Any] = {"bar": None, "done": 0}
+    bars: list[Any] = []        # the bar, made at the first call (when the total is known)
+    shown = [0]
 
     def update(done: int, total: int) -> None:
-        if state["bar"] is None:
-            state["bar"] = click.progressbar(length=max(total, 1), label=label,
-                                             file=sys.stderr)
-            state["bar"].__enter__()
-        state["bar"].update(max(0, done - state["done"]))
-        state["done"] = done
+        if not bars:
+            bars.append(click.progressbar(length=max(total, 1), label=label,
+                                          file=sys.stderr))
+            bars[0].__enter__()
+        bars[0].update(max(0, done - shown[0]))
+        shown[0] = done
 
     try:
         yield update
     finally:
-        if state["bar"] is not None:
-            state["bar"].__exit__(None, None, None)
+        if bars:
+            bars[0].__exit__(None, None, None)
