@@ -54,11 +54,11 @@ class RemoteLease:
 
     @property
     def expires_at(self) -> float:
-        return self.expires_ns / _NS
+        return float(self.expires_ns / _NS)
 
     def __eq__(self, other: object) -> bool:
-        return (getattr(other, "lease_id", None) == self.lease_id
-                and getattr(other, "task_id", None) == self.task_id)
+        return bool(getattr(other, "lease_id", None) == self.lease_id
+                    and getattr(other, "task_id", None) == self.task_id)
 
     def __hash__(self) -> int:
         return hash((self.lease_id, self.task_id))
@@ -478,8 +478,8 @@ class Client:
 
     def _done(self, lease: Any) -> None:
         with self._held_lock:
-            self._leases.pop((getattr(lease, "lease_id", None),
-                              getattr(lease, "task_id", None)), None)
+            self._leases.pop((getattr(lease, "lease_id", 0), getattr(lease, "task_id", "")),
+                             None)
 
     def complete(self, lease: Any, result: Any = None) -> None:
         try:
@@ -558,7 +558,7 @@ class Client:
             UnknownTaskError; WaitTimeoutError after ``timeout`` seconds.
         """
         single = isinstance(task_ids, str)
-        ids = [task_ids] if single else list(task_ids)  # type: ignore[arg-type]
+        ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         max_wait = float(self.info.get("max_wait", 300.0))
         end = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -26,7 +26,7 @@ _log = logging.getLogger("eskernel.service")
 class Session:
     __slots__ = ("client", "ident", "agents", "cache_key", "subscribed", "name")
 
-    def __init__(self, client: str, ident: Identity, agents: set[str], cache_key: tuple,
+    def __init__(self, client: str, ident: Identity, agents: set[str], cache_key: tuple[str, bytes],
                  name: str) -> None:
         self.client = client
         self.ident = ident

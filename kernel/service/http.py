@@ -207,15 +207,16 @@ class Http:
                     return
                 body = await reader.readexactly(length) if length else b""
                 close = headers.get("connection", "").lower() == "close"
+                reply: Any
                 try:
-                    status, value, ctype = self.route(parts[0], parts[1], headers, body)
-                    if not isinstance(value, bytes):
-                        value = events.dumps(value)
+                    status, reply, ctype = self.route(parts[0], parts[1], headers, body)
+                    if not isinstance(reply, bytes):
+                        reply = events.dumps(reply)
                 except Exception as err:    # a bug: answered, never a dropped connection
                     status, ctype = 500, "application/json"
-                    value = {"type": "KernelInternalError", "message": f"{type(err).__name__}: "
+                    reply = {"type": "KernelInternalError", "message": f"{type(err).__name__}: "
                              f"{err}; this is a bug in eskernel, please report it"}
-                await self._reply(writer, status, value, close, ctype)
+                await self._reply(writer, status, reply, close, ctype)
                 if close:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):

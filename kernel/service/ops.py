@@ -84,7 +84,7 @@ def lease_of(kernel: Any, ident: Identity, ref: Any, verb: str) -> Lease:
         raise PermissionDeniedError(
             f"lease {lid} of task {tid!r} belongs to agent {lease.agent_id!r}, which this "
             f"session may not act for; only that agent's worker may {verb} it")
-    return lease
+    return lease  # type: ignore[no-any-return]
 
 
 def lease_wire(kernel: Any, lease: Lease) -> list[Any]:
@@ -97,7 +97,8 @@ def lease_wire(kernel: Any, lease: Lease) -> list[Any]:
 
 
 def view_wire(view: Any) -> dict[str, Any]:
-    return view.model_dump()
+    out: dict[str, Any] = view.model_dump()
+    return out
 
 
 def stats_wire(stats: Any) -> dict[str, Any]:

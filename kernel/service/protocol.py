@@ -88,7 +88,8 @@ def preamble(version: int = VERSION) -> bytes:
 def encode(value: Any) -> bytes:
     """One msgpack value (a reply, request or push) as bytes."""
     try:
-        return _packer.pack(value)
+        data: bytes = _packer.pack(value)
+        return data
     except (TypeError, ValueError, OverflowError) as err:
         raise errors.InvalidSpecError(
             f"a value cannot be sent over the wire ({err}); send JSON-like data") from None

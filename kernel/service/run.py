@@ -71,7 +71,8 @@ async def _main(directory: str | os.PathLike[str] | Kernel, *, listen: tuple[str
     try:
         if unix is not None and Path(unix).is_socket():
             Path(unix).unlink()
-        await server.start(*(listen or (None, None)), unix=unix, ssl=ssl)
+        host, port = listen if listen is not None else (None, None)
+        await server.start(host, port, unix=unix, ssl=ssl)
         if http is not None:
             from .http import start_http
             http_server = await start_http(server, *http)

@@ -101,7 +101,9 @@ class Server:
         self.parked: collections.OrderedDict[int, Waiter] = collections.OrderedDict()
         self.waits: dict[int, Waiter] = {}
         self.subscribers: set[Connection] = set()
-        self.replies: collections.OrderedDict[tuple, tuple[collections.OrderedDict, list]] = \
+        # (client id, token digest) -> (rid -> reply frame, [highest rid evicted])
+        self.replies: collections.OrderedDict[
+            tuple[str, bytes], tuple[collections.OrderedDict[int, bytes], list[int]]] = \
             collections.OrderedDict()
         self._seq = itertools.count(1)
         self._flush_scheduled = False
@@ -535,7 +537,7 @@ class Server:
             n = 1
             lease = k.claim(agent)
             leases = [lease] if lease is not None else []
-        sess.agents.add(agent)
+        sess.agents.add(str(agent))
         if leases:
             self.counters["claimed"] += len(leases)
             wire = [lease_wire(k, lease) for lease in leases]
