@@ -6,8 +6,8 @@
 [1, 'ping', {}]
 """
 
-from .client import Client as Client, RemoteLease as RemoteLease
+from .client import AsyncClient as AsyncClient, Client as Client, RemoteLease as RemoteLease
 from .server import Server as Server, ServerConfig as ServerConfig
 from .auth import Tokens as Tokens
 
-__all__ = ["Client", "RemoteLease", "Server", "ServerConfig", "Tokens"]
+__all__ = ["Client", "AsyncClient", "RemoteLease", "Server", "ServerConfig", "Tokens"]

@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -34,7 +35,7 @@ from ..errors import InvalidSpecError, ServiceUnavailableError
 from ..models import BackoffPolicy, Stats, TaskSpec, TaskView
 from . import protocol as P
 
-__all__ = ["Client", "RemoteLease", "parse_address"]
+__all__ = ["Client", "AsyncClient", "RemoteLease", "parse_address"]
 
 _log = logging.getLogger("eskernel.client")
 _NS = 1_000_000_000
@@ -624,3 +625,51 @@ def _spec(spec: Any) -> Any:
         except TypeError:
             pass
     return out
+
+
+class AsyncClient:
+    """:class:`Client` for asyncio code: the same methods as coroutines, each run on a
+    worker thread (``asyncio.to_thread``) so the event loop never blocks on the network.
+    Arguments are :class:`Client`'s.
+
+    The session heartbeat still runs on the client's own thread.
+    """
+
+    _METHODS = frozenset({
+        "ping", "declare_queue", "pause_queue", "resume_queue", "register_agent",
+        "agent_online", "agent_offline", "submit", "submit_many", "claim", "claim_many",
+        "heartbeat", "session_heartbeat", "complete", "complete_many", "fail", "release",
+        "cancel", "requeue", "task", "tasks", "dead_letters", "stats", "history",
+        "lease_task", "snapshot", "wait"})
+
+    def __init__(self, address: str, **kwargs: Any) -> None:
+        self._args = (address, kwargs)
+        self.sync: Client | None = None
+
+    async def connect(self) -> "AsyncClient":
+        address, kwargs = self._args
+        self.sync = await asyncio.to_thread(Client, address, **kwargs)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._METHODS:
+            raise AttributeError(name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.sync is None:
+                await self.connect()
+            assert self.sync is not None
+            return await asyncio.to_thread(getattr(self.sync, name), *args, **kwargs)
+
+        call.__name__ = name
+        return call
+
+    async def close(self) -> None:
+        if self.sync is not None:
+            await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
