@@ -63,9 +63,10 @@ class ServerConfig:
 
 
 class Waiter:
-    """A parked claim or wait."""
+    """A parked claim or wait, filed under ``key`` in ``table`` (the server's ``parked``
+    or ``waits``) until it is answered or its connection closes."""
 
-    __slots__ = ("conn", "rid", "op", "agent", "n", "tasks", "timer", "done")
+    __slots__ = ("conn", "rid", "op", "agent", "n", "tasks", "timer", "done", "key", "table")
 
     def __init__(self, conn: Connection, rid: int, op: str, agent: Any = None, n: int = 1,
                  tasks: list[tuple[str, int]] | None = None) -> None:
@@ -73,6 +74,8 @@ class Waiter:
         self.tasks = tasks
         self.timer: Any = None
         self.done = False
+        self.key = 0
+        self.table: dict[int, "Waiter"] | None = None
 
 
 class Server:
@@ -385,6 +388,7 @@ class Server:
                                   retry_after=0.05)
         key = next(self._seq)
         table[key] = w
+        w.key, w.table = key, table
         conn.parked += 1
         assert self.loop is not None
         w.timer = self.loop.call_later(wait, self._expire, key, table)
@@ -404,10 +408,8 @@ class Server:
         w.conn.parked -= 1
         if w.timer is not None:
             w.timer.cancel()
-        for table in (self.parked, self.waits):
-            for k, v in list(table.items()):
-                if v is w:
-                    del table[k]
+        if w.table is not None:
+            w.table.pop(w.key, None)
         if timeout_err:
             pend = [t for t, h in (w.tasks or []) if self.kernel._sched.status_of(h)
                     not in _TERMINAL]
@@ -424,6 +426,8 @@ class Server:
 
     def drop_parked(self, conn: Connection) -> None:
         self.subscribers.discard(conn)
+        if not conn.parked:
+            return
         for table in (self.parked, self.waits):
             for k, w in list(table.items()):
                 if w.conn is conn:

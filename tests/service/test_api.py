@@ -285,3 +285,23 @@ def _read_frames(s, n):
             out.append(P.decode(buf[4:4 + size], strict=False))
             buf = buf[4 + size:]
     return out
+
+
+def test_a_handler_blocking_the_loop_keeps_its_lease(served):
+    """The session heartbeat runs on the client's thread: a handler that blocks the
+    runtime's event loop past its task's timeout still completes its task."""
+    import time as _time
+    with Client(served.address) as c:
+        c.declare_queue("slow")
+        rt = Runtime(c, agents=[("sw", ["slow"], 1)], poll_interval=0.005)
+
+        @rt.handler("slow", executor="inline")
+        def block(payload):
+            _time.sleep(2.0)            # the loop is blocked: no runtime heartbeat
+            return "done"
+
+        tid = c.submit("slow", None, timeout=0.6)
+        asyncio.run(rt.run_until_idle(timeout=30))
+        rt.close()
+        v = c.task(tid)
+        assert (v.status, v.result, v.attempts) == ("COMPLETED", "done", 1)
