@@ -89,8 +89,10 @@ def _target(spec: str) -> Any:
               help="Credential (or ESKERNEL_TOKEN).")
 @click.option("--grace", type=click.FloatRange(0, None), default=30.0, show_default=True,
               help="Seconds in-flight tasks get to finish after SIGTERM.")
+@click.option("--reconnect", type=click.FloatRange(0, None), default=30.0, show_default=True,
+              help="Seconds to keep reconnecting to a lost server before giving up.")
 def worker(setup: str, address: str, agents: tuple[str, ...], queues: tuple[str, ...],
-           capacity: int | None, token: str | None, grace: float) -> None:
+           capacity: int | None, token: str | None, grace: float, reconnect: float) -> None:
     """Run handlers for a served kernel: MODULE:FUNCTION is called with a Runtime and
     registers its handlers (``rt.register(...)``).  SIGTERM drains: no new claims, in-flight
     tasks finish within --grace, the rest are released."""
@@ -98,7 +100,7 @@ def worker(setup: str, address: str, agents: tuple[str, ...], queues: tuple[str,
     from ..service.client import Client
 
     fn = _target(setup)
-    client = Client(address, token=token, agents=list(agents))
+    client = Client(address, token=token, agents=list(agents), reconnect=reconnect)
     if queues:      # declare the queues that do not exist yet (an admin token may)
         known = {q.name for q in client.stats().queues}
         for q in queues:
