@@ -100,7 +100,9 @@ def worker(setup: str, address: str, agents: tuple[str, ...], queues: tuple[str,
     from ..service.client import Client
 
     fn = _target(setup)
-    client = Client(address, token=token, agents=list(agents), reconnect=reconnect)
+    # One agent: while it holds nothing, its claims park on the server instead of polling.
+    client = Client(address, token=token, agents=list(agents), reconnect=reconnect,
+                    idle_wait=0.25 if len(agents) == 1 else 0.0)
     if queues:      # declare the queues that do not exist yet (an admin token may)
         known = {q.name for q in client.stats().queues}
         for q in queues:

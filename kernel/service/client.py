@@ -222,7 +222,10 @@ class Client:
         reconnect: seconds to keep reconnecting with backoff before a call raises
             :class:`ServiceUnavailableError` (0: fail at once).
         ssl: an :class:`ssl.SSLContext` for a server started with ``--tls-cert``.
-        heartbeat: run the session heartbeat thread (renews every lease of ``agents``).
+        heartbeat: run the session heartbeat thread (renews every lease this client holds).
+        idle_wait: when this client holds no lease, a claim that finds nothing waits up to
+            this many seconds on the server (parked) instead of returning at once: for a
+            claim loop such as the Runtime's, which would otherwise poll.  0: off.
 
     >>> Client("localhost:1", reconnect=0, connect=False).address
     ('tcp', ('localhost', 1))
@@ -231,7 +234,8 @@ class Client:
     def __init__(self, address: str, *, token: str | None = None, agents: Iterable[str] = (),
                  client_id: str | None = None, timeout: float = 30.0, reconnect: float = 30.0,
                  ssl: _ssl.SSLContext | None = None, server_hostname: str | None = None,
-                 heartbeat: bool = True, name: str = "", connect: bool = True) -> None:
+                 heartbeat: bool = True, name: str = "", connect: bool = True,
+                 idle_wait: float = 0.0) -> None:
         self.address = parse_address(address)
         self._token = token
         self._agents = list(agents)
@@ -253,6 +257,7 @@ class Client:
         self._hb_thread: threading.Thread | None = None
         self._hb_stop = threading.Event()
         self._want_hb = heartbeat
+        self._idle_wait = float(idle_wait)
         self._min_timeout = 30.0
         self._leases: dict[tuple[int, str], None] = {}     # held: the heartbeat renews them
         self._held_lock = threading.Lock()
@@ -435,6 +440,7 @@ class Client:
     def claim(self, agent_id: str, wait: float = 0.0) -> RemoteLease | None:
         """:meth:`Kernel.claim`; with ``wait`` > 0 the server holds the request up to that
         many seconds and answers with the first task that becomes claimable."""
+        wait = self._park(wait)
         r = self._call("claim", {"agent": agent_id, "wait": wait}, extra=_extra(wait))
         lease = None if r is None else RemoteLease(r)
         self._held(agent_id, [lease] if lease is not None else [])
@@ -442,11 +448,17 @@ class Client:
 
     def claim_many(self, agent_id: str, n: int, wait: float = 0.0) -> list[RemoteLease]:
         """:meth:`Kernel.claim_many`, waiting like :meth:`claim` when there is nothing."""
+        wait = self._park(wait)
         r = self._call("claim_many", {"agent": agent_id, "n": n, "wait": wait},
                        extra=_extra(wait))
         leases = [RemoteLease(d) for d in r]
         self._held(agent_id, leases)
         return leases
+
+    def _park(self, wait: Any) -> Any:
+        if wait == 0 and self._idle_wait > 0 and not self._leases:
+            return self._idle_wait
+        return wait
 
     def _held(self, agent_id: str, leases: list[RemoteLease]) -> None:
         with self._held_lock:

@@ -305,3 +305,15 @@ def test_a_handler_blocking_the_loop_keeps_its_lease(served):
         rt.close()
         v = c.task(tid)
         assert (v.status, v.result, v.attempts) == ("COMPLETED", "done", 1)
+
+
+def test_idle_wait_parks_claims_only_while_nothing_is_held(served, client):
+    got: list = []
+    with Client(served.address, idle_wait=20) as idle:
+        t = threading.Thread(target=lambda: got.append(idle.claim("w")))
+        t.start()                       # no wait given: parks, since it holds nothing
+        client.submit("q", id="i1")
+        t.join(30)
+        assert got[0].task_id == "i1"
+        assert idle.claim("w") is None  # holds i1: returns at once
+        idle.complete(got[0])
