@@ -332,6 +332,11 @@ class Client:
     def _call(self, op: str, args: dict[str, Any], extra: float = 0.0) -> Any:
         rid = self._next_rid()
         data = P.frame([rid, op, args])
+        limit = self.info.get("max_frame", P.MAX_FRAME)
+        if len(data) - 4 > limit:
+            raise InvalidSpecError(f"this {op!r} request is {len(data) - 4} bytes, over the "
+                                   f"server's frame limit of {limit}; split it into smaller "
+                                   "batches")
         deadline = time.monotonic() + self._timeout + extra
         while True:
             conn = self._connection()

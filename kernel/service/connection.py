@@ -178,12 +178,17 @@ class Connection(asyncio.Protocol):
         self.out.append(data)
         self.server.pending.add(self)
 
-    def fatal(self, err: BaseException) -> None:
-        """Answer a framing error once and close this connection."""
+    def fatal(self, err: BaseException, abort: bool = False) -> None:
+        """Answer a framing error once and close this connection (``abort``: drop what is
+        buffered for it at once: a peer that does not read would hold it forever)."""
         if self.closed:
             return
         self.closed = True
-        try:
+        if abort:
+            self.out.clear()
+            self.transport.abort()
+            return
+        try:    # the replies to the requests before the bad frame, then the error
             self.transport.write(b"".join(self.out) + P.frame([0, P.ERR, P.error_to_wire(err)]))
         except Exception:   # pragma: no cover - transport already broken
             pass

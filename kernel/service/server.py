@@ -260,7 +260,7 @@ class Server:
             c.transport.write(data)
             if c.transport.get_write_buffer_size() > cap:
                 c.fatal(ServerBusyError(f"over {cap} bytes of replies unread; read your "
-                                        "replies", retry_after=1.0))
+                                        "replies", retry_after=1.0), abort=True)
 
     def _synced(self, fut: Any, batch: list[tuple[Connection, bytes]]) -> None:
         # The sync thread finished: the events behind ``batch`` are on disk.

@@ -10,6 +10,7 @@ import time
 import msgpack
 import pytest
 
+from eskernel import InvalidSpecError
 from eskernel.service import Client, Tokens
 from eskernel.service import protocol as P
 from eskernel.service.auth import Identity
@@ -300,20 +301,24 @@ def test_a_flood_of_connections(served):
     healthy(served)
 
 
-def test_a_client_that_never_reads_is_cut_off(served):
+def test_a_client_that_never_reads_is_held_back_not_buffered(served):
+    """The server stops reading a connection whose replies go unread: the client's sends
+    block, and what the server holds for it stays under its write-buffer bound."""
     before = state(served)
     s = connect(served)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
-        exchange(s, hello(), 1)
-        req = P.frame([2, "stats", {}])
-        s.settimeout(5)
-        sent = 0
-        with pytest.raises(OSError):
+        exchange(s, hello(client="never-reads"), 1)
+        s.settimeout(1.0)
+        with pytest.raises(OSError):            # blocked: the server reads no more
             for i in range(200_000):
                 s.sendall(P.frame([i + 2, "tasks", {}]))
-                sent += 1
-        assert req
+        srv = served.server
+        held = served.call(lambda: [(c.paused, c.transport.get_write_buffer_size())
+                                    for c in srv.conns if c.session is not None
+                                    and c.session.client == "never-reads"])
+        assert held and all(paused and size <= srv.config.write_buffer_max
+                            for paused, size in held), held
     finally:
         s.close()
     healthy(served)
@@ -328,3 +333,30 @@ def test_a_silent_connection_is_closed(served):
         assert frames[0][2]["type"] == "ProtocolError" and "idle" in frames[0][2]["message"]
     finally:
         s.close()
+
+
+def test_a_subscriber_that_never_reads_is_cut_off(served):
+    s = connect(served)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        exchange(s, hello(client="slow-sub"), 1)
+        frames, _ = exchange(s, P.frame([2, "subscribe", {"kinds": ["completed"]}]), 1)
+        assert frames[0][:2] == [2, P.OK]
+        with Client(served.address, token=ADMIN, heartbeat=False) as c:
+            c.declare_queue("flood")
+            c.register_agent("fw", ["flood"], 100)
+            with pytest.raises(InvalidSpecError):   # over max_frame: refused before sending
+                c.submit_many([{"queue": "flood", "payload": "x" * 1000}] * 100)
+            for _ in range(40):
+                c.submit_many([{"queue": "flood"} for _ in range(100)])
+                leases = c.claim_many("fw", 100)
+                c.complete_many(leases, ["x" * 500] * len(leases))
+        srv = served.server
+        left = served.call(lambda: [c for c in srv.conns if c.session is not None
+                                    and c.session.client == "slow-sub"])
+        info = served.call(lambda: [(c.paused, c.closed, c.transport.get_write_buffer_size(),
+                                     len(c.out), len(srv.subscribers)) for c in left])
+        assert left == [], info     # over write_buffer_max: closed, the server goes on
+    finally:
+        s.close()
+    healthy(served)
