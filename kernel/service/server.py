@@ -201,7 +201,9 @@ class Server:
             limit = cfg.idle_timeout if c.session is not None else cfg.handshake_timeout
             if not c.closed and not c.parked and c not in self.subscribers \
                     and now - c.last_active > limit:
-                c.fatal(ProtocolError(f"connection idle for over {limit} s; reconnect"))
+                # a peer that reads nothing either would hold its unread replies forever
+                c.fatal(ProtocolError(f"connection idle for over {limit} s; reconnect"),
+                        abort=c.transport.get_write_buffer_size() > 0)
 
     # -- flushing -----------------------------------------------------------------------
 
