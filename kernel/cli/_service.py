@@ -27,8 +27,10 @@ __all__ = ["serve", "worker"]
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Lines 'TOKEN ROLE [AGENT,...]' (roles: producer, worker, admin); without "
                    "it every client is admin.")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None)
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM certificate chain: serve TLS (with --tls-key).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM private key of --tls-cert.")
 @click.option("--http", default=None, metavar="HOST:PORT",
               help="Serve /metrics, /healthz, /readyz and the REST API here.")
 @click.option("--max-connections", type=click.IntRange(1, 1_000_000), default=1024,
@@ -53,6 +55,10 @@ def serve(directory: str, listen: str, unix: str | None, durability: str,
             where = addr if isinstance(addr, str) else f"{addr[0]}:{addr[1]}"
             click.echo(f"eskernel serving {directory} on {where} ({durability})", err=True)
 
+    host = listen.rpartition(":")[0].strip("[]") if listen else ""
+    if token_file is None and host not in ("", "127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: serving on {listen} without --token-file: every client that "
+                   "can connect is admin", err=True)
     config = ServerConfig(max_connections=max_connections, max_frame=max_frame,
                           idle_timeout=idle_timeout)
     run_serve(directory, listen=listen or None, unix=unix, durability=durability,
