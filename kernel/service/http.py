@@ -4,7 +4,8 @@
 
 Invariants: it runs on the server's loop and calls the kernel like a wire request does
 (same validation, same roles: ``Authorization: Bearer TOKEN``); a request line or headers
-over 16 KiB or a body over 1 MiB closes the connection with 413; metrics are computed from
+over 16 KiB or a body over 1 MiB closes the connection with 413; connections beyond the
+server's ``max_connections`` get 503; a connection silent for 60 s is closed; metrics are computed from
 the kernel's views and the server's counters when scraped, never on the request path.
 """
 
@@ -169,6 +170,7 @@ class Http:
 
     def __init__(self, server: Any) -> None:
         self.server = server
+        self.open = 0       # HTTP connections open (at most max_connections are served)
         try:
             self.metrics: Metrics | None = Metrics(server)
         except ImportError:         # prometheus-client is an optional dependency
@@ -176,7 +178,13 @@ class Http:
         server.metrics = self.metrics
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
         try:
+            if self.open > self.server.config.max_connections:
+                await self._reply(writer, 503, {"type": "ServerBusyError", "message":
+                                                "too many HTTP connections; retry later",
+                                                "retry_after": 1.0}, True)
+                return
             while True:
                 try:
                     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
@@ -222,6 +230,7 @@ class Http:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            self.open -= 1
             writer.close()
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, value: Any,
