@@ -7,13 +7,14 @@
 semantic audit of a log, :func:`eskernel.verify.verify_log`, is in the kernel layer).
 
 >>> import eskernel.analytics as analytics
->>> sorted(analytics.__all__)[:3]
-['Projection', 'ProjectionError', 'Report']
+>>> sorted(analytics.__all__)[:2]
+['Projection', 'ProjectionError']
 """
 
-from .errors import ProjectionError as ProjectionError
+from .errors import ProjectionError as ProjectionError, QueryNotAllowedError as QueryNotAllowedError
 from .projection import Projection as Projection
 from .query import Table as Table
 from .report import Report as Report, build_report as build_report
 
-__all__ = ["Projection", "ProjectionError", "Report", "Table", "build_report"]
+__all__ = ["Projection", "ProjectionError", "QueryNotAllowedError", "Report", "Table",
+           "build_report"]

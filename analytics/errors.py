@@ -14,8 +14,13 @@ from __future__ import annotations
 
 from eskernel.eventlog.errors import EskernelError
 
-__all__ = ["ProjectionError"]
+__all__ = ["ProjectionError", "QueryNotAllowedError"]
 
 
 class ProjectionError(EskernelError):
     """A projection could not ingest, query or export; the message names what and why."""
+
+
+class QueryNotAllowedError(ProjectionError, ValueError):
+    """A query of the projection that is not one read-only ``SELECT``: it is refused before
+    it runs, so the projection is unchanged and no file is written."""

@@ -48,6 +48,7 @@ from .errors import InvalidArgumentError, LogClosedError, LogError, LogNotFoundE
 from .framing import MAX_RECORD_LIMIT, parse_segment_name
 from .lock import DirLock
 from .reader import Catalog, LogReader, ReadAPI
+from .segment import list_segments
 from .repair import RepairReport, VerifyReport, recover, verify
 from .snapshots import Snapshot, remove_temp_files, write_snapshot
 
@@ -178,6 +179,9 @@ class EventLog(ReadAPI):
         elif not directory.is_dir():
             raise InvalidArgumentError(f"{directory} is not a directory; an event log is a "
                                        "directory of segment files")
+        elif not create and not list_segments(directory):
+            raise LogNotFoundError(f"no event log in {directory}: it holds no segment files; "
+                                   "check the path, or pass create=True to start a log there")
         lock = DirLock.acquire(directory)
         fd = dirfd = -1
         try:

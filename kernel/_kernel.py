@@ -22,10 +22,11 @@ from ._codes import (CHOOSE_AT_CAPACITY, CHOOSE_OFFLINE, ROW_LEASE_ID, ROW_STATU
                      TERMINAL_CODES)
 from ._core import Lease
 from ._memlog import MemoryLog
-from ._submit import NO_IDS, batch_events, new_id, simple_batch, spec_dict, submitted_event
+from ._submit import (NO_IDS, batch_events, keyed_task, new_id, simple_batch, spec_dict, spec_list,
+                      submitted_event)
 from ._views import Views
 from ._validate import (ID_PATTERN, MAX_DURATION_S, NS, check_capabilities, check_id, check_int,
-                        lookup)
+                        check_kernel_options, lookup)
 from ._snapshotter import Snapshotter
 from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError, EskernelError,
                      InvalidArgumentError, InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
@@ -98,7 +99,12 @@ class Kernel(Views):
             clock: time source with ``time_ns()``; defaults to the wall clock.
             seed: seeds the retry jitter (the drawn values are recorded in events).
             max_payload_bytes: the largest JSON-encoded payload or result accepted.
+
+        Raises:
+            InvalidSpecError: a clock without ``time_ns()``, a seed that is not an int, or
+                ``max_payload_bytes`` not an int in [1, 2**31].
         """
+        check_kernel_options(clock=clock, seed=seed, max_payload_bytes=max_payload_bytes)
         return cls(MemoryLog(), KernelState(), clock=clock, seed=seed, snapshot_every=0,
                    max_payload_bytes=max_payload_bytes)
 
@@ -106,9 +112,15 @@ class Kernel(Views):
     def open(cls, path: str | os.PathLike[str], *, durability: str = "write",
              clock: Clock | None = None, seed: int = 0, snapshot_every: int = 100_000,
              snapshot_keep: int = 2, snapshot_growth: float = 0.5,
-             max_payload_bytes: int = 1 << 20,
+             max_payload_bytes: int = 1 << 20, create: bool = True,
              **log_options: Any) -> "Kernel":
         """Open (or create) a durable kernel in directory ``path``.
+
+        With ``create=True`` (the default) a missing directory is created, and an existing
+        directory without a log gets a new one; only the last directory of ``path`` is ever
+        created, so a mistyped parent is an error rather than a new tree.  ``create=False``
+        opens an existing log only.  ``log_options`` are the event log's
+        ``segment_bytes``, ``max_record_bytes`` and ``flush_interval_ms``.
 
         Loads the newest valid snapshot, then replays the log's tail through the same apply
         path live operation uses.  ``durability`` is the event log's mode (``"fsync"``,
@@ -121,13 +133,15 @@ class Kernel(Views):
         Raises:
             LogLockedError: another process holds the directory.
             LogCorruptError: a record before the tail is damaged.
-            InvalidSpecError: a bad option, or ``max_payload_bytes`` too large for the log's
-                ``max_record_bytes``.
+            LogNotFoundError: ``create=False`` and no log at ``path``, or the parent of a
+                missing ``path`` does not exist.
+            InvalidSpecError: a bad or unknown option, or ``max_payload_bytes`` too large
+                for the log's ``max_record_bytes``.
         """
         from ._replay import open_durable
         return open_durable(cls, path, durability=durability, clock=clock, seed=seed,
                             snapshot_every=snapshot_every, snapshot_keep=snapshot_keep,
-                            snapshot_growth=snapshot_growth,
+                            snapshot_growth=snapshot_growth, create=create,
                             max_payload_bytes=max_payload_bytes, log_options=log_options)
 
     @classmethod
@@ -279,7 +293,8 @@ class Kernel(Views):
         """
         self._writable()
         check_id(agent_id, "agent")
-        caps = check_capabilities(list(capabilities) if not isinstance(capabilities, str)
+        caps = check_capabilities(list(capabilities) if hasattr(capabilities, "__iter__")
+                                  and not isinstance(capabilities, (str, bytes, dict))
                                   else capabilities)
         check_int(capacity, "capacity", 1, 2**31 - 1)
         for q in caps:
@@ -330,7 +345,9 @@ class Kernel(Views):
             delay / not_before: run no earlier than now + delay / this time (seconds).
             agent: the only agent allowed to claim it (must serve ``queue``).
             tags, name, parent: metadata kept with the task.
-            key: idempotency key: a second submit with the same key returns the first id.
+            key: idempotency key: a second submit with the same key, queue, name and
+                payload returns the first id (and writes nothing); with another queue, name
+                or payload it raises DuplicateTaskError.  Other options are not compared.
 
         Raises:
             UnknownQueueError, UnknownTaskError, UnknownAgentError, DuplicateTaskError,
@@ -346,7 +363,7 @@ class Kernel(Views):
             if tid is not None:
                 return tid
         if key is not None and type(key) is str and key in st.keys:
-            return st.keys[key]
+            return keyed_task(st, key, queue, payload, name)
         if id is None:
             tid = new_id(st, NO_IDS)
         else:
@@ -407,8 +424,7 @@ class Kernel(Views):
         gc_was_on = gc.isenabled()
         gc.disable()    # a batch builds many long-lived objects and no cycles
         try:
-            if not isinstance(specs, list):
-                specs = list(specs)
+            specs = spec_list(specs)
             simple = simple_batch(st, self._max_payload, specs)
             now = self._now()
             if simple is None:

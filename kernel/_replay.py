@@ -16,8 +16,10 @@ from .errors import EskernelError, InvalidSpecError, SnapshotCorruptError
 if TYPE_CHECKING:
     from ._kernel import Kernel
 
-log = logging.getLogger("eskernel")
+log = logging.getLogger("eskernel.kernel")
 BATCH = 8192
+#: The event log's options ``Kernel.open`` passes through.
+LOG_OPTIONS = frozenset({"segment_bytes", "max_record_bytes", "flush_interval_ms"})
 #: Bytes a hot-path record holds beyond its payload or result (ids, names, fields).
 RECORD_OVERHEAD = 4096
 
@@ -136,10 +138,9 @@ def _record_ts(record: bytes) -> int:
     return ts
 
 
-def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability: str, clock: Any,
-                 seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
-                 max_payload_bytes: int, log_options: dict[str, Any]) -> Kernel:
-    from eskernel.eventlog import EventLog
+def check_open_options(snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
+                       max_payload_bytes: int, max_record: object) -> None:
+    """Raise InvalidSpecError for a bad option of a durable kernel."""
     for name, value, low in (("snapshot_every", snapshot_every, 0),
                              ("snapshot_keep", snapshot_keep, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -148,15 +149,57 @@ def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability:
             or not 0 <= snapshot_growth <= 1000):
         raise InvalidSpecError(f"snapshot_growth must be a number in [0, 1000], got "
                                f"{snapshot_growth!r}")
-    max_record = log_options.get("max_record_bytes", 16 << 20)
     if (isinstance(max_payload_bytes, int) and isinstance(max_record, int)
             and max_payload_bytes + RECORD_OVERHEAD > max_record):
         raise InvalidSpecError(
             f"max_payload_bytes {max_payload_bytes} does not fit in a record of "
             f"max_record_bytes {max_record} (a task's record needs {RECORD_OVERHEAD} bytes "
             "more than its payload); lower max_payload_bytes or raise max_record_bytes")
-    log_ = EventLog.open(path, durability=durability, **log_options)
+
+
+def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability: str, clock: Any,
+                 seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
+                 max_payload_bytes: int, log_options: dict[str, Any], create: Any = True) -> Kernel:
+    from pathlib import Path
+
+    from eskernel.eventlog import EventLog
+    from eskernel.eventlog.errors import LogNotFoundError
+    from ._validate import check_kernel_options
+    check_kernel_options(clock=clock, seed=seed, max_payload_bytes=max_payload_bytes)
+    replication = None
+    if log_options:
+        # Replication to PostgreSQL (eskernel.replication): the log becomes the leader's.
+        from .replication._leader import split_options
+        log_options = dict(log_options)
+        replication = split_options(log_options)
+    unknown = sorted(set(log_options) - LOG_OPTIONS)
+    if unknown:
+        raise InvalidSpecError(f"Kernel.open got unknown option(s) {unknown}; the options are "
+                               "durability, clock, seed, snapshot_every, snapshot_keep, "
+                               "snapshot_growth, max_payload_bytes, create, the log's "
+                               f"{sorted(LOG_OPTIONS)} and replication's (replicate=, ack=, "
+                               "...: see eskernel.replication)")
+    if type(create) is not bool:
+        raise InvalidSpecError(f"create must be a bool, got {create!r:.80}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidSpecError(f"path must be a str or a path, got {path!r:.80}")
+    directory = Path(path)
+    if not directory.exists():
+        if not create:
+            raise LogNotFoundError(f"no kernel directory at {directory}; check the path, or "
+                                   "pass create=True to create a kernel there")
+        if not directory.parent.is_dir():
+            raise LogNotFoundError(
+                f"the parent directory {directory.parent} of {directory} does not exist; "
+                "Kernel.open creates only the last directory of the path: check the path, "
+                "or create its parents first")
+    check_open_options(snapshot_every, snapshot_keep, snapshot_growth, max_payload_bytes,
+                       log_options.get("max_record_bytes", 16 << 20))
+    log_: Any = EventLog.open(path, durability=durability, create=create, **log_options)
     try:
+        if replication is not None:
+            from .replication._leader import open_leader
+            log_ = open_leader(log_, **replication)
         state = _load_snapshot(log_, log_.next_offset, remove_beyond=True)
         _replay_into(state, log_, log_.next_offset)
     except BaseException:
@@ -170,15 +213,23 @@ def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability:
 def replay_readonly(cls: type[Kernel], path: str | os.PathLike[str], *, until: int | None,
                     until_time: float | None) -> Kernel:
     from eskernel.eventlog import EventLog
-    from ._validate import MAX_TIME_S, check_int, seconds_to_ns
+    from ._validate import check_int, seconds_to_ns
+    if until is not None and until_time is not None:
+        raise InvalidSpecError(f"pass either until (an offset, got {until!r:.40}) or "
+                               f"until_time (seconds, got {until_time!r:.40}), not both")
+    # A time past the int64 ns range (the year 2262) holds every event: replay to the end.
+    until_ns = (seconds_to_ns(min(until_time, 9.2e9) if isinstance(until_time, float)
+                              and until_time < float("inf")
+                              else until_time, "until_time", maximum=float("inf"))
+                if until_time is not None else None)
+    if until_ns is not None and until_ns > 2**63 - 1:
+        until_ns = None
     reader = EventLog.open_readonly(path)
     try:
         end = reader.next_offset
         if until is not None:
             check_int(until, "until", 0, end)
             end = until
-        until_ns = (seconds_to_ns(until_time, "until_time", maximum=MAX_TIME_S)
-                    if until_time is not None else None)
         state = _load_snapshot(reader, end if until_ns is None else reader.next_offset)
         if until_ns is not None and state.last_ts > until_ns:
             state = KernelState()

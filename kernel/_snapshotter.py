@@ -26,7 +26,7 @@ from eskernel.eventlog.snapshots import list_snapshots, prune_snapshots, snapsho
 from ._snapshot import Capture, tail_hash
 from .errors import EskernelError, LogWriteError
 
-log = logging.getLogger("eskernel")
+log = logging.getLogger("eskernel.kernel")
 #: The log must grow by this fraction of the last snapshot's size before the next is due.
 GROWTH = 0.5
 

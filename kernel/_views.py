@@ -9,7 +9,7 @@ from . import events
 from ._apply import KernelState
 from ._core import Scheduler
 from ._codes import FLAG_DEAD, FLAG_UPSTREAM, ROW_MAX_ATTEMPTS, ROW_QUEUE, STATUSES
-from ._validate import NS
+from ._validate import NS, check_int
 from .errors import InvalidSpecError
 from .models import AgentStats, QueueStats, Stats, TaskView
 
@@ -100,7 +100,7 @@ class Views:
         a = self._agent(agent) if agent is not None else -1  # type: ignore[attr-defined]
         hs = self._sched.handles(code, q, a)
         if limit is not None:
-            hs = hs[:limit]
+            hs = hs[:check_int(limit, "limit", 0, 2**63 - 1)]
         return [self._view(h) for h in hs]
 
     def stats(self) -> Stats:

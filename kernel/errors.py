@@ -38,12 +38,18 @@ __all__ = [
     "DependencyError", "NotFoundError", "UnknownTaskError", "UnknownQueueError",
     "UnknownAgentError", "ConflictError", "StaleLeaseError", "AgentOfflineError",
     "AgentAtCapacityError", "InvalidStateError", "KernelClosedError", "KernelFailedError",
-    "KernelInternalError", "HandlerTimeoutError", "WaitTimeoutError", "LogError",
+    "KernelInternalError", "HandlerTimeoutError", "NonRetryableError", "WaitTimeoutError",
+    "LogError",
     "LogClosedError", "LogCorruptError", "LogRecordInvalidError", "LogFailedError",
     "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
     "RecordTypeError",
-    "SnapshotCorruptError", "ServiceError", "ProtocolError", "AuthenticationError",
-    "PermissionDeniedError", "ServerBusyError", "ServiceUnavailableError",
+    "SnapshotCorruptError", "WhatIfChangeError", "ReplicationError",
+    "ReplicationUnavailableError",
+    "ReplicationBacklogError", "ReplicationFencedError", "LeaderLeaseLostError",
+    "NotLeaderError", "ReplicationDivergedError", "ReplicationCorruptError",
+    "DaskUnavailableError",
+    "ServiceError", "ProtocolError", "AuthenticationError", "PermissionDeniedError",
+    "ServerBusyError", "ServiceUnavailableError",
 ]
 
 
@@ -58,6 +64,23 @@ class DuplicateTaskError(InvalidSpecError):
 class DependencyError(InvalidSpecError):
     """A dependency is impossible: a cycle, a self-dependency, or an upstream task that
     already FAILED or was CANCELLED."""
+
+
+class WhatIfChangeError(InvalidSpecError):
+    """A what-if change (``eskernel whatif --set``) is malformed, names a queue, agent or
+    task the recorded log does not hold, sets a field that cannot be set, or holds a value
+    out of range.  The message lists what can be set; nothing was simulated or written.
+
+    Attributes:
+        change: the change as given (e.g. ``"queue.encode.max_concurrent=8"``).
+        settable: the settings the log allows, e.g. ``["queue.encode.max_concurrent", ...]``.
+    """
+
+    def __init__(self, message: str, *, change: str = "",
+                 settable: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.change = change
+        self.settable = settable
 
 
 class NotFoundError(EskernelError, LookupError):
@@ -95,6 +118,13 @@ class AgentAtCapacityError(ConflictError):
 
 class InvalidStateError(ConflictError):
     """The task's status does not allow this call (e.g. cancelling a COMPLETED task)."""
+
+
+class NonRetryableError(EskernelError):
+    """Raise it (or a subclass) from a handler to fail the task at once, without retries:
+    the task is dead-lettered whatever attempts it has left.  The message is recorded as the
+    attempt's error.  (A handler may also name its own exception types non-retryable with
+    ``Runtime.register(..., non_retryable=(ValueError,))``.)"""
 
 
 class HandlerTimeoutError(EskernelError, TimeoutError):
@@ -149,6 +179,55 @@ class SnapshotCorruptError(LogError):
     (the log, not a snapshot, is the truth); ``eskernel verify`` reports it as a finding.
     Delete the file, or run ``eskernel snapshot DIR`` to write a fresh one.
     """
+
+
+class ReplicationError(LogWriteError):
+    """Replication to PostgreSQL (:mod:`eskernel.replication`) failed.  Raised from an append,
+    it poisons the kernel like any failed append: reopen it (``Kernel.open`` reconciles the
+    local log with PostgreSQL first)."""
+
+
+class ReplicationUnavailableError(ReplicationError):
+    """PostgreSQL could not be reached, or did not confirm a commit, within the time allowed.
+    In ``ack="replicated"`` mode the append that raised it was not acknowledged; it is in the
+    local log and is shipped when the kernel is reopened with PostgreSQL back."""
+
+
+class ReplicationBacklogError(ReplicationUnavailableError):
+    """``ack="local"`` mode: more records wait to be shipped than ``max_backlog`` allows,
+    because PostgreSQL stayed away; bring it back, then reopen the kernel."""
+
+
+class ReplicationFencedError(ReplicationError):
+    """This node was deposed: another node raised the epoch in PostgreSQL (a standby was
+    promoted) or wrote the next batch.  Nothing more is acknowledged here; stop this node and
+    follow the new leader (``eskernel restore`` rebuilds this directory from PostgreSQL)."""
+
+
+class LeaderLeaseLostError(ReplicationFencedError):
+    """``ack="local"`` mode: the leader could not renew its lease in PostgreSQL within the
+    lease's time to live, so a standby may have taken over; this node stops acknowledging."""
+
+
+class NotLeaderError(ReplicationError):
+    """Another node holds the leader lease in PostgreSQL and it has not lapsed; wait for it
+    to lapse (``lease_wait=``), stop the other node, or open this directory as a standby."""
+
+
+class ReplicationDivergedError(ReplicationError):
+    """The local log and the log in PostgreSQL differ at the same offset: this directory
+    holds records of a deposed leader that never reached PostgreSQL.  Rebuild it from
+    PostgreSQL (``eskernel restore DSN DIR`` into a new directory)."""
+
+
+class ReplicationCorruptError(ReplicationError):
+    """A batch read from PostgreSQL fails its checksum, its framing or the chain's
+    contiguity; nothing of it was applied.  Restore that row from a backup of the database."""
+
+
+class DaskUnavailableError(InvalidSpecError):
+    """A handler asked for the Dask executor but ``dask.distributed`` is not installed or no
+    client was given: ``pip install 'eskernel[dask]'`` and pass ``DaskExecutor(client)``."""
 
 
 class ServiceError(EskernelError):

@@ -532,6 +532,7 @@ def make_worlds(base: Path) -> dict[str, World]:
     for name, build in WORLDS.items():
         d = base / f"world-{name}"
         clock = ManualClock(start=1_700_000_000.0)
+        d.mkdir(parents=True)        # Kernel.open creates only the last directory
         with Kernel.open(d / "log", clock=clock, snapshot_every=0) as k:
             build(k, clock)
             offset = k.snapshot()

@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import itertools
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
@@ -64,16 +65,19 @@ from ._attempts import Attempts
 
 #: A handler function, kept as it is by :meth:`Runtime.register` and :meth:`Runtime.handler`.
 F = TypeVar("F", bound=Callable[..., Any])
+from ._dask import DaskExecutor
 from ._events import EVENT_KINDS, EventHub, EventStream, TaskEvent
 from ._handlers import EXECUTORS, Handler, TaskContext, make_handler
 from ._support import (TERMINAL, AgentSlot, Attempt, HandlerTimeoutError,
                                WaitTimeoutError, parse_agents, task_reader)
 from ..errors import (AgentAtCapacityError, AgentOfflineError, EskernelError, InvalidSpecError,
-                     InvalidStateError)
+                      InvalidStateError, NonRetryableError)
 
 __all__ = ["Runtime", "TaskContext", "TaskEvent", "EventStream", "HandlerTimeoutError",
-           "WaitTimeoutError", "EVENT_KINDS", "EXECUTORS"]
+           "NonRetryableError", "WaitTimeoutError", "EVENT_KINDS", "EXECUTORS",
+           "DaskExecutor"]
 
+_log = logging.getLogger("eskernel.runtime")
 _QUIET_PASSES = 20      # loop passes with no progress before the clock auto-jumps
 
 
@@ -183,8 +187,9 @@ class Runtime(Attempts):
 
     # -- registration ---------------------------------------------------------------------
 
-    def register(self, key: str, fn: F, *, executor: str = "auto", context: bool = False,
-                 replace: bool = False) -> F:
+    def register(self, key: str, fn: F, *, executor: str | DaskExecutor = "auto",
+                 context: bool = False, replace: bool = False,
+                 non_retryable: tuple[type[BaseException], ...] = ()) -> F:
         """Register ``fn`` for tasks whose name is ``key``, or whose queue is ``key``.
 
         A task's handler is looked up by its name first, then by its queue.  ``fn`` gets the
@@ -193,8 +198,13 @@ class Runtime(Attempts):
 
         Args:
             executor: ``"auto"`` (async functions on the loop, sync ones in threads),
-                ``"async"``, ``"thread"``, ``"process"`` or ``"inline"``.
+                ``"async"``, ``"thread"``, ``"process"``, ``"inline"``, or a
+                :class:`DaskExecutor` (``"dask"``: the default Dask client's) for coarse
+                tasks (Dask adds ~1 ms per task) while the runtime keeps the lease.
             replace: allow replacing a handler already registered for ``key``.
+            non_retryable: exception types that fail the task at once, without retries
+                (like :class:`~kernel.NonRetryableError`, which always does).  A result
+                that cannot be stored (not JSON, a NaN, too large) is never retried either.
 
         Raises:
             InvalidSpecError: bad key, not callable, an executor that does not fit the
@@ -207,19 +217,21 @@ class Runtime(Attempts):
         >>> rt.handlers()
         {'q': 'thread'}
         """
-        handler = make_handler(key, fn, executor, context)
+        handler = make_handler(key, fn, executor, context, non_retryable)
         if key in self._handlers and not replace:
             raise InvalidSpecError(f"a handler is already registered for {key!r} "
                                    f"({self._handlers[key].fn!r}); pass replace=True to swap it")
         self._handlers[key] = handler
         return fn
 
-    def handler(self, key: str, *, executor: str = "auto", context: bool = False,
-                replace: bool = False) -> Callable[[F], F]:
+    def handler(self, key: str, *, executor: str | DaskExecutor = "auto", context: bool = False,
+                replace: bool = False, non_retryable: tuple[type[BaseException], ...] = ()
+                ) -> Callable[[F], F]:
         """Decorator form of :meth:`register`: ``@rt.handler("resize")``; the function keeps
         its type."""
         def decorate(fn: F) -> F:
-            return self.register(key, fn, executor=executor, context=context, replace=replace)
+            return self.register(key, fn, executor=executor, context=context, replace=replace,
+                                 non_retryable=non_retryable)
         return decorate
 
     def handlers(self) -> dict[str, str]:
@@ -431,7 +443,10 @@ class Runtime(Attempts):
             if now != self._last_tick and (self._manual
                                             or now - self._last_tick >= self._tick_interval):
                 self._last_tick = now
-                self.kernel.tick()
+                ticked = self.kernel.tick()
+                if isinstance(ticked, dict) and ticked.get("expired"):
+                    _log.info("%d lease(s) expired (their holders stopped heartbeating); the "
+                              "tasks are retried or dead-lettered", ticked["expired"])
             if self._stopping:
                 await self._drain()
                 return
@@ -444,7 +459,8 @@ class Runtime(Attempts):
                 await asyncio.sleep(0)
                 continue
             if not self._inflight:
-                if not until_idle or self._zombies:  # abandoned handlers still run
+                # An abandoned handler keeps running only if work waits for its slot.
+                if not until_idle or (self._zombies and self._blocked_by_zombies()):
                     await self._sleep(self._poll)
                     continue
                 due = self._next_due(now)
@@ -518,6 +534,13 @@ class Runtime(Attempts):
         if pending:
             await asyncio.wait(pending, timeout=0.1)
         self._settle_finished()
+
+    def _blocked_by_zombies(self) -> bool:
+        """Whether a READY task waits for a slot that an abandoned handler holds."""
+        blocked = {q for a in self._agents if a.zombies and a.capacity - a.held - a.zombies <= 0
+                   for q in a.capabilities}
+        return bool(blocked) and any(
+            v.queue in blocked for v in self.kernel.tasks(status="READY"))
 
     def _next_due(self, now: float) -> float | None:
         """Earliest time something in a served queue becomes ready without our help: a

@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures as cf
 import contextvars
 import heapq
+import logging
 import math
 from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from ._support import (ABANDONED, CANCELLING, DONE, RUNNING, TERMINAL, AgentSlot
 from ..errors import InvalidSpecError, StaleLeaseError
 
 _ERR_TIMEOUT = HandlerTimeoutError.__name__
+_log = logging.getLogger("eskernel.runtime")
 
 
 class Attempts:
@@ -90,7 +92,7 @@ class Attempts:
                 self._succeed(lease, agent, h, name, queue, stop.value)
                 return
             except (Exception, asyncio.CancelledError) as exc:
-                self._fail(lease, agent, name, queue, describe_exception(exc), True)
+                self._fail(lease, agent, name, queue, describe_exception(exc), h.retryable(exc))
                 return
             fut: Any = self._running_loop().create_task(resume_coroutine(coro, yielded),
                                                         context=ctx)
@@ -98,7 +100,7 @@ class Attempts:
             try:
                 result = h.fn(payload)
             except Exception as exc:
-                self._fail(lease, agent, name, queue, describe_exception(exc), True)
+                self._fail(lease, agent, name, queue, describe_exception(exc), h.retryable(exc))
             else:
                 self._succeed(lease, agent, h, name, queue, result)
             return
@@ -106,6 +108,8 @@ class Attempts:
             if self._threads is None:
                 self._threads = thread_pool(self._max_threads)
             fut = self._running_loop().run_in_executor(self._threads, h.fn, payload)
+        elif mode == "dask":
+            fut = h.runner.submit(h.fn, payload, self._running_loop())
         else:
             if self._procs is None:
                 self._procs = process_pool(self._processes)
@@ -154,7 +158,8 @@ class Attempts:
                 if self._procs is not None:
                     self._procs.shutdown(wait=False, cancel_futures=True)
                     self._procs = None
-            self._fail(att.lease, att.agent, att.name, att.queue, err, True)
+            self._fail(att.lease, att.agent, att.name, att.queue, err,
+                       att.handler.retryable(exc))
         else:
             self._succeed(att.lease, att.agent, att.handler, att.name, att.queue, fut.result())
 
@@ -169,7 +174,8 @@ class Attempts:
             self._fail(lease, agent, name, queue, (
                 f"InvalidResultError: handler {h.key!r} returned a {type(result).__name__} "
                 f"for task {lease.task_id!r} that cannot be stored ({err}); return JSON data "
-                f"(dict, list, str, int, float, bool or None) within the size limit"), True)
+                f"(dict, list, str, int, finite float, bool or None) within the size limit; "
+                f"not retried: the same handler would return the same value"), False)
             return
         agent.held -= 1
         self.completed += 1
@@ -188,12 +194,23 @@ class Attempts:
         agent.held -= 1
         self.failed += 1
         self._changed = True
-        if self._hub.active:
+        view = None
+        if _log.isEnabledFor(logging.WARNING) or self._hub.active:
+            view = self.kernel.task(lease.task_id)
+            first = error.split("\n", 1)[0]
+            if view.status == "FAILED":
+                _log.warning("task %r (queue %r) dead-lettered after attempt %d of %d%s: %s",
+                             lease.task_id, queue, lease.attempt, view.max_attempts,
+                             "" if retryable else " (not retryable)", first)
+            elif view.status not in TERMINAL:
+                _log.info("task %r (queue %r) attempt %d of %d failed; retry due at %s: %s",
+                          lease.task_id, queue, lease.attempt, view.max_attempts,
+                          view.due_at, first)
+        if self._hub.active and view is not None:
             now, tid = self._now(), lease.task_id
             emit = self._hub.emit
             emit(TaskEvent("failed", tid, name, queue, lease.attempt, agent.id, now,
                            error=error))
-            view = self.kernel.task(tid)
             if view.status == "FAILED":
                 emit(TaskEvent("dead_lettered", tid, name, queue, lease.attempt, agent.id, now,
                                error=error))
@@ -202,6 +219,9 @@ class Attempts:
                                due_at=view.due_at if view.due_at is not None else now))
 
     def _lost(self, lease: Any, agent: AgentSlot, name: str | None, queue: str) -> None:
+        _log.warning("lease %d of task %r (queue %r) is no longer current (it expired or the "
+                     "task was cancelled); the handler's outcome was dropped", lease.lease_id,
+                     lease.task_id, queue)
         agent.held -= 1
         self.lost += 1
         self._changed = True
@@ -249,7 +269,8 @@ class Attempts:
             att.fut.cancel()
             heapq.heappush(self._timers, (att.abandon_at, next(self._seq), att))
         else:
-            kind = "thread" if att.handler.mode == "thread" else "worker process"
+            kind = {"thread": "thread", "dask": "Dask task"}.get(att.handler.mode,
+                                                               "worker process")
             att.error = (msg + f"; the {kind} running it cannot be interrupted, so it was "
                          f"abandoned and its result will be ignored")
             self._abandon(att, "fail")
@@ -263,7 +284,7 @@ class Attempts:
         att.state = ABANDONED
         att.agent.zombies += 1
         self._zombies.add(att)
-        if att.handler.mode == "async" and not was_cancelling:
+        if att.handler.mode in ("async", "dask") and not was_cancelling:
             att.fut.cancel()
         lease, agent = att.lease, att.agent
         if how == "fail":

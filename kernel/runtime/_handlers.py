@@ -9,6 +9,7 @@ sync function, but it blocks the loop and cannot be timed out).
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 import pickle
@@ -17,13 +18,14 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import InvalidSpecError
+from ..errors import InvalidSpecError, NonRetryableError
 
 __all__ = ["EXECUTORS", "Handler", "TaskContext", "make_handler", "describe_exception",
            "process_call", "resume_coroutine"]
 
-#: Accepted values of ``executor=`` when registering a handler.
-EXECUTORS = ("auto", "async", "thread", "process", "inline")
+#: Accepted values of ``executor=`` when registering a handler (or a ``DaskExecutor``;
+#: ``"dask"`` is the default ``distributed`` client's).
+EXECUTORS = ("auto", "async", "thread", "process", "inline", "dask")
 
 _KEY_RE = re.compile(r"[A-Za-z0-9._:@/+-]{1,200}\Z")
 #: Frames of traceback kept in a recorded error (the innermost ones).
@@ -70,6 +72,13 @@ class Handler:
     fn: Callable[..., Any]
     mode: str
     context: bool
+    non_retryable: tuple[type[BaseException], ...] = ()
+    runner: Any = None      # mode "dask": the DaskExecutor
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether a failure with ``exc`` may be retried: not for :class:`NonRetryableError`
+        nor for the exception types registered as ``non_retryable``."""
+        return not isinstance(exc, (NonRetryableError, *self.non_retryable))
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -79,7 +88,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-def make_handler(key: object, fn: object, executor: object, context: object) -> Handler:
+def make_handler(key: object, fn: object, executor: object, context: object,
+                 non_retryable: object = ()) -> Handler:
     """Validate a registration and build its :class:`Handler`.
 
     Raises:
@@ -94,6 +104,11 @@ def make_handler(key: object, fn: object, executor: object, context: object) -> 
     if not callable(fn):
         raise InvalidSpecError(
             f"handler for {key!r} must be a function (sync or async), got {type(fn).__name__}")
+    runner = None
+    if type(executor).__name__ == "DaskExecutor" or executor == "dask":
+        from ._dask import DaskExecutor
+        runner = executor if isinstance(executor, DaskExecutor) else DaskExecutor.default()
+        executor = "dask"
     if executor not in EXECUTORS:
         raise InvalidSpecError(
             f"executor {executor!r} for handler {key!r} is unknown: use one of "
@@ -101,6 +116,12 @@ def make_handler(key: object, fn: object, executor: object, context: object) -> 
     if not isinstance(context, bool):
         raise InvalidSpecError(f"context= for handler {key!r} must be True or False, "
                                f"got {context!r}")
+    if isinstance(non_retryable, type):
+        non_retryable = (non_retryable,)
+    if (not isinstance(non_retryable, (tuple, list)) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in non_retryable)):
+        raise InvalidSpecError(f"non_retryable= for handler {key!r} must be exception types "
+                               f"(a tuple such as (ValueError, KeyError)), got {non_retryable!r:.80}")
     is_async = _is_async(fn)
     if executor == "auto":
         mode = "async" if is_async else "thread"
@@ -124,7 +145,48 @@ def make_handler(key: object, fn: object, executor: object, context: object) -> 
                 f"handler {key!r} ({_name(fn)}) cannot run in a process pool: it cannot be "
                 f"pickled ({type(err).__name__}: {err}); define it at the top level of an "
                 f"importable module (not a lambda, closure or local function)") from err
-    return Handler(key, fn, mode, context)
+        problem = unguarded_main()
+        if problem is not None:
+            raise InvalidSpecError(f"handler {key!r} ({_name(fn)}) cannot run in a process "
+                                   f"pool: {problem}")
+    return Handler(key, fn, mode, context, tuple(non_retryable), runner)
+
+
+def unguarded_main() -> str | None:
+    """Why the process pool cannot start from this program, or None.
+
+    Worker processes are spawned: each imports the program's main script again.  Without an
+    ``if __name__ == "__main__":`` guard the script runs again in every worker (opening the
+    kernel, starting a runtime), and every attempt ends in ``BrokenProcessPool``.
+    """
+    import sys
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__name__", "") != "__main__":
+        return None         # an interactive session, -c, or a worker re-importing it
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        test = node.test if isinstance(node, ast.If) else None
+        if (isinstance(test, ast.Compare) and len(test.comparators) == 1
+                and {_const(test.left), _const(test.comparators[0])} == {"__name__",
+                                                                         "__main__"}):
+            return None
+    return (f"the program's main script {path} has no `if __name__ == \"__main__\":` guard; "
+            "worker processes are spawned and import the script again, which would run it "
+            "again in each of them. Move the code that opens the kernel and runs the "
+            "runtime under that guard (handlers stay at the top level)")
+
+
+def _const(node: Any) -> Any:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Constant):
+        return node.value
+    return None
 
 
 def _name(fn: Callable[..., Any]) -> str:
