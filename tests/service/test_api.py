@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from eskernel import (InvalidSpecError, Kernel, ManualClock, Runtime, StaleLeaseError,
-                    UnknownQueueError, UnknownTaskError, WaitTimeoutError)
+from eskernel import (DuplicateTaskError, InvalidSpecError, Kernel, ManualClock, Runtime,
+                      StaleLeaseError, UnknownQueueError, UnknownTaskError, WaitTimeoutError)
 from eskernel.service import Client
 from eskernel.service import protocol as P
 from eskernel.service.run import ServerThread
@@ -47,7 +47,10 @@ def test_every_task_spec_field_round_trips(client):
             v.parent, v.payload, v.status) == (
         "render", 4, ["up"], 5, 12.5, {"team": "a", "n": [1, 2]}, "idem-1", "up",
         [1, "x", None], "PENDING")
-    assert client.submit("q", None, key="idem-1") == "t1"     # the idempotency key holds
+    # the idempotency key holds for the same task, and refuses another under it
+    assert client.submit("q", [1, "x", None], name="render", key="idem-1") == "t1"
+    with pytest.raises(DuplicateTaskError):
+        client.submit("q", None, key="idem-1")
     ids = client.submit_many([{"queue": "q", "id": "m1"},
                               {"queue": "q", "id": "m2", "depends_on": ["m1"]}])
     assert ids == ["m1", "m2"]
