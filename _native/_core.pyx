@@ -443,6 +443,27 @@ cdef class Scheduler:
         """True when lease lid is task h's live lease."""
         return self._slot_of(h, lid) >= 0
 
+    def live_lease(self, int h, int64_t lid):
+        """The Lease object of task h's live lease lid (its event empty: it was logged when
+        granted), or None when lid is not h's live lease.  A server rebuilds the leases its
+        clients hold after a restart with it; it changes nothing."""
+        cdef int32_t s
+        cdef Lease lease
+        if h < 0 or h >= self.n_tasks:
+            return None
+        s = self._slot_of(h, lid)
+        if s < 0:
+            return None
+        lease = Lease.__new__(Lease)
+        lease.lease_id = lid
+        lease.task_id = <str>PyList_GET_ITEM(self.task_ids, h)
+        lease.agent_id = <str>PyList_GET_ITEM(self.agent_names, self.slots[s].agent)
+        lease.attempt = self.slots[s].attempt
+        lease.expires_ns = self.slots[s].expires
+        lease._task = h
+        lease._event = b""
+        return lease
+
     cdef int _drop_lease(self, Task* t) except -1:
         cdef int32_t s = t.lease_slot
         if ESKERNEL_DEBUG:

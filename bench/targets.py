@@ -124,6 +124,21 @@ TARGETS: tuple[Target, ...] = (
     # -- issue 5: the handler runtime (bench/test_runtime.py) ---------------------------
     _T("runtime.async_noop", 5, "runtime-async", "async no-op handlers through the runtime",
        "one core", 50_000, "/s", "higher", match="[runtime]", extra="tasks_per_s_median"),
+    # -- issue 13: the network service (bench/test_service.py; loopback TCP) -------------
+    _T("service.roundtrip.p50", 13, "service-roundtrip", "remote claim -> complete p50",
+       "one task in flight, one Python client", 150.0, "us", "lower",
+       p99_key="service.roundtrip.p99"),
+    _T("service.roundtrip.p99", 13, "service-roundtrip", "remote claim -> complete p99",
+       "one task in flight, one Python client", 1000.0, "us", "lower"),
+    _T("service.single", 13, "service-single", "submit + claim + complete, one call at a time",
+       "one connection", 10_000, "/s", "higher"),
+    _T("service.batched.write", 13, "service-batched-write", "claim_many / complete_many",
+       "4 worker processes, batches of 100, write", 100_000, "/s", "higher"),
+    _T("service.batched.fsync", 13, "service-batched-fsync", "claim_many / complete_many",
+       "4 worker processes, batches of 100, fsync", 50_000, "/s", "higher"),
+    _T("service.dispatch.p50", 13, "service-dispatch", "submit -> parked claim returns p50",
+       "one parked worker process", 1000.0, "us", "lower",
+       p99_key="service.dispatch.p99"),
 )
 
 

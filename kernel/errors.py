@@ -51,6 +51,8 @@ __all__ = [
     "WorkflowSpecError", "WorkflowCycleError", "DuplicateStepError", "UnknownOperatorError",
     "MissingMaxIterationsError", "UnknownFieldError", "EmptyGroupError",
     "UnknownWorkflowError",
+    "ServiceError", "ProtocolError", "AuthenticationError", "PermissionDeniedError",
+    "ServerBusyError", "ServiceUnavailableError",
 ]
 
 
@@ -265,3 +267,42 @@ class ReplicationCorruptError(ReplicationError):
 class DaskUnavailableError(InvalidSpecError):
     """A handler asked for the Dask executor but ``dask.distributed`` is not installed or no
     client was given: ``pip install 'eskernel[dask]'`` and pass ``DaskExecutor(client)``."""
+
+
+class ServiceError(EskernelError):
+    """A failure of the network service (``eskernel serve``) or of talking to it."""
+
+
+class ProtocolError(ServiceError, ValueError):
+    """A frame or message broke the wire protocol (``docs/protocol.md``): bad magic or
+    version, a frame over the size limit, undecodable bytes, an unknown message type or
+    malformed arguments.  Fix the client; the server closes the connection after a framing
+    error."""
+
+
+class AuthenticationError(ServiceError):
+    """The server did not accept the credentials of the handshake; check the token."""
+
+
+class PermissionDeniedError(ServiceError):
+    """The session's role (producer, worker, admin) or agent ids do not allow this call;
+    use a token bound to a role that may make it."""
+
+
+class ServerBusyError(ServiceError):
+    """The server is saturated (connections, requests in flight) or draining; nothing was
+    done.  Retry after ``retry_after`` seconds.
+
+    Attributes:
+        retry_after: seconds to wait before retrying.
+    """
+
+    def __init__(self, message: str, retry_after: float = 0.1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(ServiceError, ConnectionError):
+    """The server could not be reached (or the connection was lost) and reconnecting gave
+    up; start the server or check the address.  A request that got no answer may or may
+    not have been applied: retry it through a client with the same ``client_id``."""

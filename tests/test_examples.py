@@ -33,6 +33,8 @@ EXPECTED = {
                "archive  CANCELLED (upstream)"],
     "crash_resume": ["worker killed (signal 9) after 5 completions", "all completed: True",
                      "completed before the kill and run again: []"],
+    "service": ["worker 1 killed (signal 9) after", "all completed: True",
+                "squares: 8555"],
     "whatif": ["recorded makespan 60.0 s; unchanged model 60.0 s",
                "queue.render.max_concurrent=4: makespan 30.0 s, e2e p95 60.0 s -> 30.0 s",
                "agent.gpu-3=capabilities:render,capacity:2: makespan 20.0 s",

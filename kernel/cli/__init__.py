@@ -24,7 +24,7 @@ from eskernel.analytics.report import TITLES, build_report
 from eskernel.eventlog.errors import EskernelError
 
 from .._version import __version__
-from . import _bench, _restore
+from . import _bench, _restore, _service
 from ._format import (emit, emit_sections, ns_time, progress, seconds_fields,
                       table_from_dicts)
 
@@ -528,6 +528,9 @@ def _add_operations() -> None:
 
 _add_operations()
 cli.add_command(_bench.bench)
+for _cmd in (_service.serve, _service.worker):
+    _cmd.callback = _guard(_cmd.callback)  # type: ignore[arg-type]
+    cli.add_command(_cmd)
 cli.add_command(_restore.command(_guard))     # eskernel.replication: restore from PostgreSQL
 
 from ._whatif import whatif as _whatif_command  # noqa: E402  (its module imports this one lazily)
