@@ -10,6 +10,8 @@
 'high'
 """
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__ as __version__
 from ._clock import Clock as Clock, ManualClock as ManualClock, SystemClock as SystemClock
 from ._core import Lease as Lease
@@ -24,7 +26,7 @@ from .models import (AgentStats as AgentStats, BackoffPolicy as BackoffPolicy,
 
 __all__ = ["Kernel", "Lease", "Priority", "BackoffPolicy", "TaskSpec", "TaskView", "Stats",
            "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", "Runtime",
-           "TaskContext", "TaskEvent", "EventStream", *_errors_all]
+           "TaskContext", "TaskEvent", "EventStream", "Client", "AsyncClient", *_errors_all]
 
 for _name in ("Kernel", "Priority", "BackoffPolicy", "TaskSpec", "TaskView", "Stats",
               "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", "Runtime",
@@ -33,3 +35,15 @@ for _name in ("Kernel", "Priority", "BackoffPolicy", "TaskSpec", "TaskView", "St
             _name].__module__.startswith("eskernel.eventlog"):   # eventlog's errors keep theirs
         globals()[_name].__module__ = "eskernel"
 del _name
+
+if TYPE_CHECKING:
+    from .service import AsyncClient as AsyncClient, Client as Client
+
+
+def __getattr__(name: str) -> object:
+    # The network client is imported on first use: an embedded kernel never loads asyncio,
+    # sockets or the protocol.
+    if name in ("Client", "AsyncClient"):
+        from . import service
+        return getattr(service, name)
+    raise AttributeError(f"module 'eskernel' has no attribute {name!r}")

@@ -7,8 +7,19 @@ from eskernel import errors
 DOCUMENTED = {
     "Kernel", "Lease", "Priority", "BackoffPolicy", "TaskSpec", "TaskView", "Stats",
     "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", "Runtime",
-    "TaskContext", "TaskEvent", "EventStream", *errors.__all__,
+    "TaskContext", "TaskEvent", "EventStream", "Client", "AsyncClient", *errors.__all__,
 }
+
+
+def test_the_network_client_is_imported_on_first_use():
+    import subprocess
+    import sys
+    code = ("import sys, eskernel; assert 'eskernel.service' not in sys.modules; "
+            "from eskernel import Client; import eskernel.service as s; "
+            "assert Client is s.Client and eskernel.AsyncClient is s.AsyncClient; "
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
 
 
 def test_all_is_the_documented_list():

@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _can_build_here() -> bool:
-    # The build requirements of pyproject.toml, and a setuptools that builds wheels by
-    # itself (70.1+) or the wheel package beside an older one.
+    # The build requirements of pyproject.toml (setuptools 77+: it builds wheels by itself
+    # and reads the SPDX license string).
     if not all(importlib.util.find_spec(m) for m in ("Cython", "setuptools")):
         return False
     import setuptools
     major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
-    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+    return (major, minor) >= (77, 0)
 
 
 @pytest.fixture(scope="module")
