@@ -17,6 +17,7 @@ A hypothesis ``RuleBasedStateMachine`` applies the same random command to an in-
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -110,10 +111,14 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     # --- setup ------------------------------------------------------------------------
 
+    def make_kernel(self, seed: int) -> Any:
+        """The kernel under test (a subclass may put a client in front of it)."""
+        return Kernel.in_memory(clock=self.clock, seed=seed)
+
     @initialize(seed=st.integers(0, 3))
     def setup(self, seed: int) -> None:
         self.seed = seed
-        self.k = Kernel.in_memory(clock=self.clock, seed=seed)
+        self.k = self.make_kernel(seed)
         self.m = Model(self.clock.time_ns, seed=seed)
         for side in (self.k, self.m):
             side.declare_queue("q0")
