@@ -7,6 +7,8 @@
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.ref cimport PyObject
+from cpython.dict cimport PyDict_GetItem
 from libc.math cimport pow
 cimport cython
 
@@ -22,6 +24,7 @@ include "leases.pxi"
 include "pools.pxi"
 include "replay.pxi"
 include "encode.pxi"
+include "hot.pxi"
 
 DEBUG_BUILD = bool(ESKERNEL_DEBUG)
 
@@ -39,6 +42,7 @@ cdef class Lease:
     cdef readonly int attempt
     cdef readonly int64_t expires_ns
     cdef readonly int32_t _task
+    cdef readonly int64_t _issuer    # Scheduler.ident of the core that granted it
     cdef readonly bytes _event
 
     @property
@@ -89,8 +93,20 @@ cdef class Scheduler:
     cdef readonly list task_ids
     cdef readonly list queue_names
     cdef readonly list agent_names
+    cdef public int64_t ident        # the identity of the log it serves; leases carry it
+    cdef public int64_t applied      # events applied (live and replay)
+    cdef public bint append_failed   # a hot call's append raised (see hot.pxi)
+    cdef object h_append, h_dumps    # bind_hot: the log's append, kernel.events.dumps
+    cdef dict h_tasks, h_queues
+    cdef list h_payloads, h_results, h_errors, h_meta
+    cdef tuple h_no_meta
+    cdef int32_t h_policy
+    cdef Py_ssize_t h_max_payload, h_max_record
 
     def __cinit__(self):
+        global hot_idents
+        hot_idents += 1
+        self.ident = hot_idents
         self.free_slot = -1
         self.next_lease_id = 1
         memset(&self.timers, 0, sizeof(TimeHeap))
@@ -244,32 +260,16 @@ cdef class Scheduler:
                       tick_t timeout, int policy, tick_t now, bytes payload):
         """Apply the submission of a task with no dependencies, delay or optional fields,
         and return its `submitted` record (byte-identical to kernel.events.encode)."""
-        cdef Py_ssize_t tl, ql, pl = PyBytes_GET_SIZE(payload)
-        cdef const char* tid = PyUnicode_AsUTF8AndSize(task_id, &tl)
-        cdef str qname = <str>PyList_GET_ITEM(self.queue_names, queue)
-        cdef const char* qid = PyUnicode_AsUTF8AndSize(qname, &ql)
-        cdef bytes rec = PyBytes_FromStringAndSize(NULL, 240 + tl + ql + pl)
-        cdef char* buf = PyBytes_AS_STRING(rec)
-        cdef char* p
+        cdef char stack[ENC_STACK]
+        cdef char* buf = hot_buf(stack, ENC_FIXED + enc_len(task_id) + PyBytes_GET_SIZE(payload)
+                                 + enc_len(<str>PyList_GET_ITEM(self.queue_names, queue)))
+        cdef bytes rec = hot_bytes(buf, enc_submitted(
+            buf, now, task_id, <str>PyList_GET_ITEM(self.queue_names, queue), prio, payload,
+            [], max_attempts, timeout, 0, b""), stack)
         cdef handle_t h = self._add(task_id, queue, prio, max_attempts, timeout, -1, 0, policy,
                                     0, now)
         self._wait_or_ready(h, now)
-        p = enc_put(buf, b'{"v":1,"t":"submitted","ts":', 28)
-        p = enc_i64(p, now)
-        p = enc_put(p, b',"task":"', 9)
-        p = enc_put(p, tid, tl)
-        p = enc_put(p, b'","queue":"', 11)
-        p = enc_put(p, qid, ql)
-        p = enc_put(p, b'","priority":', 13)
-        p = enc_i64(p, prio)
-        p = enc_put(p, b',"payload":', 11)
-        p = enc_put(p, PyBytes_AS_STRING(payload), pl)
-        p = enc_put(p, b',"depends_on":[],"max_attempts":', 32)
-        p = enc_i64(p, max_attempts)
-        p = enc_put(p, b',"timeout":', 11)
-        p = enc_i64(p, timeout)
-        p = enc_put(p, b',"not_before":0}', 16)
-        return rec[:p - buf]
+        return rec
 
     cdef handle_t _add(self, str task_id, int32_t queue, int prio, int32_t max_attempts,
                        tick_t timeout, int32_t pinned, tick_t not_before, int32_t policy,
@@ -355,11 +355,7 @@ cdef class Scheduler:
         cdef Task* t = &self.tasks[h]
         cdef tick_t expires = now + t.timeout
         cdef Lease lease
-        cdef char buf[640]
-        cdef Py_ssize_t tl, al
-        cdef const char* tid
-        cdef const char* aid
-        cdef char* p
+        cdef char buf[ENC_STACK]
         self._apply_claim(h, lid, a, now, expires)
         t = &self.tasks[h]
         lease = Lease.__new__(Lease)
@@ -369,25 +365,10 @@ cdef class Scheduler:
         lease.attempt = t.attempts
         lease.expires_ns = expires
         lease._task = h
-        tid = PyUnicode_AsUTF8AndSize(lease.task_id, &tl)
-        aid = PyUnicode_AsUTF8AndSize(lease.agent_id, &al)
-        if tl + al > 400:
-            raise KernelInternalError(f"claimed event for task {lease.task_id!r} does not fit "
-                                      "its buffer; this is a bug in eskernel, please report it")
-        p = enc_put(buf, b'{"v":1,"t":"claimed","ts":', 26)
-        p = enc_i64(p, now)
-        p = enc_put(p, b',"task":"', 9)
-        p = enc_put(p, tid, tl)
-        p = enc_put(p, b'","lease":', 10)
-        p = enc_i64(p, lid)
-        p = enc_put(p, b',"agent":"', 10)
-        p = enc_put(p, aid, al)
-        p = enc_put(p, b'","attempt":', 12)
-        p = enc_i64(p, t.attempts)
-        p = enc_put(p, b',"expires":', 11)
-        p = enc_i64(p, expires)
-        p = enc_put(p, b'}', 1)
-        lease._event = PyBytes_FromStringAndSize(buf, p - buf)
+        lease._issuer = self.ident
+        # ids are at most 200 characters each: the record fits ENC_STACK
+        lease._event = PyBytes_FromStringAndSize(buf, enc_claimed(
+            buf, now, lease.task_id, lid, lease.agent_id, t.attempts, expires) - buf)
         return lease
 
     def apply_claim(self, int h, int64_t lid, int a, tick_t now, tick_t expires):
@@ -476,44 +457,68 @@ cdef class Scheduler:
 
     def complete_many(self, list leases, list bodies, tick_t now, list results):
         """Apply task_completed for every lease (results[h] = its JSON body) and return their
-        records; or, changing nothing, the index of the first lease that is not a current
-        Lease of this scheduler (the caller raises).  Leases must be distinct."""
+        records; or, changing nothing, the index of the first lease that is not a current,
+        unexpired Lease of this scheduler (the caller raises).  Leases must be distinct."""
         cdef Py_ssize_t i, n = len(leases)
         cdef Lease lease
-        cdef object obj
         cdef list out = []
-        cdef bytes body, rec
-        cdef Py_ssize_t tl, bl
-        cdef const char* tid
-        cdef char* p
+        cdef bytes body
+        cdef char stack[ENC_STACK]
+        cdef char* buf
         for i in range(n):
-            obj = leases[i]
-            if type(obj) is not Lease:
-                return i
-            lease = <Lease>obj
-            if (lease._task < 0 or lease._task >= self.n_tasks
-                    or <object>PyList_GET_ITEM(self.task_ids, lease._task) != lease.task_id
-                    or self._slot_of(lease._task, lease.lease_id) < 0):
+            if hot_slot(self, leases[i], now, True) < 0:
                 return i
         for i in range(n):
             lease = <Lease>leases[i]
             body = <bytes>bodies[i]
+            buf = hot_buf(stack, ENC_FIXED + enc_len(lease.task_id) + PyBytes_GET_SIZE(body))
+            out.append(hot_bytes(buf, enc_completed(buf, now, lease.task_id, lease.lease_id,
+                                                    body), stack))
+        for i in range(n):
+            lease = <Lease>leases[i]
             self._complete(lease._task, now)
-            results[lease._task] = body
-            tid = PyUnicode_AsUTF8AndSize(lease.task_id, &tl)
-            bl = PyBytes_GET_SIZE(body)
-            rec = PyBytes_FromStringAndSize(NULL, 100 + tl + bl)
-            p = enc_put(PyBytes_AS_STRING(rec), b'{"v":1,"t":"completed","ts":', 28)
-            p = enc_i64(p, now)
-            p = enc_put(p, b',"task":"', 9)
-            p = enc_put(p, tid, tl)
-            p = enc_put(p, b'","lease":', 10)
-            p = enc_i64(p, lease.lease_id)
-            p = enc_put(p, b',"result":', 10)
-            p = enc_put(p, PyBytes_AS_STRING(body), bl)
-            p = enc_put(p, b'}', 1)
-            out.append(rec[:p - PyBytes_AS_STRING(rec)])
+            results[lease._task] = bodies[i]
         return out
+
+    def lease_code(self, object lease, tick_t now):
+        """0 when `lease` is a current, unexpired Lease of this scheduler, else the refusal
+        code: -1 not a Lease, -2 issued elsewhere, -3 stale, -4 expired at `now`."""
+        cdef int32_t s = hot_slot(self, lease, now, True)
+        return s if s < 0 else 0
+
+    # --- the hot calls (hot.pxi) ---
+
+    def bind_hot(self, append, dumps, dict tasks, dict queues, list payloads, list results,
+                 list errors, list meta, tuple no_meta, int policy, Py_ssize_t max_payload,
+                 Py_ssize_t max_record):
+        """Attach the boundary tables and the log's append the hot calls use."""
+        self.h_append, self.h_dumps = append, dumps
+        self.h_tasks, self.h_queues = tasks, queues
+        self.h_payloads, self.h_results, self.h_errors, self.h_meta = payloads, results, errors, meta
+        self.h_no_meta, self.h_policy, self.h_max_payload = no_meta, policy, max_payload
+        self.h_max_record = max_record
+
+    def submit_hot(self, queue, payload, id, priority, depends_on, max_attempts, timeout,
+                   delay, tick_t now, bytes extra, meta):
+        """Submit in one call (see hot.pxi); the task id, or None: take the general path."""
+        return hot_submit(self, queue, payload, id, priority, depends_on, max_attempts,
+                          timeout, delay, now, extra, meta)
+
+    def claim_hot(self, int a, tick_t now):
+        """Claim for agent a and append; a Lease, None, or -2 / -3 (offline / at capacity)."""
+        return hot_claim(self, a, now)
+
+    def complete_hot(self, lease, bytes body, tick_t now):
+        """Complete and append; None, or a refusal code (see lease_code)."""
+        return hot_complete(self, lease, body, now)
+
+    def heartbeat_hot(self, lease, tick_t now):
+        """Renew and append; the new expiry (ns), or a refusal code (see lease_code)."""
+        return hot_heartbeat(self, lease, now)
+
+    def release_hot(self, lease, tick_t now):
+        """Release and append; None, or a refusal code -1 / -2 / -3 (see lease_code)."""
+        return hot_release(self, lease, now)
 
     cdef int _complete(self, handle_t h, tick_t now) except -1:
         cdef Task* t = &self.tasks[h]

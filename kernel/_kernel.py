@@ -16,18 +16,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import events
-from ._apply import KernelState
+from ._apply import _NO_META, KernelState
 from ._clock import Clock, SystemClock
 from ._core import Lease
 from ._memlog import MemoryLog
 from ._submit import NO_IDS, batch_events, new_id, simple_batch, spec_dict, submitted_event
 from ._views import Views
 from ._validate import (ID_PATTERN, MAX_DURATION_S, NS, check_capabilities, check_id, check_int,
+                        check_tags,
                         lookup)
 from ._snapshotter import Snapshotter
 from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError, EskernelError,
                      InvalidArgumentError, InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
-                     StaleLeaseError)
+                     LeaseExpiredError, StaleLeaseError)
 from .models import BackoffPolicy, Priority, TaskSpec
 
 _TERMINAL = frozenset({4, 5, 6})      # COMPLETED, FAILED, CANCELLED status codes
@@ -82,11 +83,42 @@ class Kernel(Views):
         self._failed: BaseException | None = None
         self._closed = False
         self._last_snapshot = state.applied
-        self._append = log.append
+        self._append_fn = log.append
         self._agent_index = state.agent_index
         self._blocked = read_only    # True once closed, failed or read-only: the slow check runs
         self._snapshotter = (Snapshotter(log, snapshot_keep, snapshot_growth)
                              if hasattr(log, "write_snapshot") and not read_only else None)
+        path = getattr(log, "path", None)
+        if path is not None:
+            # A lease carries the identity of the log that issued it: the log directory's
+            # (device, inode), stable across reopens (a lease whose claim is logged stays
+            # good), distinct for another directory or a copy of this one.  In memory, the
+            # core's own process-unique identity serves.
+            st_ = os.stat(path)
+            state.sched.ident = hash((st_.st_dev, st_.st_ino)) & 0x3FFF_FFFF_FFFF_FFFF | 1 << 62
+        if not read_only:
+            self._bind_hot(log.appender)
+        sched = state.sched
+        self._submit_hot, self._claim_hot = sched.submit_hot, sched.claim_hot
+        self._complete_hot, self._heartbeat_hot = sched.complete_hot, sched.heartbeat_hot
+
+    def _bind_hot(self, append: Any) -> None:
+        # The hot calls (submit, claim, complete, heartbeat, release) append from C.
+        state = self._state
+        state.sched.bind_hot(append, events.dumps, state.task_index,
+                             state.queue_index, state.payloads, state.results,
+                             state.errors, state.meta, _NO_META, state.default_policy,
+                             self._max_payload, getattr(self._log, "max_record_bytes", 1 << 62))
+
+    @property
+    def _append(self) -> Any:
+        """The append of one record every call goes through (a seam for fault tests)."""
+        return self._append_fn
+
+    @_append.setter
+    def _append(self, append: Any) -> None:
+        self._append_fn = append
+        self._bind_hot(append)
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, seed: int = 0,
@@ -153,7 +185,7 @@ class Kernel(Views):
 
     def _commit(self, evs: list[dict[str, Any]]) -> None:
         """Append events (one record each, one batch) then apply them."""
-        records = [ev.get("_rec") or events.encode(ev) for ev in evs]
+        records = [events.encode(ev) for ev in evs]
         self._write(records, applied=False)
         for ev in evs:
             self._state.apply(ev)
@@ -185,15 +217,15 @@ class Kernel(Views):
             return err
         return KernelFailedError(f"appending to the log failed: {err}; reopen the kernel")
 
-    def _append_hot(self, record: bytes, now: int) -> None:
-        # The hot paths applied in the core already: append the event, then count it.
-        try:
-            self._append(record)
-        except BaseException as err:
-            raise self._poison(err) from err
-        st = self._state
-        st.applied += 1
-        st.last_ts = now
+    def _hot_failed(self, err: BaseException) -> BaseException:
+        # A hot call raised: after its state changed (its append failed), the kernel is
+        # poisoned; before, nothing changed and the error is the caller's (or a bug's).
+        if self._sched.append_failed:
+            poisoned = self._poison(err)
+            if poisoned is not err:
+                poisoned.__cause__ = err
+            return poisoned
+        return err
 
     def _append_hot_many(self, records: list[bytes], now: int) -> None:
         # The batch hot paths applied in the core already: one write, then count them.
@@ -221,11 +253,22 @@ class Kernel(Views):
     def _lease(self, lease: Any) -> tuple[int, int]:
         if type(lease) is not Lease:
             raise InvalidSpecError(f"expected a Lease returned by claim(), got {lease!r:.80}")
-        h = lease._task
-        if h >= self._sched.n_tasks or self._sched.task_ids[h] != lease.task_id:
+        if lease._issuer != self._sched.ident:
             raise StaleLeaseError(f"lease {lease.lease_id} for task {lease.task_id!r} was not "
-                                  "issued by this kernel; do not report on it here")
-        return h, lease.lease_id
+                                  "issued by this kernel (or was issued before it was "
+                                  "reopened); do not report on it here")
+        return lease._task, lease.lease_id
+
+    def _refused(self, lease: Any, code: int, verb: str) -> EskernelError:
+        # The typed error of a hot call's refusal code (see _native/hot.pxi).
+        if code >= -2:
+            self._lease(lease)      # raises InvalidSpecError / StaleLeaseError
+        if code == -4:
+            return LeaseExpiredError(
+                f"lease {lease.lease_id} for task {lease.task_id!r} expired at "
+                f"{lease.expires_at:.9f} (the kernel's clock reads {self._now() / NS:.9f}); "
+                f"stop work on it and do not {verb} it: the task will be retried")
+        return self._stale(lease, verb)
 
     def _stale(self, lease: Lease, verb: str) -> StaleLeaseError:
         row = self._sched.task_row(lease._task)
@@ -338,12 +381,25 @@ class Kernel(Views):
         if self._blocked:
             self._writable()
         st = self._state
-        if (agent is None and name is None and backoff is None and delay is None
-                and not_before is None and tags is None and key is None and parent is None
-                and (depends_on == () or depends_on == [])):
-            tid = self._submit_simple(queue, payload, id, priority, max_attempts, timeout)
-            if tid is not None:
-                return tid
+        if agent is None and name is None and backoff is None and not_before is None \
+                and parent is None:
+            if tags is None and key is None:
+                extra, meta = b"", None
+            else:
+                extra, meta = self._submit_extra(tags, key, depends_on)
+            if extra is not None:
+                try:
+                    tid = self._submit_hot(queue, payload, id, priority, depends_on,
+                                           max_attempts, timeout, delay, self._time_ns(),
+                                           extra, meta)
+                except BaseException as err:
+                    raise self._hot_failed(err)
+                if tid is not None:
+                    if key is not None:
+                        st.keys[key] = tid
+                    if self._snapshot_every:
+                        self._maybe_snapshot()
+                    return tid
         if key is not None and type(key) is str and key in st.keys:
             return st.keys[key]
         if id is None:
@@ -359,41 +415,25 @@ class Kernel(Views):
         self._commit([ev])
         return tid
 
-    def _submit_simple(self, queue: Any, payload: Any, id: Any, priority: Any,
-                       max_attempts: Any, timeout: Any) -> str | None:
-        # The common submit (no dependencies, no optional fields); None sends anything
-        # unusual to the general path, which raises the precise error.  The checks repeat
-        # _submit.simple_batch's on purpose: routing one submit through it (a dict and a
-        # list per call) cost ~0.5 µs, a fifth of this path; tests/test_submit_paths.py
-        # holds the two equal.
-        st = self._state
-        q = st.queue_index.get(queue) if type(queue) is str else None
-        tp, tt = type(priority), type(timeout)
-        if (q is None or not (tp is int or tp is Priority) or not 0 <= priority <= 1000
-                or type(max_attempts) is not int or not 1 <= max_attempts <= 1_000_000
-                or not (tt is float or tt is int) or not 0 < timeout <= MAX_DURATION_S):
-            return None
-        if id is None:
-            tid = new_id(st, NO_IDS)
-        elif type(id) is str and id not in st.task_index and ID_PATTERN.fullmatch(id):
-            tid = id
-        else:
-            return None
-        body = b"null" if payload is None else events.dumps(payload)
-        if len(body) > self._max_payload:
-            return None
-        prio, attempts, timeout_ns = priority, max_attempts, round(timeout * NS)
-        now = self._time_ns()
-        if now < st.last_ts:      # self._now(), inlined: its call cost ~80 ns a claim
-            now = st.last_ts
-        # Applied in the core first, then appended (a failed append poisons the kernel).
-        rec = self._sched.submit_simple(tid, q, prio, attempts, timeout_ns, st.default_policy,
-                                        now, body)
-        st.add_plain(tid, body)
-        self._append_hot(rec, now)
-        if self._snapshot_every:
-            self._maybe_snapshot()
-        return tid
+    def _submit_extra(self, tags: Any, key: Any,
+                      depends_on: Any) -> tuple[bytes | None, tuple[Any, ...] | None]:
+        # The encoded optional fields and the metadata of a hot submit with tags or a key;
+        # (None, None) sends the call to the general path (an existing key returns its id
+        # there; bad input raises there).
+        if key is not None and (type(key) is not str or not key or key in self._state.keys):
+            return None, None
+        if type(depends_on) not in (list, tuple):
+            return None, None
+        try:
+            tags = check_tags(tags)
+        except EskernelError:
+            return None, None
+        extra = b""
+        if tags is not None:
+            extra = b',"tags":' + events.dumps(tags)
+        if key is not None:
+            extra += b',"key":' + events.dumps(key)
+        return extra, (None, tags, key, None, tuple(depends_on))
 
     def submit_many(self, specs: Iterable[TaskSpec | dict[str, Any]]) -> list[str]:
         """Submit a batch atomically (one append); returns ids in input order.
@@ -447,22 +487,12 @@ class Kernel(Views):
             a = self._agent_index[agent_id]
         except (KeyError, TypeError):
             a = self._agent(agent_id)   # raises the right error
-        st = self._state
-        now = self._time_ns()
-        if now < st.last_ts:      # self._now(), inlined: its call cost ~80 ns a claim
-            now = st.last_ts
-        r = self._sched.claim(a, now)
-        if r is None:
-            return None
+        try:
+            r = self._claim_hot(a, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
         if r.__class__ is int:
             raise self._refusal(agent_id, r)
-        # _append_hot, inlined: a method call is a tenth of this path's budget.
-        try:
-            self._append(r._event)
-        except BaseException as err:
-            raise self._poison(err) from err
-        st.applied += 1
-        st.last_ts = now
         return r
 
     def _refusal(self, agent_id: str, code: int) -> EskernelError:
@@ -502,15 +532,12 @@ class Kernel(Views):
         """
         if self._blocked:
             self._writable()
-        h, lid = self._lease(lease)
-        st = self._state
-        now = self._time_ns()
-        if now < st.last_ts:      # self._now(), inlined: its call cost ~80 ns a claim
-            now = st.last_ts
-        exp = self._sched.heartbeat(h, lid, now)
+        try:
+            exp = self._heartbeat_hot(lease, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
         if exp < 0:
-            raise self._stale(lease, "heartbeat")
-        self._append_hot(events.encode_heartbeat(now, lease.task_id, lid, exp), now)
+            raise self._refused(lease, exp, "heartbeat")
         return exp / NS
 
     def complete(self, lease: Lease, result: Any = None) -> None:
@@ -524,18 +551,16 @@ class Kernel(Views):
         """
         if self._blocked:
             self._writable()
-        h, lid = self._lease(lease)
         body = b"null" if result is None else events.dumps(result)
         if len(body) > self._max_payload:
-            raise InvalidSpecError(f"result of task {lease.task_id!r} is {len(body)} bytes, over "
-                                   f"the {self._max_payload}-byte limit")
-        st = self._state
-        now = self._time_ns()
-        if now < st.last_ts:      # self._now(), inlined: its call cost ~80 ns a claim
-            now = st.last_ts
-        if st.complete(h, lid, now, body) < 0:
-            raise self._stale(lease, "complete")
-        self._append_hot(events.encode_completed(now, lease.task_id, lid, body), now)
+            raise InvalidSpecError(f"result of task {getattr(lease, 'task_id', '?')!r} is "
+                                   f"{len(body)} bytes, over the {self._max_payload}-byte limit")
+        try:
+            code = self._complete_hot(lease, body, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
+        if code is not None:
+            raise self._refused(lease, code, "complete")
 
     def complete_many(self, leases: Iterable[Lease], results: Iterable[Any] | None = None) -> None:
         """Complete several leased tasks in one append (one fsync in ``fsync`` mode).
@@ -571,8 +596,7 @@ class Kernel(Views):
         records = self._sched.complete_many(leases, bodies, now, st.results)
         if type(records) is int:
             bad = leases[records]
-            self._lease(bad)                   # not a Lease / not issued here: raises
-            raise self._stale(bad, "complete")
+            raise self._refused(bad, self._sched.lease_code(bad, now), "complete")
         self._append_hot_many(records, now)
 
     def _u(self, lease_id: int) -> float:
@@ -615,10 +639,13 @@ class Kernel(Views):
     def release(self, lease: Lease) -> None:
         """Give a leased task back (READY again) without using up an attempt."""
         self._writable()
-        h, lid = self._lease(lease)
-        if not self._sched.lease_current(h, lid):
-            raise self._stale(lease, "release")
-        self._commit([{"t": "released", "ts": self._now(), "task": lease.task_id, "lease": lid}])
+        try:
+            code = self._sched.release_hot(lease, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
+        if code is not None:
+            raise self._refused(lease, code, "release")
+        self._maybe_snapshot()
 
     def cancel(self, task_id: str) -> list[str]:
         """Cancel a task and, transitively, its unfinished dependents; returns the ids

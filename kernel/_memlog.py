@@ -24,6 +24,11 @@ class MemoryLog:
         self._records.append(memoryview(record).tobytes())
         return len(self._records) - 1
 
+    @property
+    def appender(self) -> Any:
+        """The callable appending one record (see ``eventlog.EventLog.appender``)."""
+        return self.append
+
     def append_many(self, records: Sequence[bytes]) -> int:
         first = len(self._records)
         self._records.extend(memoryview(r).tobytes() for r in records)

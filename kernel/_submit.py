@@ -111,9 +111,6 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
           "payload": events.fragment(body), "_body": body, "depends_on": deps,
           "max_attempts": attempts, "timeout": timeout_ns, "not_before": due, "agent": agent,
           "backoff": bo, "name": name, "tags": tags, "key": key, "parent": parent}
-    if (not deps and agent is None and pol is None and name is None and tags is None
-            and key is None and parent is None):
-        ev["_rec"] = events.encode_submitted(now, tid, queue, prio, body, attempts, timeout_ns, due)
     return ev
 
 

@@ -33,8 +33,9 @@ Optional fields are omitted when null (``backoff`` when it is :data:`DEFAULT_BAC
 
 Decisions that depend on the clock or the random source (which task a claim got, a lease's
 expiry, a retry's jittered due time) are recorded in these fields, so replay never reads a
-clock.  ``claimed`` is encoded in C by the scheduler core (byte-identical to
-:func:`encode` — a test holds them equal); all other events are encoded here.
+clock.  ``submitted``, ``claimed``, ``completed``, ``heartbeat`` and ``released`` are
+encoded in C by the scheduler core's hot calls (``_native/encode.pxi``); :func:`encode`
+is the readable reference they are tested byte-equal to, and encodes every other event.
 
 >>> ev = decode(encode({"t": "requeued", "ts": 5, "task": "a"}))
 >>> ev["v"], ev["t"], ev["task"]
@@ -51,7 +52,7 @@ import orjson
 from .errors import InvalidSpecError
 
 __all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "encode", "decode", "dumps", "loads",
-           "encode_completed", "encode_heartbeat", "encode_submitted", "fragment",
+           "fragment",
            "OPTIONAL", "DEFAULT_BACKOFF"]
 
 SCHEMA_VERSION = 1
@@ -87,9 +88,6 @@ OPTIONAL: dict[str, dict[str, Any]] = {
 }
 DEFAULT_BACKOFF = {"initial": 1_000_000_000, "factor": 2.0, "max": 60_000_000_000,
                    "jitter": 0.0}
-_SUBMITTED_SIMPLE = (b'{"v":1,"t":"submitted","ts":%d,"task":"%s","queue":"%s","priority":%d,'
-                     b'"payload":%s,"depends_on":[],"max_attempts":%d,"timeout":%d,'
-                     b'"not_before":%d}')
 
 
 def dumps(value: Any) -> bytes:
@@ -146,14 +144,6 @@ def encode(event: dict[str, Any]) -> bytes:
         raise
 
 
-def encode_submitted(ts: int, task: str, queue: str, priority: int, payload: bytes,
-                     max_attempts: int, timeout: int, not_before: int) -> bytes:
-    """The ``submitted`` record of a task with no optional fields and no dependencies, with
-    ``payload`` already JSON-encoded (hot path; byte-identical to :func:`encode`)."""
-    return _SUBMITTED_SIMPLE % (ts, task.encode(), queue.encode(), priority, payload,
-                                max_attempts, timeout, not_before)
-
-
 def decode(record: bytes) -> dict[str, Any]:
     """Decode one log record into its event dict; rejects unknown versions and types."""
     ev = orjson.loads(record)
@@ -164,15 +154,3 @@ def decode(record: bytes) -> dict[str, Any]:
         if name not in ev:
             ev[name] = DEFAULT_BACKOFF if name == "backoff" else default
     return ev
-
-
-def encode_completed(ts: int, task: str, lease: int, result: bytes) -> bytes:
-    """The ``completed`` record, with ``result`` already JSON-encoded (hot path)."""
-    return b'{"v":1,"t":"completed","ts":%d,"task":"%s","lease":%d,"result":%s}' % (
-        ts, task.encode(), lease, result)
-
-
-def encode_heartbeat(ts: int, task: str, lease: int, expires: int) -> bytes:
-    """The ``heartbeat`` record (hot path)."""
-    return b'{"v":1,"t":"heartbeat","ts":%d,"task":"%s","lease":%d,"expires":%d}' % (
-        ts, task.encode(), lease, expires)

@@ -30,6 +30,7 @@ from kernel.errors import (
     DuplicateTaskError,
     InvalidSpecError,
     InvalidStateError,
+    LeaseExpiredError,
     StaleLeaseError,
     UnknownAgentError,
     UnknownQueueError,
@@ -416,8 +417,16 @@ class Model:
             raise StaleLeaseError(f"lease {lease.lease_id} is stale")
         return t
 
-    def heartbeat(self, lease: Any) -> float:
+    def _unexpired(self, lease: Any) -> MTask:
+        # complete and heartbeat refuse a lease whose expiry is past by the clock, whether
+        # or not tick() has run.
         t = self._live(lease)
+        if t.expires_ns <= self.now_ns():
+            raise LeaseExpiredError(f"lease {lease.lease_id} expired")
+        return t
+
+    def heartbeat(self, lease: Any) -> float:
+        t = self._unexpired(lease)
         t.expires_ns = self.now_ns() + t.timeout_ns
         return t.expires_ns / NS
 
@@ -430,7 +439,7 @@ class Model:
             orjson.dumps(result)
         except TypeError as err:
             raise InvalidSpecError(f"result not JSON-serializable: {err}") from None
-        t = self._live(lease)
+        t = self._unexpired(lease)
         now = self.now_ns()
         self._drop_lease(t)
         t.status = "COMPLETED"
