@@ -96,7 +96,9 @@ cdef class Scheduler:
     cdef public int64_t ident        # the identity of the log it serves; leases carry it
     cdef public int64_t applied      # events applied (live and replay)
     cdef public bint append_failed   # a hot call's append raised (see hot.pxi)
+    cdef public bint epoch_due       # claims wait for an epoch record (see hot.pxi)
     cdef object h_append, h_dumps    # bind_hot: the log's append, kernel.events.dumps
+    cdef object h_append_claim       # the append of claimed records (may not wait for a sync)
     cdef dict h_tasks, h_queues
     cdef list h_payloads, h_results, h_errors, h_meta
     cdef tuple h_no_meta
@@ -480,6 +482,13 @@ cdef class Scheduler:
             results[lease._task] = bodies[i]
         return out
 
+    def apply_epoch(self, int64_t first):
+        """Apply epoch: lease ids continue from `first` (>= next_lease_id)."""
+        if first < self.next_lease_id:
+            raise KernelInternalError(f"epoch at lease {first} below the next lease id "
+                                      f"{self.next_lease_id}")
+        self.next_lease_id = first
+
     def lease_code(self, object lease, tick_t now):
         """0 when `lease` is a current, unexpired Lease of this scheduler, else the refusal
         code: -1 not a Lease, -2 issued elsewhere, -3 stale, -4 expired at `now`."""
@@ -488,11 +497,11 @@ cdef class Scheduler:
 
     # --- the hot calls (hot.pxi) ---
 
-    def bind_hot(self, append, dumps, dict tasks, dict queues, list payloads, list results,
+    def bind_hot(self, append, append_claim, dumps, dict tasks, dict queues, list payloads, list results,
                  list errors, list meta, tuple no_meta, int policy, Py_ssize_t max_payload,
                  Py_ssize_t max_record):
         """Attach the boundary tables and the log's append the hot calls use."""
-        self.h_append, self.h_dumps = append, dumps
+        self.h_append, self.h_append_claim, self.h_dumps = append, append_claim, dumps
         self.h_tasks, self.h_queues = tasks, queues
         self.h_payloads, self.h_results, self.h_errors, self.h_meta = payloads, results, errors, meta
         self.h_no_meta, self.h_policy, self.h_max_payload = no_meta, policy, max_payload
@@ -505,7 +514,8 @@ cdef class Scheduler:
                           timeout, delay, now, extra, meta)
 
     def claim_hot(self, int a, tick_t now):
-        """Claim for agent a and append; a Lease, None, or -2 / -3 (offline / at capacity)."""
+        """Claim for agent a and append; a Lease, None, or -2 / -3 (offline / at capacity) /
+        -5 (an epoch record must be written first: apply_epoch)."""
         return hot_claim(self, a, now)
 
     def complete_hot(self, lease, bytes body, tick_t now):

@@ -92,6 +92,27 @@ cdef class Writer:
             PyBuffer_Release(&view)
         return off
 
+    def append_unsynced(self, record):
+        """Append one record without waiting for it to be durable; return its offset (see
+        ``EventLog.append_unsynced``)."""
+        cdef long long off
+        if self.closed or self.failed is not None:
+            self._check_open()
+        if not PyBytes_CheckExact(record):
+            record = self._as_bytes(record, -1)
+        if PyBytes_GET_SIZE(record) > self.max_record:
+            raise InvalidArgumentError(
+                f"record is {PyBytes_GET_SIZE(record)} bytes, over max_record_bytes="
+                f"{self.max_record}; split it or open the log with a larger max_record_bytes")
+        off = self._frame(<const uint8_t *>PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record))
+        if self.mode == MODE_WRITE:
+            self._drain(False, self.appended)
+        else:
+            # fsync mode: written (not synced) a MiB at a time or when due, and synced with
+            # the next append that waits, or sync() / close().
+            self._buffer_policy()
+        return off
+
     def append_many(self, records):
         """Append a sequence of records; return the first offset (see ``EventLog.append_many``)."""
         cdef Py_ssize_t i, n, total = 0, size

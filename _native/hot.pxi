@@ -10,6 +10,12 @@
 #   * after the state changed, the record is appended through bind_hot's `append`; if that
 #     raises, append_failed is set and the exception propagates: the kernel then refuses
 #     every further call (the core already holds what the log may lack);
+#   * a claimed record may go through `append_claim`, which in fsync mode does not wait for
+#     the disk: a claim lost in a crash only returns its task to the queue.  Its lease id
+#     must then never be issued again: before the first such claim of a kernel opened on a
+#     log that has records, the kernel writes (and syncs) an `epoch` record that moves lease
+#     ids to a fresh range (epoch_due makes claim_hot ask for it), so a lease issued before
+#     a crash can never be mistaken for one issued after;
 #   * `now` is clamped to last_ts, so event times never go back (the live-only decision
 #     kernel._kernel._monotonic makes for the other calls);
 #   * a lease is honoured only if it is a Lease issued by this very Scheduler (ident), its
@@ -26,6 +32,7 @@ cdef enum:
     HOT_FOREIGN = -2        # a Lease issued by another kernel (or before a reopen)
     HOT_STALE = -3          # no longer the task's current lease
     HOT_EXPIRED = -4        # current, but its expiry is past by the kernel's clock
+    HOT_EPOCH = -5          # claim: write an epoch record first
     HOT_MAX_DEPS = 64       # longer depends_on lists take the general path
 
 cdef int64_t hot_idents = 0     # Scheduler idents: one per Scheduler in the process
@@ -33,9 +40,12 @@ cdef double HOT_MAX_DURATION_S = 1e9          # kernel._validate.MAX_DURATION_S
 cdef double HOT_NS = 1e9
 
 
-cdef int hot_append(Scheduler self, bytes rec, tick_t now) except -1:
+cdef int hot_append(Scheduler self, bytes rec, tick_t now, bint claim=False) except -1:
     try:
-        self.h_append(rec)
+        if claim:
+            self.h_append_claim(rec)
+        else:
+            self.h_append(rec)
     except BaseException:
         self.append_failed = True
         raise
@@ -89,8 +99,10 @@ cdef object hot_claim(Scheduler self, int32_t a, tick_t now):
     h = self._choose(a)
     if h < 0:
         return None if h == -1 else h
+    if self.epoch_due:
+        return HOT_EPOCH
     lease = self._grant(h, a, now)
-    hot_append(self, lease._event, now)
+    hot_append(self, lease._event, now, True)
     return lease
 
 

@@ -240,6 +240,21 @@ class EventLog(ReadAPI):
         """
         return self._writer.append(record)
 
+    def append_unsynced(self, record: bytes) -> int:
+        """Append one record that need not be durable when the call returns; return its
+        offset.  In ``fsync`` mode it is written (not synced) a MiB at a time or when the
+        flush interval is due, and becomes durable with the next :meth:`append` or
+        :meth:`append_many` (whose sync covers every byte before it), :meth:`sync` or
+        :meth:`close`; a crash before then may lose it (and only the records after the last
+        sync).  In the other modes it is :meth:`append`.  Raises what :meth:`append` raises.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d, durability="fsync") as log:
+        ...     log.append_unsynced(b"claim"), log.append(b"done")
+        (0, 1)
+        """
+        return self._writer.append_unsynced(record)
+
     @property
     def appender(self) -> Callable[[bytes], int]:
         """The writer's own ``append``: the same contract as :meth:`append`, without this

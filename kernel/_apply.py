@@ -209,6 +209,9 @@ class KernelState:
     def _on_requeued(self, ev: dict[str, Any]) -> None:
         self.sched.requeue(self.task_index[ev["task"]], ev["ts"])
 
+    def _on_epoch(self, ev: dict[str, Any]) -> None:
+        self.sched.apply_epoch(ev["lease"])
+
     def replay_context(self) -> tuple[Any, ...]:
         """The boundary tables ``Scheduler.replay_record`` fills, in its order."""
         return (self.task_index, self.agent_index, self.queue_index, self.payloads,

@@ -46,6 +46,7 @@ class Scheduler:
     @property
     def agent_names(self) -> list[str]: ...
     ident: int
+    epoch_due: bool
     applied: int
     append_failed: bool
     def add_queue(self, name: str, max_concurrent: int, paused: bool) -> int: ...
@@ -70,8 +71,10 @@ class Scheduler:
     def complete(self, h: int, lid: int, now: int) -> int: ...
     def complete_many(self, leases: list[Lease], bodies: list[bytes], now: int,
                       results: list[bytes | None]) -> list[bytes] | int: ...
+    def apply_epoch(self, first: int) -> None: ...
     def lease_code(self, lease: object, now: int) -> int: ...
-    def bind_hot(self, append: Callable[[bytes], object], dumps: Callable[[Any], bytes],
+    def bind_hot(self, append: Callable[[bytes], object],
+                 append_claim: Callable[[bytes], object], dumps: Callable[[Any], bytes],
                  tasks: dict[str, int], queues: dict[str, int], payloads: list[bytes],
                  results: list[bytes | None], errors: list[str | None],
                  meta: list[tuple[Any, ...]], no_meta: tuple[Any, ...], policy: int,

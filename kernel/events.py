@@ -26,7 +26,12 @@ type                    fields (besides v, t, ts)
 ``ready``               task (its delay or backoff is over)
 ``cancelled``           task, reason ("cancelled" or "upstream"), cause (task id or null)
 ``requeued``            task
+``epoch``               lease: lease ids continue from here (see below)
 ======================  =================================================================
+
+``epoch`` is written, on disk, before the first claim a kernel answers ahead of the disk
+(``fsync`` mode on a log that has records): a claim lost in a crash only returns its task
+to the queue, and its lease id, below the epoch, is never issued again.
 
 Optional fields are omitted when null (``backoff`` when it is :data:`DEFAULT_BACKOFF`);
 :func:`decode` fills them back in, and DuckDB reads a missing key as NULL.
@@ -76,6 +81,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "ready": ("task",),
     "cancelled": ("task", "reason", "cause"),
     "requeued": ("task",),
+    "epoch": ("lease",),
 }
 
 loads = orjson.loads

@@ -449,6 +449,15 @@ class Model:
             if t.id in d.depends_on:
                 self._maybe_ready(d, now)
 
+    def complete_and_claim(self, lease: Any, result: Any = None) -> MLease | None:
+        """complete, then claim for the lease's agent; None when it can claim nothing now
+        (nothing eligible, or offline: the completion stands)."""
+        self.complete(lease, result)
+        a = self.agents[lease.agent_id]
+        if not a.online or self.active_of(lease.agent_id) >= a.capacity:
+            return None
+        return self.claim(lease.agent_id)
+
     def retry_due(self, t: MTask, now: int, retryable: bool, u: float) -> int:
         """Due time (ns) of the retry of t's failed attempt, or -1 when it dead-letters."""
         if not retryable or t.attempts >= t.max_attempts:

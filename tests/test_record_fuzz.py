@@ -85,6 +85,8 @@ def base_records() -> list[bytes]:
     k.cancel("d")
     k.complete(lc, result=[1, 2])
     k.submit_many([{"queue": "q", "id": f"s{i}", "payload": i} for i in range(3)])
+    k._new_epoch()                          # what a reopened fsync kernel writes first
+    assert k.claim("w").lease_id == 1 << 32
     return [rec for _, rec in k._log.read()]
 
 
