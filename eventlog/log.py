@@ -179,7 +179,8 @@ class EventLog(ReadAPI):
             remove_temp_files(directory)
             seg_path, size, next_offset, report = recover(
                 directory, sync=mode is Durability.FSYNC)
-            fd = os.open(seg_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            fd = os.open(seg_path, os.O_WRONLY | os.O_CLOEXEC)
+            os.lseek(fd, size, os.SEEK_SET)    # the writer writes at the file offset
             dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             first = parse_segment_name(seg_path.name)
             writer = Writer(fd, dirfd, first, size, next_offset, segment_bytes,
