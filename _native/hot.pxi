@@ -25,6 +25,9 @@
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_CheckExact
 from cpython.unicode cimport PyUnicode_FromFormat, PyUnicode_GET_LENGTH
 from cpython.float cimport PyFloat_CheckExact, PyFloat_AS_DOUBLE
+
+cdef extern from "Python.h":
+    PyObject* PyDict_SetDefault(object d, object key, object default) except NULL  # borrowed
 from libc.math cimport nearbyint, isfinite
 
 cdef enum:
@@ -204,7 +207,7 @@ cdef object hot_submit(Scheduler self, object queue, object payload, object id_,
     # Returns its id, or None when anything needs the general path.  `extra` holds the
     # encoded tags / key fields (b"" when none) and `meta` the task's metadata tuple (None:
     # built here from depends_on).
-    cdef object v
+    cdef object v, hv
     cdef PyObject* ref
     cdef int32_t q, hd
     cdef int64_t prio, attempts
@@ -242,9 +245,7 @@ cdef object hot_submit(Scheduler self, object queue, object payload, object id_,
         due = now + dl
     if id_ is None:
         tid = PyUnicode_FromFormat("t-%zd", self.n_tasks)     # kernel._submit.new_id
-        if PyDict_GetItem(self.h_tasks, tid) != NULL:
-            return None
-    elif type(id_) is str and hot_id_ok(<str>id_) and PyDict_GetItem(self.h_tasks, id_) == NULL:
+    elif type(id_) is str and hot_id_ok(<str>id_):
         tid = <str>id_
     else:
         return None
@@ -298,16 +299,24 @@ cdef object hot_submit(Scheduler self, object queue, object payload, object id_,
         return None
     if meta is None:
         meta = self.h_no_meta if nd == 0 else (None, None, None, None, tuple(deps))
+    # The id's last check and its entry in one dict probe (the index is the largest table
+    # a submit touches): taken, and the general path raises DuplicateTaskError.
+    hv = <object>self.n_tasks
+    if PyDict_SetDefault(self.h_tasks, tid, hv) != <PyObject*>hv:
+        return None
     # Applied: the task, its dependency edges, then READY / waiting; boundary tables.
-    h = self._add(tid, q, <int>prio, <int32_t>attempts, timeout_ns, -1, due, self.h_policy,
-                  nd, now)
+    try:
+        h = self._add(tid, q, <int>prio, <int32_t>attempts, timeout_ns, -1, due,
+                      self.h_policy, nd, now)
+    except BaseException:
+        del self.h_tasks[tid]      # nothing else changed (a MemoryError growing the table)
+        raise
     for i in range(nd):
         dag_link(&self.edges, &self.n_edges, &self.cap_edges, self.tasks, dh[i], h)
         if self.tasks[dh[i]].status != ST_COMPLETED:
             self.tasks[h].unmet += 1
     if self.tasks[h].unmet == 0:
         self._wait_or_ready(h, now)
-    self.h_tasks[tid] = h
     self.h_payloads.append(body)
     self.h_results.append(None)
     self.h_errors.append(None)
