@@ -30,6 +30,7 @@ DEBUG_BUILD = bool(ESKERNEL_DEBUG)
 
 
 @cython.freelist(64)
+@cython.no_gc      # holds only ints, str and bytes: it can be in no reference cycle
 cdef class Lease:
     """A granted lease: the right to run one attempt of a task until ``expires_at``.
 
@@ -99,6 +100,9 @@ cdef class Scheduler:
     cdef public bint epoch_due       # claims wait for an epoch record (see hot.pxi)
     cdef object h_append, h_dumps    # bind_hot: the log's append, kernel.events.dumps
     cdef object h_append_claim       # the append of claimed records (may not wait for a sync)
+    cdef public bint blocked         # the kernel is closed, failed or read-only (hot_calls.pxi)
+    cdef object e_clock, e_class, e_ref, e_snapshot
+    cdef dict e_agents
     cdef dict h_tasks, h_queues
     cdef list h_payloads, h_results, h_errors, h_meta
     cdef tuple h_no_meta
@@ -333,14 +337,6 @@ cdef class Scheduler:
         """The handle claim(a) would take, or a negative code; changes nothing."""
         return self._choose(a)
 
-    def claim(self, int a, tick_t now):
-        """Choose and apply a claim for agent a; returns a Lease (with its encoded event),
-        None when nothing is eligible, or -2 (offline) / -3 (at capacity)."""
-        cdef handle_t h = self._choose(a)
-        if h < 0:
-            return None if h == -1 else h
-        return self._grant(h, a, now)
-
     def claim_many(self, int a, int n, tick_t now):
         """Up to n claims for agent a, in the order single claims would give them."""
         cdef list out = []
@@ -436,12 +432,6 @@ cdef class Scheduler:
         self.n_live_leases -= 1
         return 0
 
-    def heartbeat(self, int h, int64_t lid, tick_t now):
-        """Extend lease lid to now + the task's timeout; returns the new expiry, -1 if stale."""
-        if h < 0 or h >= self.n_tasks:
-            return -1
-        return self.apply_heartbeat(h, lid, now + self.tasks[h].timeout)
-
     def apply_heartbeat(self, int h, int64_t lid, tick_t expires):
         """Apply a heartbeat: lease lid now expires at `expires`; -1 when it is not current."""
         cdef int32_t s = self._slot_of(h, lid)
@@ -461,26 +451,7 @@ cdef class Scheduler:
         """Apply task_completed for every lease (results[h] = its JSON body) and return their
         records; or, changing nothing, the index of the first lease that is not a current,
         unexpired Lease of this scheduler (the caller raises).  Leases must be distinct."""
-        cdef Py_ssize_t i, n = len(leases)
-        cdef Lease lease
-        cdef list out = []
-        cdef bytes body
-        cdef char stack[ENC_STACK]
-        cdef char* buf
-        for i in range(n):
-            if hot_slot(self, leases[i], now, True) < 0:
-                return i
-        for i in range(n):
-            lease = <Lease>leases[i]
-            body = <bytes>bodies[i]
-            buf = hot_buf(stack, ENC_FIXED + enc_len(lease.task_id) + PyBytes_GET_SIZE(body))
-            out.append(hot_bytes(buf, enc_completed(buf, now, lease.task_id, lease.lease_id,
-                                                    body), stack))
-        for i in range(n):
-            lease = <Lease>leases[i]
-            self._complete(lease._task, now)
-            results[lease._task] = bodies[i]
-        return out
+        return hot_complete_many(self, leases, bodies, now, results)
 
     def apply_epoch(self, int64_t first):
         """Apply epoch: lease ids continue from `first` (>= next_lease_id)."""
@@ -497,15 +468,16 @@ cdef class Scheduler:
 
     # --- the hot calls (hot.pxi) ---
 
-    def bind_hot(self, append, append_claim, dumps, dict tasks, dict queues, list payloads, list results,
-                 list errors, list meta, tuple no_meta, int policy, Py_ssize_t max_payload,
-                 Py_ssize_t max_record):
+    def bind_hot(self, append, append_claim, dumps, dict tasks, dict queues, dict agents,
+                 list payloads, list results, list errors, list meta, tuple no_meta,
+                 int policy, Py_ssize_t max_payload, Py_ssize_t max_record):
         """Attach the boundary tables and the log's append the hot calls use."""
         self.h_append, self.h_append_claim, self.h_dumps = append, append_claim, dumps
         self.h_tasks, self.h_queues = tasks, queues
         self.h_payloads, self.h_results, self.h_errors, self.h_meta = payloads, results, errors, meta
         self.h_no_meta, self.h_policy, self.h_max_payload = no_meta, policy, max_payload
         self.h_max_record = max_record
+        self.e_agents = agents
 
     def submit_hot(self, queue, payload, id, priority, depends_on, max_attempts, timeout,
                    delay, tick_t now, bytes extra, meta):
@@ -783,7 +755,45 @@ cdef class Scheduler:
         """O(n) invariant checker; raises KernelInternalError naming the broken invariant."""
         return sched_check(self)
 
+    # --- the Kernel's entry points (hot_calls.pxi) ---
 
+    def bind_entry(self, clock, kernel_class, kernel_ref, snapshot):
+        """Attach the kernel's clock (its time_ns), its class (the Python paths), a weak
+        reference to it and its snapshot hook (None when automatic snapshots are off)."""
+        self.e_clock, self.e_class, self.e_ref = clock, kernel_class, kernel_ref
+        self.e_snapshot = snapshot
+
+    def k_submit(self, queue, payload=None, *, id=None, name=None, priority=2, depends_on=(),
+                 max_attempts=3, timeout=30.0, backoff=None, delay=None, not_before=None,
+                 agent=None, tags=None, key=None, parent=None):
+        """Kernel.submit (see there)."""
+        if not (self.blocked or name is not None or backoff is not None or agent is not None
+                or not_before is not None or parent is not None or tags is not None
+                or key is not None):
+            tid = entry_submit(self, queue, payload, id, priority, depends_on, max_attempts,
+                               timeout, delay)
+            if tid is not None:
+                return tid
+        return self.e_class.submit(
+            entry_kernel(self), queue, payload, id=id, name=name, priority=priority,
+            depends_on=depends_on, max_attempts=max_attempts, timeout=timeout,
+            backoff=backoff, delay=delay, not_before=not_before, agent=agent, tags=tags,
+            key=key, parent=parent)
+
+    def k_claim(self, agent_id):
+        """Kernel.claim (see there)."""
+        return entry_claim(self, agent_id)
+
+    def k_complete(self, lease, result=None):
+        """Kernel.complete (see there)."""
+        return entry_complete(self, lease, result)
+
+    def k_heartbeat(self, lease):
+        """Kernel.heartbeat (see there)."""
+        return entry_heartbeat(self, lease)
+
+
+include "hot_calls.pxi"
 include "replay_apply.pxi"
 include "snapshot.pxi"
 include "check.pxi"

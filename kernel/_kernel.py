@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,7 +86,7 @@ class Kernel(Views):
         self._last_snapshot = state.applied
         self._append_fn = log.append
         self._agent_index = state.agent_index
-        self._blocked = read_only    # True once closed, failed or read-only: the slow check runs
+        state.sched.blocked = read_only    # closed, failed or read-only: the slow check runs
         self._snapshotter = (Snapshotter(log, snapshot_keep, snapshot_growth)
                              if hasattr(log, "write_snapshot") and not read_only else None)
         path = getattr(log, "path", None)
@@ -98,6 +99,13 @@ class Kernel(Views):
             state.sched.ident = hash((st_.st_dev, st_.st_ino)) & 0x3FFF_FFFF_FFFF_FFFF | 1 << 62
         if not read_only:
             self._bind_hot(log.appender)
+            # The common submit / claim / complete / heartbeat run in one C call; the
+            # methods below are their general paths (see _native/hot_calls.pxi).
+            state.sched.bind_entry(self._time_ns, Kernel, weakref.ref(self),
+                                   self._maybe_snapshot if snapshot_every else None)
+            sched = state.sched
+            self.submit, self.claim = sched.k_submit, sched.k_claim
+            self.complete, self.heartbeat = sched.k_complete, sched.k_heartbeat
             # Claims in fsync mode are answered before they are on disk (see
             # _native/hot.pxi): on a log with records, an epoch record comes first.
             state.sched.epoch_due = bool(self._early_claims and state.applied)
@@ -116,7 +124,8 @@ class Kernel(Views):
         if append_claim is None:
             append_claim = self._log.append_unsynced if self._early_claims else append
         state.sched.bind_hot(append, append_claim, events.dumps, state.task_index,
-                             state.queue_index, state.payloads, state.results,
+                             state.queue_index, state.agent_index, state.payloads,
+                             state.results,
                              state.errors, state.meta, _NO_META, state.default_policy,
                              self._max_payload, getattr(self._log, "max_record_bytes", 1 << 62))
 
@@ -217,6 +226,15 @@ class Kernel(Views):
                 "or batch smaller: nothing was written") from err
         except BaseException as err:
             raise self._poison(err) from err
+
+    @property
+    def _blocked(self) -> bool:
+        # True once closed, failed or read-only; kept in the core, which checks it first.
+        return self._sched.blocked
+
+    @_blocked.setter
+    def _blocked(self, value: bool) -> None:
+        self._sched.blocked = value
 
     def _poison(self, err: BaseException) -> BaseException:
         # An append failed (on the hot paths the core already applied the command): refuse
