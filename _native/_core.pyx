@@ -498,6 +498,11 @@ cdef class Scheduler:
         """Renew and append; the new expiry (ns), or a refusal code (see lease_code)."""
         return hot_heartbeat(self, lease, now)
 
+    def fail_hot(self, lease, bytes error_json, str error, bint retryable, double u, tick_t now):
+        """Fail a retried attempt and append; None, a refusal code (see lease_code) or -6:
+        it is dead-lettered (the caller's general path cascades)."""
+        return hot_fail(self, lease, error_json, error, retryable, u, now)
+
     def release_hot(self, lease, tick_t now):
         """Release and append; None, or a refusal code -1 / -2 / -3 (see lease_code)."""
         return hot_release(self, lease, now)
@@ -522,16 +527,7 @@ cdef class Scheduler:
     def retry_due(self, int h, tick_t now, bint retryable, double u):
         """Decide what a failed attempt of task h leads to: the due time of its retry
         (>= now), or -1 when it is dead-lettered.  u in [0, 1) draws the jitter."""
-        cdef Task* t = &self.tasks[h]
-        cdef Policy* p = &self.policies[t.policy]
-        cdef double delay
-        if not retryable or t.attempts >= t.max_attempts:
-            return -1
-        delay = <double>p.initial * pow(p.factor, t.attempts - 1)
-        if delay > <double>p.maximum:
-            delay = <double>p.maximum
-        delay *= 1.0 - p.jitter * u
-        return now + <tick_t>delay
+        return hot_retry_due(self, h, now, retryable, u)
 
     def fail(self, int h, int64_t lid, tick_t now, tick_t due):
         """Apply task_failed / lease_expired with the decided due time (-1: dead-letter).

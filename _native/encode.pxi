@@ -1,4 +1,5 @@
-# The C encoders of the hot records (claimed, completed, heartbeat, released, submitted):
+# The C encoders of the hot records (claimed, completed, failed, heartbeat, released,
+# submitted):
 # fixed fragments plus decimal integers, byte-identical to kernel.events.encode (the
 # readable reference; tests/test_events_codec.py holds every encoder here equal to it).
 # Ids need no escaping: the kernel admits only [A-Za-z0-9._:@/+-] in ids, and payloads,
@@ -88,6 +89,25 @@ cdef char* enc_heartbeat(char* p, tick_t now, str tid, int64_t lid, tick_t expir
     p = enc_str(enc_put(p, b',"task":', 8), tid)
     p = enc_i64(enc_put(p, b',"lease":', 9), lid)
     p = enc_i64(enc_put(p, b',"expires":', 11), expires)
+    return enc_put(p, b'}', 1)
+
+cdef char* enc_failed(char* p, tick_t now, str tid, int64_t lid, bytes error_json,
+                      bint retryable, tick_t retry_at) noexcept:
+    # error_json: the error string, JSON-encoded; retry_at < 0 is null (dead-lettered).
+    p = enc_put(p, b'{"v":1,"t":"failed","ts":', 25)
+    p = enc_i64(p, now)
+    p = enc_str(enc_put(p, b',"task":', 8), tid)
+    p = enc_i64(enc_put(p, b',"lease":', 9), lid)
+    p = enc_put(p, b',"error":', 9)
+    p = enc_put(p, PyBytes_AS_STRING(error_json), PyBytes_GET_SIZE(error_json))
+    if retryable:
+        p = enc_put(p, b',"retryable":true,"retry_at":', 29)
+    else:
+        p = enc_put(p, b',"retryable":false,"retry_at":', 30)
+    if retry_at < 0:
+        p = enc_put(p, b'null', 4)
+    else:
+        p = enc_i64(p, retry_at)
     return enc_put(p, b'}', 1)
 
 cdef char* enc_released(char* p, tick_t now, str tid, int64_t lid) noexcept:

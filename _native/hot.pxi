@@ -36,6 +36,7 @@ cdef enum:
     HOT_STALE = -3          # no longer the task's current lease
     HOT_EXPIRED = -4        # current, but its expiry is past by the kernel's clock
     HOT_EPOCH = -5          # claim: write an epoch record first
+    HOT_DEAD = -6           # fail: the attempt dead-letters the task (the general path)
     HOT_MAX_DEPS = 64       # longer depends_on lists take the general path
 
 cdef int64_t hot_idents = 0     # Scheduler idents: one per Scheduler in the process
@@ -146,6 +147,46 @@ cdef object hot_heartbeat(Scheduler self, object obj, tick_t now):
     time_update(&self.expiry, s, expires)
     hot_append(self, rec, now)
     return expires
+
+
+cdef tick_t hot_retry_due(Scheduler self, handle_t h, tick_t now, bint retryable,
+                          double u) noexcept:
+    cdef Task* t = &self.tasks[h]
+    cdef Policy* p = &self.policies[t.policy]
+    cdef double delay
+    if not retryable or t.attempts >= t.max_attempts:
+        return -1
+    delay = <double>p.initial * pow(p.factor, t.attempts - 1)
+    if delay > <double>p.maximum:
+        delay = <double>p.maximum
+    delay *= 1.0 - p.jitter * u
+    return now + <tick_t>delay
+
+
+cdef object hot_fail(Scheduler self, object obj, bytes error_json, str error, bint retryable,
+                     double u, tick_t now):
+    # A failed attempt that is retried (RETRYING, or READY when its backoff is 0).
+    cdef char stack[ENC_STACK]
+    cdef char* buf
+    cdef Lease lease
+    cdef bytes rec
+    cdef tick_t due
+    if now < self.last_ts:
+        now = self.last_ts
+    cdef int32_t s = hot_slot(self, obj, now, False)
+    if s < 0:
+        return s
+    lease = <Lease>obj
+    due = hot_retry_due(self, lease._task, now, retryable, u)
+    if due < 0:
+        return HOT_DEAD
+    buf = hot_buf(stack, ENC_FIXED + enc_len(lease.task_id) + PyBytes_GET_SIZE(error_json))
+    rec = hot_bytes(buf, enc_failed(buf, now, lease.task_id, lease.lease_id, error_json,
+                                    retryable, due), stack)
+    self.fail(lease._task, lease.lease_id, now, due)
+    self.h_errors[lease._task] = error
+    hot_append(self, rec, now)
+    return None
 
 
 cdef object hot_release(Scheduler self, object obj, tick_t now):
@@ -369,6 +410,9 @@ def encode_record(str t, tuple f):
         return hot_bytes(buf, enc_completed(buf, f[0], f[1], f[2], f[3]), stack)
     if t == "heartbeat":
         return hot_bytes(buf, enc_heartbeat(buf, f[0], f[1], f[2], f[3]), stack)
+    if t == "failed":
+        return hot_bytes(buf, enc_failed(buf, f[0], f[1], f[2], f[3], f[4],
+                                         -1 if f[5] is None else f[5]), stack)
     if t == "released":
         return hot_bytes(buf, enc_released(buf, f[0], f[1], f[2]), stack)
     if t == "submitted":

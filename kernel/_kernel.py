@@ -685,7 +685,28 @@ class Kernel(Views):
         Raises:
             StaleLeaseError, InvalidSpecError (error not a str, retryable not a bool).
         """
-        self._writable()
+        if self._blocked:
+            self._writable()
+        if type(lease) is Lease and type(error) is str and type(retryable) is bool:
+            # The retried attempt in one core call; a dead letter (it cascades), an error
+            # text JSON cannot hold and every refusal take the general path below, which
+            # decides again and names what is wrong.
+            err = error[:65536]
+            try:
+                err_json = events.dumps(err)
+            except InvalidSpecError:
+                err_json = None
+        else:
+            err_json = None
+        if err_json is not None:
+            try:
+                code = self._sched.fail_hot(lease, err_json, err, retryable,
+                                            self._u(lease.lease_id), self._time_ns())
+            except BaseException as exc:
+                raise self._hot_failed(exc)
+            if code is None:
+                self._maybe_snapshot()
+                return
         h, lid = self._lease(lease)
         if type(error) is not str:
             raise InvalidSpecError(f"error must be a str, got {error!r:.80}")

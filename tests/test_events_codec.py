@@ -28,6 +28,15 @@ def test_heartbeat_fast_encoder_matches(ts, task, lease, exp):
     assert events.encode(ev) == encode_record("heartbeat", (ts, task, lease, exp))
 
 
+@given(ts=st.integers(0, 2**62), task=ids, lease=st.integers(1, 2**62), error=st.text(),
+       retryable=st.booleans(), retry_at=st.none() | st.integers(0, 2**62))
+def test_failed_c_encoder_matches(ts, task, lease, error, retryable, retry_at):
+    ev = {"t": "failed", "ts": ts, "task": task, "lease": lease, "error": error,
+          "retryable": retryable, "retry_at": retry_at}
+    assert events.encode(ev) == encode_record(
+        "failed", (ts, task, lease, events.dumps(error), retryable, retry_at))
+
+
 @given(ts=st.integers(0, 2**62), task=ids, lease=st.integers(1, 2**62))
 def test_released_c_encoder_matches(ts, task, lease):
     ev = {"t": "released", "ts": ts, "task": task, "lease": lease}
