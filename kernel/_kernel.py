@@ -21,11 +21,10 @@ from ._apply import _NO_META, KernelState
 from ._clock import Clock, SystemClock
 from ._core import Lease
 from ._memlog import MemoryLog
-from ._submit import NO_IDS, batch_events, new_id, simple_batch, spec_dict, submitted_event
+from ._submit import (NO_IDS, batch_events, hot_extra, new_id, simple_batch, spec_dict,
+                      submitted_event)
 from ._views import Views
-from ._validate import (ID_PATTERN, MAX_DURATION_S, NS, check_capabilities, check_id, check_int,
-                        check_tags,
-                        lookup)
+from ._validate import NS, check_capabilities, check_id, check_int, lookup
 from ._snapshotter import Snapshotter
 from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError, EskernelError,
                      InvalidArgumentError, InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
@@ -414,7 +413,7 @@ class Kernel(Views):
             if tags is None and key is None:
                 extra, meta = b"", None
             else:
-                extra, meta = self._submit_extra(tags, key, depends_on)
+                extra, meta = hot_extra(st, tags, key, depends_on)
             if extra is not None:
                 try:
                     tid = self._submit_hot(queue, payload, id, priority, depends_on,
@@ -442,26 +441,6 @@ class Kernel(Views):
                              delay, not_before, agent, tags, key, parent)
         self._commit([ev])
         return tid
-
-    def _submit_extra(self, tags: Any, key: Any,
-                      depends_on: Any) -> tuple[bytes | None, tuple[Any, ...] | None]:
-        # The encoded optional fields and the metadata of a hot submit with tags or a key;
-        # (None, None) sends the call to the general path (an existing key returns its id
-        # there; bad input raises there).
-        if key is not None and (type(key) is not str or not key or key in self._state.keys):
-            return None, None
-        if type(depends_on) not in (list, tuple):
-            return None, None
-        try:
-            tags = check_tags(tags)
-        except EskernelError:
-            return None, None
-        extra = b""
-        if tags is not None:
-            extra = b',"tags":' + events.dumps(tags)
-        if key is not None:
-            extra += b',"key":' + events.dumps(key)
-        return extra, (None, tags, key, None, tuple(depends_on))
 
     def submit_many(self, specs: Iterable[TaskSpec | dict[str, Any]]) -> list[str]:
         """Submit a batch atomically (one append); returns ids in input order.
