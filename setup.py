@@ -1,5 +1,5 @@
-"""Build the compiled cores: the scheduler (``kernel._core``) and the log framing
-(``eventlog._framing``).  Directives are set once, here.
+"""Build the compiled cores: the scheduler (``eskernel._core``) and the log framing
+(``eskernel.eventlog._framing``).  Directives are set once, here.
 
 Switches (environment variables):
   ESKERNEL_DEBUG_BUILD=1  bounds checks on, and the ESKERNEL_DEBUG C macro for invariant checks
@@ -25,9 +25,9 @@ MACROS = [("ESKERNEL_DEBUG", "1" if DEBUG else "0")]
 CFLAGS = ["-O3"] if not DEBUG else ["-O0", "-g"]
 
 extensions = [
-    Extension("kernel._core", ["_native/_core.pyx"], define_macros=MACROS,
+    Extension("eskernel._core", ["_native/_core.pyx"], define_macros=MACROS,
               extra_compile_args=CFLAGS, include_dirs=["_native"]),
-    Extension("eventlog._framing", ["_native/_framing.pyx"], define_macros=MACROS,
+    Extension("eskernel.eventlog._framing", ["_native/_framing.pyx"], define_macros=MACROS,
               extra_compile_args=CFLAGS, include_dirs=["_native"]),
 ]
 

@@ -1,9 +1,13 @@
-# The scheduler core: the only compilation unit of kernel._core.  Components are included in
-# dependency order; Scheduler is the one Python-visible class that owns their arrays.
+# The scheduler core: the only compilation unit of eskernel._core.  Components are included
+# in dependency order; Scheduler is the one Python-visible class that owns their arrays.
 #
-# Every state change has exactly one apply_* method, used by live operation (after the
-# kernel appended the event) and by replay alike.  The live-only methods (choose, decide)
-# never change state.  Times are int64 ns passed in by the caller.
+# Every state change has exactly one apply_* method, used by live operation and by replay
+# alike.  Live, the kernel's general path appends the event and then applies it; the hot
+# calls (hot.pxi: submit, claim, complete, heartbeat, release, a retried fail) and the
+# batch calls decide and apply here first, encode the event, and append it (the batch
+# calls hand it to the kernel); if that append fails the kernel refuses every later call
+# (the state is then ahead of the log; reopening replays the log).  The live-only methods
+# (choose, decide) never change state.  Times are int64 ns passed in by the caller.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
@@ -12,7 +16,7 @@ from cpython.dict cimport PyDict_GetItem
 from libc.math cimport pow
 cimport cython
 
-from kernel.errors import KernelInternalError
+from eskernel.errors import KernelInternalError
 
 include "debug.pxi"
 include "common.pxi"
@@ -250,7 +254,7 @@ cdef class Scheduler:
 
     def add_task(self, str task_id, int queue, int prio, int max_attempts, tick_t timeout,
                  int pinned, tick_t not_before, int policy, list deps, tick_t now):
-        """Apply task_submitted; returns the new handle.  deps are existing handles."""
+        """Apply ``submitted``; returns the new handle.  deps are existing handles."""
         cdef handle_t h = self._add(task_id, queue, prio, max_attempts, timeout, pinned,
                                     not_before, policy, len(deps), now)
         cdef handle_t d
@@ -310,16 +314,16 @@ cdef class Scheduler:
     cdef handle_t _choose(self, int32_t a) noexcept:
         # Best READY task for agent a: the lowest packed key among the heads of the shared
         # and pinned heaps of the queues it serves that are not paused and below their
-        # limit.  -2: agent offline, -3: agent at capacity, -1: nothing eligible.
+        # limit, else a CHOOSE_* code (common.pxi).
         cdef Agent* A = &self.agents[a]
         cdef Queue* Q
         cdef ReadyHeap* P
         cdef uint64_t best = <uint64_t>-1
         cdef int32_t i
         if not A.online:
-            return -2
+            return CHOOSE_OFFLINE
         if A.active >= A.capacity:
-            return -3
+            return CHOOSE_AT_CAPACITY
         for i in range(A.n_caps):
             Q = &self.queues[self.caps[A.caps_off + i]]
             if Q.ready == 0 or Q.paused or (Q.max_concurrent > 0 and Q.running >= Q.max_concurrent):
@@ -330,7 +334,7 @@ cdef class Scheduler:
             if P.n and P.keys[0] < best:
                 best = P.keys[0]
         if best == <uint64_t>-1:
-            return -1
+            return CHOOSE_NONE
         return <handle_t>(best & HANDLE_MASK)
 
     def choose(self, int a):
@@ -370,7 +374,7 @@ cdef class Scheduler:
         return lease
 
     def apply_claim(self, int h, int64_t lid, int a, tick_t now, tick_t expires):
-        """Apply task_claimed (replay)."""
+        """Apply ``claimed`` (replay)."""
         if h < 0 or h >= self.n_tasks or self.tasks[h].status != ST_READY:
             raise KernelInternalError(f"claimed event for handle {h} whose task is not READY")
         if lid != self.next_lease_id:
@@ -442,13 +446,13 @@ cdef class Scheduler:
         return expires
 
     def complete(self, int h, int64_t lid, tick_t now):
-        """Apply task_completed; returns 0, or -1 (nothing changed) when the lease is stale."""
+        """Apply ``completed``; returns 0, or -1 (nothing changed) when the lease is stale."""
         if self._slot_of(h, lid) < 0:
             return -1
         return self._complete(h, now)
 
     def complete_many(self, list leases, list bodies, tick_t now, list results):
-        """Apply task_completed for every lease (results[h] = its JSON body) and return their
+        """Apply ``completed`` for every lease (results[h] = its JSON body) and return their
         records; or, changing nothing, the index of the first lease that is not a current,
         unexpired Lease of this scheduler (the caller raises).  Leases must be distinct."""
         return hot_complete_many(self, leases, bodies, now, results)
@@ -530,7 +534,7 @@ cdef class Scheduler:
         return hot_retry_due(self, h, now, retryable, u)
 
     def fail(self, int h, int64_t lid, tick_t now, tick_t due):
-        """Apply task_failed / lease_expired with the decided due time (-1: dead-letter).
+        """Apply ``failed`` / ``expired`` with the decided due time (-1: dead-letter).
         Returns 0, or -1 (nothing changed) when the lease is stale."""
         if self._slot_of(h, lid) < 0:
             return -1
@@ -601,7 +605,7 @@ cdef class Scheduler:
         return out
 
     def cancel(self, int h, tick_t now, bint upstream):
-        """Apply task_cancelled to one task (revoking its lease if it is RUNNING)."""
+        """Apply ``cancelled`` to one task (revoking its lease if it is RUNNING)."""
         cdef Task* t = &self.tasks[h]
         if t.status == ST_RUNNING:
             self._drop_lease(t)
@@ -639,8 +643,7 @@ cdef class Scheduler:
     # --- read-only views ---
 
     def task_row(self, int h):
-        """(status, attempts, max_attempts, queue, prio, pinned, last_agent, lease_id,
-        expires, submitted, started, finished, due, flags, unmet) of task h."""
+        """The TASK_ROW_FIELDS of task h, in that order (the status as its name)."""
         cdef Task* t = &self.tasks[h]
         cdef int64_t lid = 0
         cdef tick_t exp = 0
@@ -658,15 +661,6 @@ cdef class Scheduler:
     def status_of(self, int h):
         """Status code (index into STATUS_NAMES) of task h."""
         return self.tasks[h].status
-
-    def dependents_of(self, int h):
-        """Handles of the tasks that depend on h, in no particular order."""
-        cdef list out = []
-        cdef int32_t e = self.tasks[h].dependents
-        while e >= 0:
-            out.append(self.edges[e].target)
-            e = self.edges[e].next
-        return out
 
     def handles(self, int status=-1, int queue=-1, int agent=-1):
         """Handles in submission order, filtered by status code, queue and last agent."""

@@ -1,6 +1,6 @@
-# eventlog._framing: the compiled half of the event log.
+# eskernel.eventlog._framing: the compiled half of the event log.
 #
-# One compilation unit; components are included in dependency order (STYLE habit 1):
+# One compilation unit; components are included in dependency order:
 #   framing_crc.pxi     CRC32C, SSE4.2 with a slicing-by-8 fallback
 #   framing_io.pxi      POSIX I/O helpers and the segment header encoder
 #   framing_writer.pxi  Writer: frames into a reused buffer, durability modes, group commit
@@ -12,7 +12,7 @@ cimport cython
 from os import strerror as os_strerror
 from threading import Condition, Lock
 
-from eventlog.errors import (
+from eskernel.eventlog.errors import (
     InvalidArgumentError,
     LogClosedError,
     LogFailedError,

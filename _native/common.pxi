@@ -22,6 +22,19 @@ cdef enum:  # task status codes
 
 STATUS_NAMES = ("PENDING", "READY", "RUNNING", "RETRYING", "COMPLETED", "FAILED", "CANCELLED")
 
+# What _choose() answers besides a handle (Scheduler.choose / claim hand these to Python).
+cdef enum:
+    CHOOSE_NONE = -1         # nothing eligible
+    CHOOSE_OFFLINE = -2      # the agent is offline
+    CHOOSE_AT_CAPACITY = -3  # the agent holds as many leases as its capacity
+CHOOSE_CODES = {"NONE": CHOOSE_NONE, "OFFLINE": CHOOSE_OFFLINE,
+                "AT_CAPACITY": CHOOSE_AT_CAPACITY}
+
+# The fields of Scheduler.task_row(), in order.
+TASK_ROW_FIELDS = ("status", "attempts", "max_attempts", "queue", "prio", "pinned",
+                   "last_agent", "lease_id", "expires", "submitted", "started", "finished",
+                   "due", "flags", "unmet")
+
 # LEGAL[a][b] is 1 when a -> b is a legal transition.  RUNNING -> READY is a release or a
 # retry with no backoff; FAILED -> READY is a requeue of a dead-lettered task.
 cdef uint8_t LEGAL[7][7]
@@ -52,6 +65,7 @@ cdef uint64_t HANDLE_MASK = (<uint64_t>1 << 40) - 1
 cdef enum TaskFlag:
     FLAG_DEAD = 1        # FAILED with attempts exhausted or a non-retryable error
     FLAG_UPSTREAM = 2    # CANCELLED because a dependency failed or was cancelled
+TASK_FLAGS = {"DEAD": FLAG_DEAD, "UPSTREAM": FLAG_UPSTREAM}
 
 # One task; handles index a dense array of these.  No Python objects: ids, payloads and
 # results live at the boundary (kernel/), keyed by the same handle.

@@ -58,9 +58,6 @@ cdef class SegmentScanner:
     def __dealloc__(self):
         free(self.win)
 
-    def invalidate(self):
-        self.win_len = 0
-
     cdef const uint8_t *_window(self, long long pos, Py_ssize_t need,
                                 int *err) noexcept nogil:
         # Pointer to file bytes [pos, pos+need), reading a new window if needed; NULL if the

@@ -433,11 +433,6 @@ cdef class Writer:
         self._drain(False, self.appended)
         return -1
 
-    @property
-    def pending_bytes(self):
-        """Bytes appended but not yet handed to the OS."""
-        return self.appended - self.written
-
     def close(self, bint sync=False):
         """Flush (and sync if asked), then close the segment; idempotent."""
         if self.closed:

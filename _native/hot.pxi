@@ -102,7 +102,7 @@ cdef object hot_claim(Scheduler self, int32_t a, tick_t now):
         now = self.last_ts
     h = self._choose(a)
     if h < 0:
-        return None if h == -1 else h
+        return None if h == CHOOSE_NONE else h
     if self.epoch_due:
         return HOT_EPOCH
     lease = self._grant(h, a, now)

@@ -3,19 +3,18 @@
 :class:`Projection` ingests the log incrementally into the ``events``, ``tasks``,
 ``attempts``, ``agents`` and ``queues`` tables and defines the ``throughput``, ``latency``,
 ``agent_utilization``, ``queue_utilization`` and ``failures`` views (see
-:mod:`analytics.schema`).  :func:`build_report` renders the standard report; :func:`verify_log`
-audits a log's semantics.
+:mod:`eskernel.analytics.schema`).  :func:`build_report` renders the standard report (the
+semantic audit of a log, :func:`eskernel.verify.verify_log`, is in the kernel layer).
 
->>> import analytics
->>> sorted(analytics.__all__)[:3]
-['Projection', 'ProjectionError', 'Report']
+>>> import eskernel.analytics as analytics
+>>> sorted(analytics.__all__)[:2]
+['Projection', 'ProjectionError']
 """
 
-from .errors import ProjectionError as ProjectionError
+from .errors import ProjectionError as ProjectionError, QueryNotAllowedError as QueryNotAllowedError
 from .projection import Projection as Projection
 from .query import Table as Table
 from .report import Report as Report, build_report as build_report
-from .verify import Violation as Violation, verify_log as verify_log
 
-__all__ = ["Projection", "ProjectionError", "Report", "Table", "build_report", "verify_log",
-           "Violation"]
+__all__ = ["Projection", "ProjectionError", "QueryNotAllowedError", "Report", "Table",
+           "build_report"]

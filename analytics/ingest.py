@@ -21,8 +21,8 @@ from typing import Any
 
 import duckdb
 
-from eventlog import JsonParts
-from kernel.events import EVENT_TYPES
+from eskernel.eventlog import JsonParts
+from eskernel.events import EVENT_TYPES
 
 from .schema import EVENT_COLUMNS, LAYOUT_VERSION, SCHEMA_VERSION
 
@@ -294,7 +294,7 @@ WHERE outcome IS NULL AND task IN (SELECT task FROM cancels)
 # Agents and queues named by the chunk are recomputed from their events: the chunk's own
 # for a first ingest ({source} = registry), all of them later ({source} = the events table).
 # Agent and queue events never name a task (kernel/events.py): `task IS NULL` lets DuckDB
-# skip every row group without such a row by its statistics (~20 ms -> ~3 ms a million).
+# skip every row group without such a row by its statistics.
 _REGISTRY_ROWS = f"""
 CREATE OR REPLACE TEMP TABLE registry AS
 SELECT "offset", type, ts, task, agent, queue, capabilities, capacity, max_concurrent, paused

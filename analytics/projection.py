@@ -20,11 +20,11 @@ from typing import Any
 
 import duckdb
 
-from eventlog import EventLog, JsonParts
+from eskernel.eventlog import EventLog, JsonParts
 
 from .errors import ProjectionError
 from .ingest import first_bad_record, ingest_files, reset
-from .query import Table, run_query
+from .query import Table, check_read_only, run_query, sql_error
 from .schema import LAYOUT_VERSION, SCHEMA_VERSION, create_schema, drop_schema
 
 __all__ = ["Projection", "DEFAULT_DB_NAME", "DEFAULT_CHUNK"]
@@ -36,8 +36,12 @@ Progress = Callable[[int, int], None]
 
 
 def _duck(err: duckdb.Error, what: str) -> ProjectionError:
-    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ProjectionError(f"{what}: {msg}")
+    return ProjectionError(sql_error(err, what))
+
+
+def _locked(err: BaseException | None) -> bool:
+    # DuckDB's file lock: one read-write process, or any number of read-only ones.
+    return isinstance(err, duckdb.IOException) and "lock" in str(err).lower()
 
 
 class Projection:
@@ -48,13 +52,16 @@ class Projection:
         db: ``None`` or ``":memory:"`` for an in-memory database, else a file path (created
             if missing; ``Projection.default_db(log_path)`` is the conventional one).
         threads: DuckDB worker threads (default: DuckDB's, one per core).
+        read_only: open an existing database file read-only, with file access and the
+            configuration locked: any number of processes may read it at once, but
+            :meth:`refresh` and :meth:`export` are refused (see :meth:`open_reader`).
 
     Raises:
         LogNotFoundError: no event log at ``log_path``.
         ProjectionError: the database cannot be opened (e.g. another process has it open).
 
     >>> import tempfile
-    >>> from eventlog import EventLog
+    >>> from eskernel.eventlog import EventLog
     >>> d = tempfile.mkdtemp()
     >>> with EventLog.open(d) as log:
     ...     _ = log.append(b'{"v":1,"t":"queue_declared","ts":5,"queue":"q",'
@@ -65,18 +72,34 @@ class Projection:
     """
 
     def __init__(self, log_path: str | os.PathLike[str], db: str | os.PathLike[str] | None = None,
-                 *, threads: int | None = None) -> None:
+                 *, threads: int | None = None, read_only: bool = False) -> None:
         self.log_path = Path(log_path)
         self._lock = threading.RLock()
-        self._reader = EventLog.open_readonly(self.log_path)
         self.db_path = None if db is None or str(db) == ":memory:" else Path(db)
+        self.read_only = bool(read_only)
+        if self.read_only and (self.db_path is None or not self.db_path.is_file()):
+            raise ProjectionError(f"cannot open the projection database {self.db_path} "
+                                  "read-only: it does not exist; refresh it first (any "
+                                  "`eskernel sql` or `eskernel report` on the directory does)")
+        self._reader = EventLog.open_readonly(self.log_path)
         try:
-            self._con = duckdb.connect(str(self.db_path) if self.db_path else ":memory:")
+            if self.read_only:
+                self._con = duckdb.connect(str(self.db_path), read_only=True, config={
+                    "enable_external_access": False, "lock_configuration": True,
+                    **({"threads": int(threads)} if threads else {})})
+            else:
+                self._con = duckdb.connect(str(self.db_path) if self.db_path else ":memory:")
         except duckdb.Error as err:
             self._reader.close()
             raise _duck(err, f"cannot open the projection database {self.db_path}; if "
                         "another eskernel command is using it, wait for it or pass another "
                         "--db") from err
+        if self.read_only:
+            if self._layout() != LAYOUT_VERSION:
+                self.close()
+                raise ProjectionError(f"the projection database {self.db_path} was built by "
+                                      "another version of eskernel; refresh it first")
+            return
         try:
             if threads:
                 self._con.execute(f"SET threads = {int(threads)}")
@@ -156,6 +179,9 @@ class Projection:
         """
         if chunk < 1:
             raise ProjectionError(f"chunk must be >= 1 records, got {chunk}")
+        if self.read_only:
+            raise ProjectionError("this projection was opened read-only; open it without "
+                                  "read_only=True to refresh it")
         with self._lock:
             if self._con is None:
                 raise ProjectionError("the projection is closed; open a new one")
@@ -224,7 +250,7 @@ class Projection:
         seconds with nothing new.  ``on_refresh(n)`` is called after each non-empty refresh.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> d = tempfile.mkdtemp()
         >>> with EventLog.open(d) as log:
         ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"q"}')
@@ -256,11 +282,13 @@ class Projection:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> Table:
         """Run read-only SQL against the projection and return a :class:`Table`.
 
-        The statement runs in a transaction that is rolled back, so it can never change the
-        projection.
+        Only one ``SELECT`` (or ``EXPLAIN``) statement is accepted; it runs in a transaction
+        that is rolled back, so it can never change the projection.
 
         Raises:
-            ProjectionError: bad SQL or a failing query (DuckDB's message, first line).
+            QueryNotAllowedError: anything but one read-only statement (``COMMIT``,
+                ``DELETE``, ``COPY ... TO``, several statements...); nothing runs.
+            ProjectionError: bad SQL or a failing query (DuckDB's whole message).
         """
         with self._lock:
             return run_query(self._con, sql, params)
@@ -272,10 +300,12 @@ class Projection:
         ``fmt`` is ``"parquet"`` or ``"csv"``; by default it follows the file's suffix.
 
         Raises:
-            ProjectionError: unknown format, bad query, or the file cannot be written.
+            QueryNotAllowedError: ``source`` is neither a name nor one ``SELECT`` statement.
+            ProjectionError: unknown format, bad query, or the file cannot be written, or
+                the projection was opened read-only.
 
         >>> import tempfile, os
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> d = tempfile.mkdtemp()
         >>> with EventLog.open(d) as log:
         ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"q"}')
@@ -289,9 +319,14 @@ class Projection:
         if fmt not in ("parquet", "csv"):
             raise ProjectionError(f"cannot export to {str(dest)!r}: format {fmt!r} is not "
                                   "supported; use a .parquet or .csv file (or fmt=)")
-        src = source.strip().rstrip(";")
+        if self.read_only:
+            raise ProjectionError("this projection was opened read-only, which cannot write "
+                                  "files; query it and write the rows yourself, or export "
+                                  "from a projection opened without read_only=True")
+        src = source.strip().rstrip(";") if isinstance(source, str) else ""
         if src.isidentifier():
             src = f'SELECT * FROM "{src}"'
+        check_read_only(src)
         opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
         target = "'" + str(path).replace("'", "''") + "'"
         with self._lock:
@@ -301,8 +336,51 @@ class Projection:
                 raise _duck(err, f"exporting {source!r} to {path} failed") from err
         return path
 
+    @classmethod
+    def open_reader(cls, log_path: str | os.PathLike[str],
+                    db: str | os.PathLike[str] | None = None, *, wait: float = 30.0,
+                    progress: Progress | None = None) -> tuple[Projection, int]:
+        """Bring the database file up to date, then open it read-only; return it and how
+        many events it lags the log (0 unless it could not be refreshed).
+
+        The refresh holds DuckDB's write lock only while it ingests; the queries run on a
+        read-only connection, so any number of readers share the file.  While another
+        process holds the file, a refresh is retried for up to ``wait`` seconds; when only
+        readers hold it and it is still behind the log after that, it is opened read-only
+        as it is and the lag is returned for the caller to report.
+
+        Raises:
+            ProjectionError: the database cannot be opened (a writer held it for ``wait``
+                seconds, or it is not a DuckDB file); ingest errors as :meth:`refresh`.
+        """
+        target = Path(db) if db is not None else cls.default_db(log_path)
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            try:
+                with cls(log_path, target) as writer:
+                    writer.refresh(progress=progress)
+                break
+            except ProjectionError as err:
+                if not _locked(err.__cause__) or time.monotonic() >= deadline:
+                    if not _locked(err.__cause__):
+                        raise
+                    # Only readers may hold it: use it as it stands.
+                    reader = cls(log_path, target, read_only=True)
+                    return reader, max(0, reader.log_next_offset - reader.next_offset)
+            try:
+                reader = cls(log_path, target, read_only=True)
+            except ProjectionError as err:
+                if not _locked(err.__cause__):
+                    raise
+            else:   # other readers hold it: fine when it is already up to date
+                if reader.next_offset >= reader.log_next_offset:
+                    return reader, 0
+                reader.close()
+            time.sleep(0.1)
+        return cls(log_path, target, read_only=True), 0
+
     def report(self, *, window_s: float | None = None, bucket_s: int = 60) -> "Any":
-        """The standard report (see :func:`analytics.report.build_report`)."""
+        """The standard report (see :func:`eskernel.analytics.report.build_report`)."""
         from .report import build_report
         return build_report(self, window_s=window_s, bucket_s=bucket_s)
 
@@ -310,7 +388,8 @@ class Projection:
 
     def close(self) -> None:
         """Close the database and the log reader (idempotent)."""
-        con, self._con = getattr(self, "_con", None), None
+        con: duckdb.DuckDBPyConnection | None = getattr(self, "_con", None)
+        self._con = None  # type: ignore[assignment]  # closed: the query path checks for None
         if con is not None:
             try:
                 con.close()

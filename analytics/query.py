@@ -14,9 +14,13 @@ from typing import Any
 
 import duckdb
 
-from .errors import ProjectionError
+from .errors import ProjectionError, QueryNotAllowedError
 
-__all__ = ["Table", "run_query"]
+__all__ = ["Table", "run_query", "check_read_only"]
+
+# The statement types a read-only query may be: a SELECT (with FROM-first, VALUES, DESCRIBE,
+# SHOW and SUMMARIZE, which DuckDB parses as SELECT) or an EXPLAIN of one.
+_READ_TYPES = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,16 +47,55 @@ class Table:
         return len(self.rows)
 
 
-def run_query(con: Any, sql: str, params: Sequence[Any] | None = None) -> Table:
-    """Run ``sql`` on ``con`` inside a transaction that is rolled back; return a Table.
+def sql_error(err: duckdb.Error, what: str = "SQL error") -> str:
+    """DuckDB's whole message (the candidate bindings and the position included)."""
+    text = str(err).strip()
+    return f"{what}: {text or type(err).__name__}"
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but one ``SELECT`` (or ``EXPLAIN``) statement.
 
     Raises:
-        ProjectionError: the SQL is invalid or fails (DuckDB's message, first line); an
-            empty statement.
+        QueryNotAllowedError: several statements, or one that is not a query (a ``COMMIT``,
+            ``DROP``, ``DELETE``, ``COPY ... TO``, ``ATTACH``, ``SET``, ...).
+        ProjectionError: an empty statement, or SQL that does not parse.
+
+    >>> check_read_only("SELECT 1")
+    >>> try:
+    ...     check_read_only("COMMIT; DROP TABLE tasks")
+    ... except QueryNotAllowedError as err:
+    ...     print(err)
+    the query has 2 statements; run one read-only SELECT at a time
     """
     if not isinstance(sql, str) or not sql.strip():
         raise ProjectionError("the SQL query is empty; pass a statement such as "
                               "\"SELECT * FROM tasks LIMIT 10\"")
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as err:
+        raise ProjectionError(sql_error(err)) from err
+    if len(statements) != 1:
+        raise QueryNotAllowedError(f"the query has {len(statements)} statements; run one "
+                                   "read-only SELECT at a time")
+    kind = statements[0].type
+    if kind not in _READ_TYPES:
+        raise QueryNotAllowedError(
+            f"the statement is a {kind.name} statement, and queries of the projection are "
+            "read-only: only SELECT (and EXPLAIN) may run; the projection is rebuilt from the "
+            "log, so change the kernel's state through the kernel, and export a result with "
+            "`eskernel sql DIR QUERY --out FILE`")
+
+
+def run_query(con: Any, sql: str, params: Sequence[Any] | None = None) -> Table:
+    """Run one read-only ``sql`` statement on ``con``, in a transaction that is rolled back.
+
+    Raises:
+        QueryNotAllowedError: not a single SELECT / EXPLAIN statement (nothing runs).
+        ProjectionError: the SQL is invalid or fails (DuckDB's whole message); an empty
+            statement.
+    """
+    check_read_only(sql)
     try:
         con.execute("BEGIN TRANSACTION")
     except duckdb.Error as err:  # pragma: no cover - only inside a failed transaction
@@ -64,9 +107,7 @@ def run_query(con: Any, sql: str, params: Sequence[Any] | None = None) -> Table:
         columns = [d[0] for d in cur.description]
         return Table(columns, cur.fetchall())
     except duckdb.Error as err:
-        text = str(err).strip().splitlines()
-        raise ProjectionError(f"SQL error: {text[0] if text else type(err).__name__}"
-                              ) from err
+        raise ProjectionError(sql_error(err)) from err
     finally:
         try:
             con.execute("ROLLBACK")

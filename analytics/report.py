@@ -1,9 +1,9 @@
 """The standard report: status counts, throughput, latency percentiles, utilization and
-failures, as :class:`~analytics.query.Table` sections, rendered as text, JSON, CSV or HTML.
+failures, as :class:`~eskernel.analytics.query.Table` sections, rendered as text, JSON, CSV or HTML.
 
 >>> import tempfile
->>> from eventlog import EventLog
->>> from analytics import Projection
+>>> from eskernel.eventlog import EventLog
+>>> from eskernel.analytics import Projection
 >>> d = tempfile.mkdtemp()
 >>> with EventLog.open(d) as log:
 ...     _ = log.append(b'{"v":1,"t":"queue_declared","ts":0,"queue":"q",'
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import io
 import json
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,9 @@ from .query import Table
 if TYPE_CHECKING:  # pragma: no cover
     from .projection import Projection
 
-__all__ = ["Report", "build_report", "format_table", "TITLES"]
+__all__ = ["Report", "build_report", "format_table", "TITLES", "peak_rates", "bucket_cover"]
+
+_EPOCH = datetime.datetime(1970, 1, 1)
 
 TITLES = {
     "summary": "Summary",
@@ -118,8 +121,10 @@ def _cell(v: Any) -> str:
         return f"{v:.3f}"
     if isinstance(v, (list, tuple)):
         return ",".join(str(x) for x in v)
-    if hasattr(v, "isoformat"):
+    if isinstance(v, datetime.datetime):
         return v.isoformat(sep=" ")
+    if isinstance(v, datetime.date):
+        return v.isoformat()
     return str(v)
 
 
@@ -155,29 +160,90 @@ def format_table(table: Table, *, max_rows: int | None = None) -> str:
 
 
 def _window(p: Projection, window_s: float | None) -> tuple[int | None, int | None, int, int]:
+    # The report's window is [lo, end) in ns with end = the last event's time + 1: the
+    # half-open interval the *_in macros filter on, and the span every rate divides by.
     lo, hi = p.query("SELECT min(ts), max(ts) FROM events").rows[0]
     lo = lo or 0
     hi = hi or 0
     if window_s is None:
-        return None, None, lo, hi
+        return None, None, lo, hi + 1
     if not window_s > 0:
         raise ProjectionError(f"the report window must be > 0 seconds, got {window_s}")
     t0 = max(lo, hi - int(window_s * 1e9))
-    return t0, hi + 1, t0, hi
+    return t0, hi + 1, t0, hi + 1
 
 
-def _per_queue(series: Table, span: float, bucket_s: int) -> Table:
+def bucket_cover(k: int, lo: int, end: int, bucket_ns: int) -> int:
+    """The ns of bucket ``k`` (``[k*bucket_ns, (k+1)*bucket_ns)``) inside the window
+    ``[lo, end)``: less than a bucket at the window's edges.
+
+    >>> bucket_cover(1, 150, 1000, 100), bucket_cover(3, 150, 1000, 100)
+    (50, 100)
+    """
+    return max(0, min((k + 1) * bucket_ns, end) - max(k * bucket_ns, lo))
+
+
+def peak_rates(counts: dict[int, int], lo: int, end: int, bucket_ns: int) -> float:
+    """The highest rate (per second) of the buckets ``counts`` (bucket number -> events).
+
+    Each bucket's rate divides by the part of it inside ``[lo, end)``, and an edge bucket
+    covering less than half a bucket is merged into its neighbour, so a few events in a
+    sliver of a bucket do not read as a burst.  The merged buckets still partition the
+    window, so the peak is at least the window's average (sum / span): the largest of
+    several ratios is at least the ratio of their sums.
+
+    >>> s = 1_000_000_000   # 1 s buckets; the window starts 0.1 s before bucket 1 ends
+    >>> round(peak_rates({0: 3, 1: 10, 2: 8}, 9 * s // 10, 3 * s, s), 2)  # 13 in 1.1 s
+    11.82
+    """
+    if not counts:
+        return 0.0
+    kmin, kmax = lo // bucket_ns, (end - 1) // bucket_ns
+    key = {k: k for k in (kmin, kmin + 1, kmax - 1, kmax) if kmin <= k <= kmax}
+    if kmax > kmin and bucket_cover(kmin, lo, end, bucket_ns) * 2 < bucket_ns:
+        key[kmin] = kmin + 1
+    if kmax > kmin and bucket_cover(kmax, lo, end, bucket_ns) * 2 < bucket_ns:
+        key[kmax] = key[kmax - 1]
+    merged: dict[int, int] = {}
+    for k, n in counts.items():
+        g = key.get(k, k)
+        merged[g] = merged.get(g, 0) + n
+    best = 0.0
+    for g, n in merged.items():
+        cover = sum(bucket_cover(k, lo, end, bucket_ns) for k, v in key.items() if v == g)
+        if g not in key:
+            cover = bucket_cover(g, lo, end, bucket_ns)
+        best = max(best, n / (max(cover, 1) / 1e9))
+    return best
+
+
+def _bucket_of(start: Any, bucket_ns: int) -> int:
+    # interval_start is make_timestamp(k * bucket_ns // 1000): microseconds since the epoch.
+    us: int = (start - _EPOCH) // datetime.timedelta(microseconds=1)
+    return us * 1000 // bucket_ns
+
+
+def _per_queue(series: Table, lo: int, end: int, bucket_s: int) -> tuple[Table, Table]:
     # Totals and peaks per queue, folded from the interval series already fetched (the same
-    # numbers the SQL aggregate gives, without scanning the tasks a second time).
+    # numbers the SQL aggregate gives, without scanning the tasks a second time); the
+    # series' rates divide by the part of each interval inside the window.
+    bucket_ns = bucket_s * 1_000_000_000
+    span = max(end - lo, 1) / 1e9
     totals: dict[str, list[int]] = {}
-    for _, queue, completed, failed, _ in series.rows:
-        t = totals.setdefault(queue, [0, 0, 0])
+    counts: dict[str, dict[int, int]] = {}
+    rows = []
+    for start, queue, completed, failed, _ in series.rows:
+        t = totals.setdefault(queue, [0, 0])
         t[0] += completed
         t[1] += failed
-        t[2] = max(t[2], completed)
-    rows = [(q, c, f, c / span, peak / float(bucket_s))
-            for q, (c, f, peak) in sorted(totals.items())]
-    return Table(["queue", "completed", "failed", "completed_per_s", "peak_per_s"], rows)
+        k = _bucket_of(start, bucket_ns)
+        counts.setdefault(queue, {})[k] = completed
+        cover = max(bucket_cover(k, lo, end, bucket_ns), 1) / 1e9
+        rows.append((start, queue, completed, failed, completed / cover))
+    per_queue = [(q, c, f, c / span, peak_rates(counts[q], lo, end, bucket_ns))
+                 for q, (c, f) in sorted(totals.items())]
+    return (Table(["queue", "completed", "failed", "completed_per_s", "peak_per_s"], per_queue),
+            Table(series.columns, rows))
 
 
 def build_report(p: Projection, *, window_s: float | None = None,
@@ -197,9 +263,9 @@ def build_report(p: Projection, *, window_s: float | None = None,
     if not isinstance(bucket_s, int) or bucket_s < 1:
         raise ProjectionError(f"the throughput bucket must be a whole number of seconds "
                               f">= 1, got {bucket_s!r}")
-    t0, t1, lo, hi = _window(p, window_s)
+    t0, t1, lo, end = _window(p, window_s)
     args = [t0, t1]
-    span = max(hi - lo, 1) / 1e9
+    span = max(end - lo, 1) / 1e9
     # Tasks finished in the window, or unfinished and submitted in it: two plain range
     # filters (row groups outside the window are skipped) rather than one coalesce.
     status = p.query(
@@ -211,7 +277,7 @@ def build_report(p: Projection, *, window_s: float | None = None,
         "WHEN 'RETRYING' THEN 3 WHEN 'COMPLETED' THEN 4 WHEN 'FAILED' THEN 5 ELSE 6 END",
         [t0])
     series = p.query("SELECT * FROM throughput_in($1, $2, $3)", [t0, t1, bucket_s])
-    throughput = _per_queue(series, span, bucket_s)
+    throughput, series = _per_queue(series, lo, end, bucket_s)
     latency = p.query("SELECT * FROM latency_in($1, $2)", args)
     # Agents and queues from one pass (utilization_in), split as the two views show them.
     util = p.query('SELECT * FROM utilization_in($1, $2) ORDER BY "by", "key"', args)
@@ -227,13 +293,13 @@ def build_report(p: Projection, *, window_s: float | None = None,
                        [t0]).rows[0][0]
     meta = {
         "log": str(p.log_path), "events": n_events, "next_offset": p.next_offset,
-        "window_start_ns": lo, "window_end_ns": hi, "window_s": round(span, 3),
+        "window_start_ns": lo, "window_end_ns": end, "window_s": round(span, 3),
         "bucket_s": bucket_s,
     }
     summary = Table(["what", "value"], [
         ("log", str(p.log_path)), ("events", n_events),
         ("tasks", sum(r[1] for r in status.rows)),
-        ("window", f"{_iso(lo)} .. {_iso(hi)} ({span:,.1f} s)"),
+        ("window", f"{_iso(lo)} .. {_iso(end)} ({span:,.1f} s)"),
     ])
     return Report({"summary": summary, "status": status, "throughput": throughput,
                    "throughput_series": series, "latency": latency,
@@ -242,6 +308,5 @@ def build_report(p: Projection, *, window_s: float | None = None,
 
 
 def _iso(ns: int) -> str:
-    import datetime
     return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime(
         "%Y-%m-%d %H:%M:%S")

@@ -2,9 +2,13 @@
 
 All times are integer nanoseconds since the epoch (``*_at`` / ``ts`` columns), exactly as in
 the log; durations are integer nanoseconds (``*_ns``).  Views report durations in seconds
-(``*_s``, DOUBLE) and bucket times as ``TIMESTAMP`` (UTC).
+(``*_s``, DOUBLE) and bucket times as ``TIMESTAMP`` (UTC).  Beside the ns columns, virtual
+columns give the same values for analysts: ``events.time``, ``tasks.submitted_time``,
+``first_claimed_time``, ``finished_time`` and ``attempts.claimed_time``, ``ended_time``
+(``TIMESTAMP``, UTC, µs), ``tasks.wait_s``, ``run_s``, ``e2e_s`` and
+``attempts.duration_s`` (``DOUBLE`` seconds).
 
-Tables (filled by :mod:`analytics.ingest`):
+Tables (filled by :mod:`eskernel.analytics.ingest`):
 
 ``events``
     One row per log record: ``"offset"`` (quote it: OFFSET is an SQL keyword), ``ts``,
@@ -49,7 +53,7 @@ __all__ = ["SCHEMA_VERSION", "LAYOUT_VERSION", "create_schema", "drop_schema", "
 #: The event schema version this projection reads (``"v"`` of every record).
 SCHEMA_VERSION = 1
 #: The layout of the projection's tables; a database with another layout is rebuilt.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 #: Columns read from the NDJSON export, with their DuckDB types (JSON key -> type).
 EVENT_COLUMNS: dict[str, str] = {
@@ -84,11 +88,21 @@ CREATE TABLE IF NOT EXISTS tasks (
     expiries INTEGER, dead_lettered BOOLEAN, cancelled BOOLEAN, cancelled_upstream BOOLEAN,
     n_deps INTEGER, not_before BIGINT, last_offset BIGINT, first_ready_event_at BIGINT,
     last_event VARCHAR, last_event_at BIGINT, last_retry_at BIGINT, last_reason VARCHAR,
-    last_attempt INTEGER);
+    last_attempt INTEGER,
+    submitted_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(submitted_at // 1000)) VIRTUAL,
+    first_claimed_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(first_claimed_at // 1000))
+        VIRTUAL,
+    finished_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(finished_at // 1000)) VIRTUAL,
+    wait_s DOUBLE GENERATED ALWAYS AS (wait_ns / 1e9) VIRTUAL,
+    run_s DOUBLE GENERATED ALWAYS AS (run_ns / 1e9) VIRTUAL,
+    e2e_s DOUBLE GENERATED ALWAYS AS (e2e_ns / 1e9) VIRTUAL);
 CREATE TABLE IF NOT EXISTS attempts (
     lease BIGINT NOT NULL, task VARCHAR, agent VARCHAR, queue VARCHAR, priority INTEGER,
     attempt INTEGER, claimed_at BIGINT, expires BIGINT, ended_at BIGINT, outcome VARCHAR,
-    duration_ns BIGINT, retry_at BIGINT, error VARCHAR, claim_offset BIGINT);
+    duration_ns BIGINT, retry_at BIGINT, error VARCHAR, claim_offset BIGINT,
+    claimed_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(claimed_at // 1000)) VIRTUAL,
+    ended_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ended_at // 1000)) VIRTUAL,
+    duration_s DOUBLE GENERATED ALWAYS AS (duration_ns / 1e9) VIRTUAL);
 CREATE TABLE IF NOT EXISTS agents (
     agent VARCHAR NOT NULL, capabilities VARCHAR[], capacity INTEGER, registered_at BIGINT,
     updated_at BIGINT, online BOOLEAN);

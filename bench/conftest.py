@@ -113,7 +113,7 @@ class Worlds:
 
     def directory(self, n: int) -> Path:
         if n not in self._built:
-            from kernel import Kernel
+            from eskernel import Kernel
             d = self.root / f"world-{n}"
             t0 = time.perf_counter()
             k = Kernel.open(d, durability="buffer", snapshot_every=0)
@@ -137,7 +137,7 @@ class Worlds:
         return dst
 
     def open(self, n: int, durability: str) -> Any:
-        from kernel import Kernel
+        from eskernel import Kernel
         k = Kernel.open(self.copy(n), durability=durability, snapshot_every=0)
         gc.collect()
         return k

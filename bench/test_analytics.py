@@ -30,9 +30,9 @@ import duckdb
 import orjson
 import pytest
 
-from analytics import Projection
-from analytics.report import build_report
-from eventlog import EventLog
+from eskernel.analytics import Projection
+from eskernel.analytics.report import build_report
+from eskernel.eventlog import EventLog
 
 N_EVENTS = int(os.environ.get("ESKERNEL_BENCH_EVENTS", 1_000_000))
 N_TASKS = int(os.environ.get("ESKERNEL_BENCH_TASKS", 10_000_000))

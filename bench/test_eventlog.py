@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.log_baselines import BaselineFileLog, baseline_export_json_lines, baseline_read
-from eventlog import EventLog
+from eskernel.eventlog import EventLog
 
 N = 100_000
 BATCH = 1000

@@ -36,10 +36,10 @@ import gc, os, sys
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-import kernel, eventlog  # imports are not the kernel's state
+import eskernel, eskernel.eventlog  # imports are not the kernel's state
 gc.collect()
 before = rss()
-k = kernel.Kernel.open(sys.argv[1], durability="buffer", snapshot_every=0)
+k = eskernel.Kernel.open(sys.argv[1], durability="buffer", snapshot_every=0)
 gc.collect()
 print(rss() - before)
 """
@@ -53,7 +53,7 @@ def _workload(n: int) -> tuple[list[str], list[int], list[int]]:
 
 
 def build_core(ids: list[str], queues: list[int], prios: list[int]) -> Any:
-    from kernel._core import Scheduler
+    from eskernel._core import Scheduler
     s = Scheduler()
     for i in range(N_QUEUES):
         s.add_queue(f"q{i}", 0, False)

@@ -27,7 +27,7 @@ S = sizes()
 
 
 def baseline_replay(path: Any) -> int:
-    from eventlog import EventLog
+    from eskernel.eventlog import EventLog
     s = HeapqScheduler()
     n = 0
     with EventLog.open_readonly(path) as r:
@@ -53,7 +53,7 @@ def baseline_replay(path: Any) -> int:
 @pytest.mark.benchmark(group="replay")
 @pytest.mark.parametrize("impl", ["core", "baseline-heapq"])
 def test_replay(benchmark: Any, worlds: Any, impl: str) -> None:
-    from kernel import Kernel
+    from eskernel import Kernel
     n = S["replay_n"]
     path = worlds.copy(n, snapshot=False)
     events = []
@@ -77,7 +77,7 @@ def test_replay(benchmark: Any, worlds: Any, impl: str) -> None:
 @pytest.mark.benchmark(group="open-snapshot")
 @pytest.mark.parametrize("impl", ["core", "baseline-heapq"])
 def test_open_from_snapshot(benchmark: Any, worlds: Any, impl: str) -> None:
-    from kernel import Kernel
+    from eskernel import Kernel
     n = S["replay_n"]
     if impl == "core":
         path = worlds.copy(n, snapshot=True)

@@ -28,8 +28,8 @@ import os
 
 import pytest
 
-from kernel import Kernel
-from kernel.runtime import Runtime
+from eskernel import Kernel
+from eskernel.runtime import Runtime
 
 N = 5_000 if os.environ.get("ESKERNEL_BENCH_QUICK") else 20_000
 CAPACITY = 256

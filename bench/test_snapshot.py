@@ -28,7 +28,7 @@ S = sizes()
 @pytest.mark.benchmark(group="snapshot-latency")
 @pytest.mark.parametrize("impl", ["core-snapshots", "core-no-snapshots"])
 def test_call_latency_while_snapshotting(benchmark: Any, worlds: Any, impl: str) -> None:
-    from kernel import Kernel
+    from eskernel import Kernel
     n, k_calls = S["claim_n"], S["claim_k"]
     every = 2_000 if impl == "core-snapshots" else 0
     path = worlds.copy(n)

@@ -43,12 +43,12 @@ class Fresh:
     def __call__(self) -> None:
         self.close()
         if self.impl == "core":
-            from kernel import Kernel
+            from eskernel import Kernel
             self.dir = tempfile.mkdtemp(prefix="eskb-")
             self.sched = Kernel.open(self.dir, durability=self.durability, snapshot_every=0,
                                      clock=self.clock)
         elif self.impl == "model":
-            from kernel import ManualClock
+            from eskernel import ManualClock
             from tests.model import Model
             self.sched = Model((self.clock or ManualClock()).time_ns)
         else:

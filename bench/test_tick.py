@@ -19,7 +19,7 @@ S = sizes()
 @pytest.mark.benchmark(group="tick")
 @pytest.mark.parametrize("impl", ["core", "baseline-heapq"])
 def test_tick_expiry(benchmark: Any, impl: str) -> None:
-    from kernel import ManualClock
+    from eskernel import ManualClock
     k = S["tick_k"]
     clock = ManualClock()
     fresh = Fresh(impl, clock=clock)

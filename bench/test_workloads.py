@@ -51,7 +51,7 @@ class Fresh:
     def __call__(self) -> None:
         self.close()
         if self.impl == "core":
-            from kernel import Kernel
+            from eskernel import Kernel
             self.dir = tempfile.mkdtemp(prefix="eskw-")
             self.sched = Kernel.open(self.dir, durability=self.durability, snapshot_every=0)
         elif self.impl == "baseline-seed":

@@ -3,7 +3,7 @@ modes, a single-writer lock, lock-free readers that follow the tail, torn-tail r
 snapshot storage.  It knows nothing about tasks.
 
 >>> import tempfile
->>> from eventlog import EventLog
+>>> from eskernel.eventlog import EventLog
 >>> with tempfile.TemporaryDirectory() as d:
 ...     with EventLog.open(d, "fsync") as log:
 ...         log.append(b'{"kind":"hello"}')
@@ -12,8 +12,8 @@ snapshot storage.  It knows nothing about tasks.
 0
 [(0, b'{"kind":"hello"}')]
 
-The format and the torn-tail rule: :mod:`eventlog.framing`; what each durability mode
-acknowledges: :mod:`eventlog.log`.
+The format and the torn-tail rule: :mod:`eskernel.eventlog.framing`; what each durability mode
+acknowledges: :mod:`eskernel.eventlog.log`.
 """
 from .errors import (
     EskernelError as EskernelError,

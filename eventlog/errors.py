@@ -2,7 +2,7 @@
 
 Every error eskernel raises derives from :class:`EskernelError`.  It lives here, in the
 lowest layer, so that ``eventlog`` can raise it without knowing about the kernel;
-``kernel.errors`` re-exports everything so users import from one place.
+``eskernel.errors`` re-exports everything so users import from one place.
 """
 
 from __future__ import annotations

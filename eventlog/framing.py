@@ -39,15 +39,15 @@ or a filesystem left unwritten) can never be mistaken for an empty record.
 - In the *last* segment, the bytes from ``p`` to the end of the file are a **torn tail** if
   the frame header at ``p`` is all zero (unwritten space), or if no complete,
   checksum-valid frame starts anywhere after ``p``.  A writer opening the log truncates it
-  at ``p`` and reports it (:class:`~eventlog.RepairReport`, and a ``logging`` warning).
+  at ``p`` and reports it (:class:`~eskernel.eventlog.RepairReport`, and a ``logging`` warning).
   A read-only reader simply stops at ``p`` (the writer may still be writing there).
 - Otherwise (a valid frame follows the bad one) it is **corruption**:
-  :class:`~eventlog.LogCorruptError` names the segment file and ``p``, the byte offset of
+  :class:`~eskernel.eventlog.LogCorruptError` names the segment file and ``p``, the byte offset of
   the bad frame's first byte.  Nothing is truncated or skipped.
 - In any *earlier* segment every byte must be a valid frame and the record count must
   equal the next segment's first offset minus this one's; anything else is corruption.
   Opening checks every header and walks the frame lengths of the second-to-last segment;
-  reads verify every checksum they pass; :func:`eventlog.verify` checks everything.
+  reads verify every checksum they pass; :func:`eskernel.eventlog.verify` checks everything.
 
 Example:
 

@@ -48,6 +48,7 @@ from .errors import InvalidArgumentError, LogClosedError, LogError, LogNotFoundE
 from .framing import MAX_RECORD_LIMIT, parse_segment_name
 from .lock import DirLock
 from .reader import Catalog, LogReader, ReadAPI
+from .segment import list_segments
 from .repair import RepairReport, VerifyReport, recover, verify
 from .snapshots import Snapshot, remove_temp_files, write_snapshot
 
@@ -57,7 +58,7 @@ MIN_SEGMENT_BYTES = 256
 
 
 class Durability(str, enum.Enum):
-    """What an acknowledged append guarantees (see the :mod:`eventlog.log` docstring).
+    """What an acknowledged append guarantees (see the :mod:`eskernel.eventlog.log` docstring).
 
     >>> Durability("fsync") is Durability.FSYNC
     True
@@ -102,7 +103,7 @@ class EventLog(ReadAPI):
     """The single writer of a log directory: append byte records, read them back.
 
     Offsets are dense from 0 and continue across segments.  Durability modes and what an
-    acknowledged append means are documented in :mod:`eventlog.log`: ``fsync`` (on disk,
+    acknowledged append means are documented in :mod:`eskernel.eventlog.log`: ``fsync`` (on disk,
     group commit), ``write`` (handed to the OS, survives a killed process), ``buffer``
     (in the process, written every ``flush_interval_ms``; fastest).
 
@@ -122,6 +123,11 @@ class EventLog(ReadAPI):
     path: Path
     durability: Durability
     repair: RepairReport | None
+    _lock: DirLock
+    _writer: Writer
+    _catalog: Catalog | None
+    _stop: threading.Event
+    _thread: threading.Thread | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use EventLog.open(path, ...) to open a log")
@@ -154,7 +160,7 @@ class EventLog(ReadAPI):
         ...     EventLog.open(d, segment_bytes=1)
         Traceback (most recent call last):
         ...
-        eventlog.errors.InvalidArgumentError: segment_bytes must be an int between 256 and 2147483647, got 1
+        eskernel.eventlog.errors.InvalidArgumentError: segment_bytes must be an int between 256 and 2147483647, got 1
         """
         mode = _durability(durability)
         _positive_int("segment_bytes", segment_bytes, MIN_SEGMENT_BYTES, 2**31 - 1)
@@ -173,6 +179,9 @@ class EventLog(ReadAPI):
         elif not directory.is_dir():
             raise InvalidArgumentError(f"{directory} is not a directory; an event log is a "
                                        "directory of segment files")
+        elif not create and not list_segments(directory):
+            raise LogNotFoundError(f"no event log in {directory}: it holds no segment files; "
+                                   "check the path, or pass create=True to start a log there")
         lock = DirLock.acquire(directory)
         fd = dirfd = -1
         try:
@@ -183,6 +192,7 @@ class EventLog(ReadAPI):
             os.lseek(fd, size, os.SEEK_SET)    # the writer writes at the file offset
             dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             first = parse_segment_name(seg_path.name)
+            assert first is not None, "recover() returns a segment file"
             writer = Writer(fd, dirfd, first, size, next_offset, segment_bytes,
                             max_record_bytes, _MODE[mode], float(flush_interval_ms))
         except BaseException:
@@ -198,12 +208,12 @@ class EventLog(ReadAPI):
         self.repair = report
         self._lock = lock
         self._writer = writer
-        self._catalog: Catalog | None = None
+        self._catalog = None
         # The per-record calls go straight to the compiled writer: no Python layer.
         self.append = writer.append          # type: ignore[method-assign]
         self.append_many = writer.append_many    # type: ignore[method-assign]
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = None
         if mode is Durability.BUFFER:
             self._thread = threading.Thread(
                 target=_flusher, args=(writer, self._stop, flush_interval_ms / 1e3),
@@ -347,7 +357,7 @@ class EventLog(ReadAPI):
         return write_snapshot(self.path, offset, blob)
 
     def verify(self) -> VerifyReport:
-        """Flush, then check every record's checksum (see :func:`eventlog.verify`)."""
+        """Flush, then check every record's checksum (see :func:`eskernel.eventlog.verify`)."""
         self._writer.flush()
         return verify(self.path)
 

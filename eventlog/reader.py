@@ -7,7 +7,7 @@ new bytes; a segment roll is noticed by looking for the file named after the off
 the last segment ends.  It never repairs anything: a torn tail is simply where it stops.
 
 >>> import tempfile
->>> from eventlog import EventLog
+>>> from eskernel.eventlog import EventLog
 >>> with tempfile.TemporaryDirectory() as d:
 ...     with EventLog.open(d) as log, EventLog.open_readonly(d) as reader:
 ...         reader.next_offset
@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._framing import SegmentScanner
 from .errors import InvalidArgumentError, LogClosedError, LogNotFoundError, LogReadOnlyError
@@ -88,15 +88,15 @@ class Catalog:
         return seg
 
     def read(self, offset: int, count: int, with_offsets: bool,
-             needle: bytes | None = None) -> list:
+             needle: bytes | None = None) -> list[Any]:
         """Records ``offset .. offset+count-1`` (all must exist), checksums verified; with
         ``needle``, only those that contain it."""
         with self.lock:
             return self._read(offset, count, with_offsets, needle)
 
     def _read(self, offset: int, count: int, with_offsets: bool,
-              needle: bytes | None = None) -> list:
-        out: list = []
+              needle: bytes | None = None) -> list[Any]:
+        out: list[Any] = []
         if offset + count > self.next_offset:
             self._refresh()
         while count > 0:
@@ -153,14 +153,16 @@ class Catalog:
                 finally:
                     for t in started:      # never leave a thread writing
                         t.join()
+                lengths: list[int] = []
                 for r in results:          # the first part's error first
                     if isinstance(r, BaseException):
                         raise r
+                    lengths.append(r)
             except BaseException:
                 for _, path in jobs:
                     path.unlink(missing_ok=True)
                 raise
-            return JsonParts([path for _, path in jobs], max(results))
+            return JsonParts([path for _, path in jobs], max(lengths))
 
     def close(self) -> None:
         with self.lock:
@@ -202,7 +204,7 @@ def _write_walk(walk: list[tuple[Path, int, int, int, int]], out: int,
     return longest
 
 
-def _export_walk(jobs: list[tuple], i: int, key_prefix: bytes,
+def _export_walk(jobs: list[tuple[Any, Path]], i: int, key_prefix: bytes,
                  results: list[int | BaseException]) -> None:
     # One part into its own file; runs in a thread.
     walk, path = jobs[i]
@@ -248,7 +250,7 @@ class ReadAPI:
             LogCorruptError: a record fails its checksum (names segment and byte offset).
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b"a", b"b", b"c"])
         ...     list(log.read(1))
@@ -276,7 +278,7 @@ class ReadAPI:
             LogCorruptError: a record fails its checksum.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b'{"t":"a"}', b'{"t":"b"}', b'{"t":"ab"}'])
         ...     list(log.read_containing(b'"b'))
@@ -304,7 +306,7 @@ class ReadAPI:
                 ``max_records`` negative.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b"a", b"b", b"c"])
         ...     log.read_batch(1, 10)
@@ -330,7 +332,7 @@ class ReadAPI:
         after ``idle_timeout`` seconds without a new record; otherwise it never ends.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append(b"x")
         ...     list(log.follow(idle_timeout=0.01))
@@ -377,7 +379,7 @@ class ReadAPI:
                 message names its offset).
 
         >>> import tempfile, pathlib
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b'{"a":1}', b'{}'])
         ...     log.export_json_lines(pathlib.Path(d, "out.jsonl"))
@@ -420,7 +422,7 @@ class ReadAPI:
             LogCorruptError: a record fails its checksum.
 
         >>> import tempfile
-        >>> from eventlog import EventLog
+        >>> from eskernel.eventlog import EventLog
         >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
         ...     _ = log.append_many([b'{"a":1}', b'{}'])
         ...     paths, longest = log.export_json_parts(d, 1)
@@ -460,7 +462,7 @@ class LogReader(ReadAPI):
     Threads may share a reader (calls are serialized); a process may hold many readers.
 
     >>> import tempfile
-    >>> from eventlog import EventLog
+    >>> from eskernel.eventlog import EventLog
     >>> with tempfile.TemporaryDirectory() as d:
     ...     with EventLog.open(d) as log:
     ...         _ = log.append(b"a")

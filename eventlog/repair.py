@@ -1,11 +1,11 @@
 """Recovery on open (torn-tail repair) and full verification.
 
 The rule that separates a torn tail from corruption is stated once, in
-:mod:`eventlog.framing`; :func:`classify_tail` implements it and both the writer's open and
+:mod:`eskernel.eventlog.framing`; :func:`classify_tail` implements it and both the writer's open and
 :func:`verify` use it.
 
 >>> import tempfile
->>> from eventlog import EventLog
+>>> from eskernel.eventlog import EventLog
 >>> d = tempfile.mkdtemp()
 >>> with EventLog.open(d) as log:
 ...     _ = log.append_many([b"a", b"b"])
@@ -36,7 +36,7 @@ from .segment import (
 
 __all__ = ["RepairReport", "VerifyReport", "verify"]
 
-logger = logging.getLogger("eventlog")
+logger = logging.getLogger("eskernel.eventlog")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Segment files: listing a log directory, validating headers, reading frames from one file.
 
 A :class:`Segment` is the read side of one ``<first offset>.seg`` file.  It keeps a
-read-only descriptor and a compiled :class:`~eventlog._framing.SegmentScanner` (pread windows,
+read-only descriptor and a compiled :class:`~eskernel.eventlog._framing.SegmentScanner` (pread windows,
 no mmap) and remembers a cursor, so sequential reads never rescan the file from its start.
 Writing is the compiled ``Writer``'s job (``eventlog/log.py``).
 

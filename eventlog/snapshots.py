@@ -37,9 +37,9 @@ from .errors import InvalidArgumentError
 from .segment import fsync_dir
 
 __all__ = ["Snapshot", "latest_snapshot", "list_snapshots", "prune_snapshots",
-           "remove_snapshots", "write_snapshot"]
+           "remove_snapshots", "snapshot_path", "write_snapshot"]
 
-logger = logging.getLogger("eventlog")
+logger = logging.getLogger("eskernel.eventlog")
 SNAP_MAGIC = b"\x89ESKSNP\n"
 _HEAD = struct.Struct("<8sQQI")
 _NAME = re.compile(r"^(\d{20})\.snap$")
@@ -85,6 +85,11 @@ def _decode(path: Path, data: bytes) -> tuple[int, bytes] | str:
     return offset, blob
 
 
+def snapshot_path(directory: Path, offset: int) -> Path:
+    """The file that holds (or would hold) the snapshot tagged ``offset`` in ``directory``."""
+    return Path(directory) / f"{offset:020d}.snap"
+
+
 def write_snapshot(directory: Path, offset: int, blob: bytes) -> Snapshot:
     """Store ``blob`` tagged ``offset`` atomically and durably; replace one with that tag.
 
@@ -99,7 +104,7 @@ def write_snapshot(directory: Path, offset: int, blob: bytes) -> Snapshot:
         raise InvalidArgumentError(
             f"snapshot blob must be bytes, got {type(blob).__name__}; encode it first")
     blob = bytes(blob)
-    path = directory / f"{offset:020d}.snap"
+    path = snapshot_path(directory, offset)
     tmp = directory / f".{offset:020d}.snap.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
@@ -135,7 +140,7 @@ def remove_snapshots(directory: Path, offsets: list[int]) -> None:
     """Delete the snapshot files with these offsets (missing ones are no error), durably."""
     for off in offsets:
         try:
-            os.unlink(directory / f"{off:020d}.snap")
+            os.unlink(snapshot_path(directory, off))
         except FileNotFoundError:
             pass
     if offsets:

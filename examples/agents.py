@@ -6,8 +6,8 @@ task is pinned to gpu-1 (agent="gpu-1") and runs there.  Run: python examples/ag
 
 import asyncio
 
-from kernel import Kernel, ManualClock
-from kernel.runtime import Runtime
+from eskernel import Kernel, ManualClock
+from eskernel.runtime import Runtime
 
 
 async def main() -> None:

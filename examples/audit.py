@@ -9,8 +9,8 @@ Run: python examples/audit.py
 import asyncio
 import tempfile
 
-from kernel import Kernel, ManualClock
-from kernel.runtime import Runtime
+from eskernel import Kernel, ManualClock
+from eskernel.runtime import Runtime
 
 
 async def produce(directory: str) -> int:
@@ -58,7 +58,7 @@ def main() -> None:
     now.close()
 
     try:
-        from analytics import Projection
+        from eskernel.analytics import Projection
     except ImportError:
         print("analytics is not installed: SQL part skipped")
         return

@@ -7,8 +7,8 @@ cancelled by the kernel.  Run: python examples/cancel.py
 
 import asyncio
 
-from kernel import Kernel
-from kernel.runtime import Runtime
+from eskernel import Kernel
+from eskernel.runtime import Runtime
 
 
 async def main() -> None:

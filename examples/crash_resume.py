@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kernel import Kernel
-from kernel.runtime import Runtime
+from eskernel import Kernel
+from eskernel.runtime import Runtime
 
 
 def make_runtime(k: Kernel, ran_file: Path) -> Runtime:

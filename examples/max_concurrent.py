@@ -6,8 +6,8 @@ Run: python examples/max_concurrent.py
 
 import asyncio
 
-from kernel import Kernel
-from kernel.runtime import Runtime
+from eskernel import Kernel
+from eskernel.runtime import Runtime
 
 
 async def main() -> None:

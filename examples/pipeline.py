@@ -6,8 +6,8 @@ A handler reads its upstream results from the kernel.  Run: python examples/pipe
 
 import asyncio
 
-from kernel import Kernel, ManualClock
-from kernel.runtime import Runtime
+from eskernel import Kernel, ManualClock
+from eskernel.runtime import Runtime
 
 k = Kernel.in_memory(clock=ManualClock())
 k.declare_queue("etl")

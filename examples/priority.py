@@ -6,8 +6,8 @@ the kernel hands them out.  Run: python examples/priority.py
 
 import asyncio
 
-from kernel import Kernel, ManualClock, Priority
-from kernel.runtime import Runtime
+from eskernel import Kernel, ManualClock, Priority
+from eskernel.runtime import Runtime
 
 
 async def main() -> None:

@@ -5,8 +5,8 @@ Run: python examples/retries.py
 
 import asyncio
 
-from kernel import Kernel, ManualClock
-from kernel.runtime import Runtime
+from eskernel import Kernel, ManualClock
+from eskernel.runtime import Runtime
 
 clock = ManualClock(start=0.0)
 k = Kernel.in_memory(clock=clock)

@@ -8,8 +8,8 @@ Run: python examples/timeout.py
 import asyncio
 import time
 
-from kernel import Kernel
-from kernel.runtime import Runtime
+from eskernel import Kernel
+from eskernel.runtime import Runtime
 
 
 async def main() -> None:

@@ -1,6 +1,6 @@
 """eskernel: an embeddable, event-sourced task orchestration kernel.
 
->>> from kernel import Kernel, ManualClock, Priority
+>>> from eskernel import Kernel, ManualClock, Priority
 >>> k = Kernel.in_memory(clock=ManualClock())
 >>> k.declare_queue("q")
 >>> k.register_agent("w", ["q"])
@@ -10,6 +10,7 @@
 'high'
 """
 
+from ._version import __version__ as __version__
 from ._clock import Clock as Clock, ManualClock as ManualClock, SystemClock as SystemClock
 from ._core import Lease as Lease
 from ._kernel import Kernel as Kernel
@@ -28,6 +29,7 @@ __all__ = ["Kernel", "Lease", "Priority", "BackoffPolicy", "TaskSpec", "TaskView
 for _name in ("Kernel", "Priority", "BackoffPolicy", "TaskSpec", "TaskView", "Stats",
               "QueueStats", "AgentStats", "Clock", "SystemClock", "ManualClock", "Runtime",
               "TaskContext", "TaskEvent", "EventStream", *_errors_all):
-    if globals()[_name].__module__.startswith("kernel."):   # eventlog's errors keep theirs
-        globals()[_name].__module__ = "kernel"
+    if globals()[_name].__module__.startswith("eskernel.") and not globals()[
+            _name].__module__.startswith("eskernel.eventlog"):   # eventlog's errors keep theirs
+        globals()[_name].__module__ = "eskernel"
 del _name

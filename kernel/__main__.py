@@ -1,4 +1,4 @@
-"""``python -m kernel``: the ``eskernel`` command line."""
+"""``python -m eskernel``: the ``eskernel`` command line."""
 
 from .cli import main
 

@@ -1,6 +1,6 @@
-"""The kernel's state and its one apply path (DESIGN principle 3).
+"""The kernel's state and its one apply path (every change, live or replayed, goes through it).
 
-:class:`KernelState` holds the compiled :class:`~kernel._core.Scheduler` plus the boundary
+:class:`KernelState` holds the compiled :class:`~eskernel._core.Scheduler` plus the boundary
 data keyed by the same dense handles (ids, payloads, results, errors, metadata).  Live
 commands and replay change it only through :meth:`KernelState.apply` (or, on the hot path,
 the same core transitions that ``apply`` calls), so the two can never drift.
@@ -36,8 +36,7 @@ class KernelState:
         self.policies: dict[tuple[int, float, int, float], int] = {}
         self._dispatch: dict[str, Callable[[dict[str, Any]], None]] = {
             name: getattr(self, "_on_" + name) for name in events.EVENT_TYPES}
-        b = events.DEFAULT_BACKOFF
-        self.default_policy = self.policy(b["initial"], b["factor"], b["max"], b["jitter"])
+        self.default_policy = self.policy(*events.DEFAULT_BACKOFF_KEY)
 
     # The count of events applied and the last one's time live in the core, which the hot
     # calls (see _native/hot.pxi) advance themselves.
@@ -61,7 +60,7 @@ class KernelState:
 
     def apply(self, ev: dict[str, Any]) -> None:
         """Apply one event: made live, or read from the log and checked by
-        ``kernel._records.check_record`` first (apply trusts its input)."""
+        ``eskernel._records.check_record`` first (apply trusts its input)."""
         self._dispatch[ev["t"]](ev)
         sched = self.sched
         sched.last_ts = ev["ts"]
@@ -238,10 +237,10 @@ class KernelState:
         return h.hexdigest()
 
     def dump(self) -> bytes:
-        """Snapshot blob of the state now (see :mod:`kernel._snapshot` for the format).
+        """Snapshot blob of the state now (see :mod:`eskernel._snapshot` for the format).
 
         Only for a state whose last applied record is not at hand (tests); the kernel's own
-        snapshots go through :class:`kernel._snapshot.Capture` and carry the tail hash."""
+        snapshots go through :class:`eskernel._snapshot.Capture` and carry the tail hash."""
         from ._snapshot import Capture
         return Capture(self).encode(b"\x00" * 16 if self.applied else b"")
 

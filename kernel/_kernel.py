@@ -19,19 +19,25 @@ from typing import Any
 from . import events
 from ._apply import _NO_META, KernelState
 from ._clock import Clock, SystemClock
+from ._codes import (CHOOSE_AT_CAPACITY, CHOOSE_OFFLINE, ROW_LEASE_ID, ROW_STATUS,
+                     TERMINAL_CODES)
 from ._core import Lease
 from ._memlog import MemoryLog
-from ._submit import (NO_IDS, batch_events, hot_extra, new_id, simple_batch, spec_dict,
-                      submitted_event)
+from ._submit import (NO_IDS, batch_events, hot_extra, keyed_task, new_id, simple_batch,
+                      spec_dict, spec_list, submitted_event)
 from ._views import Views
-from ._validate import NS, check_capabilities, check_id, check_int, lookup
+from ._validate import NS, check_capabilities, check_id, check_int, check_kernel_options, lookup
 from ._snapshotter import Snapshotter
 from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError, EskernelError,
                      InvalidArgumentError, InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
                      LeaseExpiredError, StaleLeaseError)
 from .models import BackoffPolicy, Priority, TaskSpec
 
-_TERMINAL = frozenset({4, 5, 6})      # COMPLETED, FAILED, CANCELLED status codes
+def _early_claims(log: Any) -> bool:
+    # fsync mode answers a claim before it is on disk (see _native/hot.pxi).
+    return getattr(getattr(log, "durability", None), "value", None) == "fsync"
+
+
 #: Events ``tick()`` appends per batch.
 TICK_BATCH = 4096
 
@@ -52,7 +58,7 @@ class Kernel(Views):
     A Kernel is not thread-safe: call it from one thread (the :class:`Runtime` does), or
     serialize calls with a lock.
 
-    >>> from kernel import Kernel, ManualClock
+    >>> from eskernel import Kernel, ManualClock
     >>> k = Kernel.in_memory(clock=ManualClock())
     >>> k.declare_queue("render", max_concurrent=4)
     >>> k.register_agent("gpu-1", capabilities=["render"], capacity=2)
@@ -107,24 +113,16 @@ class Kernel(Views):
             self.complete, self.heartbeat = sched.k_complete, sched.k_heartbeat
             # Claims in fsync mode are answered before they are on disk (see
             # _native/hot.pxi): on a log with records, an epoch record comes first.
-            state.sched.epoch_due = bool(self._early_claims and state.applied)
-        sched = state.sched
-        self._submit_hot, self._claim_hot = sched.submit_hot, sched.claim_hot
-        self._complete_hot, self._heartbeat_hot = sched.complete_hot, sched.heartbeat_hot
-
-    @property
-    def _early_claims(self) -> bool:
-        return getattr(getattr(self._log, "durability", None), "value", None) == "fsync"
+            state.sched.epoch_due = bool(_early_claims(self._log) and state.applied)
 
     def _bind_hot(self, append: Any, append_claim: Any = None) -> None:
         # The hot calls (submit, claim, complete, heartbeat, release) append from C; in
         # fsync mode a claim does not wait for the disk.
         state = self._state
         if append_claim is None:
-            append_claim = self._log.append_unsynced if self._early_claims else append
+            append_claim = self._log.append_unsynced if _early_claims(self._log) else append
         state.sched.bind_hot(append, append_claim, events.dumps, state.task_index,
-                             state.queue_index, state.agent_index, state.payloads,
-                             state.results,
+                             state.queue_index, state.agent_index, state.payloads, state.results,
                              state.errors, state.meta, _NO_META, state.default_policy,
                              self._max_payload, getattr(self._log, "max_record_bytes", 1 << 62))
 
@@ -147,7 +145,12 @@ class Kernel(Views):
             clock: time source with ``time_ns()``; defaults to the wall clock.
             seed: seeds the retry jitter (the drawn values are recorded in events).
             max_payload_bytes: the largest JSON-encoded payload or result accepted.
+
+        Raises:
+            InvalidSpecError: a clock without ``time_ns()``, a seed that is not an int, or
+                ``max_payload_bytes`` not an int in [1, 2**31].
         """
+        check_kernel_options(clock=clock, seed=seed, max_payload_bytes=max_payload_bytes)
         return cls(MemoryLog(), KernelState(), clock=clock, seed=seed, snapshot_every=0,
                    max_payload_bytes=max_payload_bytes)
 
@@ -155,13 +158,19 @@ class Kernel(Views):
     def open(cls, path: str | os.PathLike[str], *, durability: str = "write",
              clock: Clock | None = None, seed: int = 0, snapshot_every: int = 100_000,
              snapshot_keep: int = 2, snapshot_growth: float = 0.5,
-             max_payload_bytes: int = 1 << 20,
+             max_payload_bytes: int = 1 << 20, create: bool = True,
              **log_options: Any) -> "Kernel":
         """Open (or create) a durable kernel in directory ``path``.
 
+        With ``create=True`` (the default) a missing directory is created, and an existing
+        directory without a log gets a new one; only the last directory of ``path`` is ever
+        created, so a mistyped parent is an error rather than a new tree.  ``create=False``
+        opens an existing log only.  ``log_options`` are the event log's
+        ``segment_bytes``, ``max_record_bytes`` and ``flush_interval_ms``.
+
         Loads the newest valid snapshot, then replays the log's tail through the same apply
         path live operation uses.  ``durability`` is the event log's mode (``"fsync"``,
-        ``"write"`` or ``"buffer"``; see :class:`eventlog.Durability`).  A snapshot is taken
+        ``"write"`` or ``"buffer"``; see :class:`eskernel.eventlog.Durability`).  A snapshot is taken
         every ``snapshot_every`` events (0: only on :meth:`snapshot`) once the log has grown
         by ``snapshot_growth`` times the last snapshot's size, on a background thread; the
         ``snapshot_keep`` newest are kept.  A snapshot that fails its checks, or lies beyond the log's end
@@ -170,13 +179,15 @@ class Kernel(Views):
         Raises:
             LogLockedError: another process holds the directory.
             LogCorruptError: a record before the tail is damaged.
-            InvalidSpecError: a bad option, or ``max_payload_bytes`` too large for the log's
-                ``max_record_bytes``.
+            LogNotFoundError: ``create=False`` and no log at ``path``, or the parent of a
+                missing ``path`` does not exist.
+            InvalidSpecError: a bad or unknown option, or ``max_payload_bytes`` too large
+                for the log's ``max_record_bytes``.
         """
         from ._replay import open_durable
         return open_durable(cls, path, durability=durability, clock=clock, seed=seed,
                             snapshot_every=snapshot_every, snapshot_keep=snapshot_keep,
-                            snapshot_growth=snapshot_growth,
+                            snapshot_growth=snapshot_growth, create=create,
                             max_payload_bytes=max_payload_bytes, log_options=log_options)
 
     @classmethod
@@ -227,8 +238,7 @@ class Kernel(Views):
             raise self._poison(err) from err
 
     @property
-    def _blocked(self) -> bool:
-        # True once closed, failed or read-only; kept in the core, which checks it first.
+    def _blocked(self) -> bool:    # closed, failed or read-only; kept in the core
         return self._sched.blocked
 
     @_blocked.setter
@@ -299,7 +309,7 @@ class Kernel(Views):
 
     def _stale(self, lease: Lease, verb: str) -> StaleLeaseError:
         row = self._sched.task_row(lease._task)
-        status, cur = row[0], row[7]
+        status, cur = row[ROW_STATUS], row[ROW_LEASE_ID]
         why = (f"the task was re-leased as {cur}" if cur else f"the task is {status}")
         return StaleLeaseError(
             f"lease {lease.lease_id} for task {lease.task_id!r} is stale: {why}; stop work on "
@@ -348,7 +358,8 @@ class Kernel(Views):
         """
         self._writable()
         check_id(agent_id, "agent")
-        caps = check_capabilities(list(capabilities) if not isinstance(capabilities, str)
+        caps = check_capabilities(list(capabilities) if hasattr(capabilities, "__iter__")
+                                  and not isinstance(capabilities, (str, bytes, dict))
                                   else capabilities)
         check_int(capacity, "capacity", 1, 2**31 - 1)
         for q in caps:
@@ -399,7 +410,9 @@ class Kernel(Views):
             delay / not_before: run no earlier than now + delay / this time (seconds).
             agent: the only agent allowed to claim it (must serve ``queue``).
             tags, name, parent: metadata kept with the task.
-            key: idempotency key: a second submit with the same key returns the first id.
+            key: idempotency key: a second submit with the same key, queue, name and
+                payload returns the first id (and writes nothing); with another queue, name
+                or payload it raises DuplicateTaskError.  Other options are not compared.
 
         Raises:
             UnknownQueueError, UnknownTaskError, UnknownAgentError, DuplicateTaskError,
@@ -416,7 +429,7 @@ class Kernel(Views):
                 extra, meta = hot_extra(st, tags, key, depends_on)
             if extra is not None:
                 try:
-                    tid = self._submit_hot(queue, payload, id, priority, depends_on,
+                    tid = self._sched.submit_hot(queue, payload, id, priority, depends_on,
                                            max_attempts, timeout, delay, self._time_ns(),
                                            extra, meta)
                 except BaseException as err:
@@ -428,7 +441,7 @@ class Kernel(Views):
                         self._maybe_snapshot()
                     return tid
         if key is not None and type(key) is str and key in st.keys:
-            return st.keys[key]
+            return keyed_task(st, key, queue, payload, name)
         if id is None:
             tid = new_id(st, NO_IDS)
         else:
@@ -453,8 +466,7 @@ class Kernel(Views):
         gc_was_on = gc.isenabled()
         gc.disable()    # a batch builds many long-lived objects and no cycles
         try:
-            if not isinstance(specs, list):
-                specs = list(specs)
+            specs = spec_list(specs)
             simple = simple_batch(st, self._max_payload, specs)
             now = self._now()
             if simple is None:
@@ -495,7 +507,7 @@ class Kernel(Views):
         except (KeyError, TypeError):
             a = self._agent(agent_id)   # raises the right error
         try:
-            r = self._claim_hot(a, self._time_ns())
+            r = self._sched.claim_hot(a, self._time_ns())
         except BaseException as err:
             raise self._hot_failed(err)
         if r.__class__ is int:
@@ -522,7 +534,7 @@ class Kernel(Views):
         Raises:
             What :meth:`complete` raises; then nothing is completed or claimed.
 
-        >>> from kernel import Kernel, ManualClock
+        >>> from eskernel import Kernel, ManualClock
         >>> k = Kernel.in_memory(clock=ManualClock())
         >>> k.declare_queue("q"); k.register_agent("w", ["q"])
         >>> a, b = k.submit("q"), k.submit("q")
@@ -531,14 +543,14 @@ class Kernel(Views):
         True
         """
         self.complete(lease, result)
-        r = self._claim_hot(self._agent_index[lease.agent_id], self._time_ns()) \
+        r = self._sched.claim_hot(self._agent_index[lease.agent_id], self._time_ns()) \
             if not self._sched.epoch_due else -5
         if r.__class__ is int:
             return self.claim(lease.agent_id) if r == -5 else None
         return r
 
     def _refusal(self, agent_id: str, code: int) -> EskernelError:
-        if code == -2:
+        if code == CHOOSE_OFFLINE:
             return AgentOfflineError(f"agent {agent_id!r} is offline; call "
                                      f"agent_online({agent_id!r}) before claiming")
         cap = self._sched.agent_info(self._state.agent_index[agent_id])[0]
@@ -558,7 +570,7 @@ class Kernel(Views):
         leases = self._sched.claim_many(a, n, now)
         if not leases:
             code = self._sched.choose(a)
-            if code in (-2, -3):
+            if code in (CHOOSE_OFFLINE, CHOOSE_AT_CAPACITY):
                 raise self._refusal(agent_id, code)
             return leases
         self._write([lease._event for lease in leases])
@@ -575,7 +587,7 @@ class Kernel(Views):
         if self._blocked:
             self._writable()
         try:
-            exp = self._heartbeat_hot(lease, self._time_ns())
+            exp = self._sched.heartbeat_hot(lease, self._time_ns())
         except BaseException as err:
             raise self._hot_failed(err)
         if exp < 0:
@@ -598,7 +610,7 @@ class Kernel(Views):
             raise InvalidSpecError(f"result of task {getattr(lease, 'task_id', '?')!r} is "
                                    f"{len(body)} bytes, over the {self._max_payload}-byte limit")
         try:
-            code = self._complete_hot(lease, body, self._time_ns())
+            code = self._sched.complete_hot(lease, body, self._time_ns())
         except BaseException as err:
             raise self._hot_failed(err)
         if code is not None:
@@ -667,9 +679,8 @@ class Kernel(Views):
         if self._blocked:
             self._writable()
         if type(lease) is Lease and type(error) is str and type(retryable) is bool:
-            # The retried attempt in one core call; a dead letter (it cascades), an error
-            # text JSON cannot hold and every refusal take the general path below, which
-            # decides again and names what is wrong.
+            # A retried attempt in one core call; a dead letter (it cascades), an error JSON
+            # cannot hold and any refusal take the general path below, which names it.
             err = error[:65536]
             try:
                 err_json = events.dumps(err)
@@ -719,8 +730,8 @@ class Kernel(Views):
         """
         self._writable()
         h = self._task(task_id)
-        if self._sched.status_of(h) in _TERMINAL:
-            raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[0]}; "
+        if self._sched.status_of(h) in TERMINAL_CODES:
+            raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[ROW_STATUS]}; "
                                     "there is nothing to cancel")
         now = self._now()
         evs = [{"t": "cancelled", "ts": now, "task": task_id, "reason": "cancelled", "cause": None}]
@@ -738,7 +749,7 @@ class Kernel(Views):
         self._writable()
         h = self._task(task_id)
         if self._sched.status_of(h) != 5:
-            raise InvalidStateError(f"task {task_id!r} is {self._sched.task_row(h)[0]}; only "
+            raise InvalidStateError(f"task {task_id!r} is {self._sched.task_row(h)[ROW_STATUS]}; only "
                                     "FAILED tasks can be requeued")
         self._commit([{"t": "requeued", "ts": self._now(), "task": task_id}])
 

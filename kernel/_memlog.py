@@ -1,4 +1,4 @@
-"""An in-memory log with the subset of :class:`eventlog.EventLog`'s API the kernel uses."""
+"""An in-memory log with the subset of :class:`eskernel.eventlog.EventLog`'s API the kernel uses."""
 
 from __future__ import annotations
 

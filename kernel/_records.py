@@ -33,6 +33,8 @@ import re
 from typing import Any
 
 from . import events
+from ._codes import (DEAD, ROW_ATTEMPTS, ROW_DUE, ROW_EXPIRES, ROW_LEASE_ID, ROW_MAX_ATTEMPTS,
+                     ROW_STATUS, ROW_UNMET, TERMINAL)
 from ._validate import (ID_PATTERN, MAX_DURATION_S, MAX_TAG_DEPTH, MAX_TIME_S, NS, depth_ok,
                         show)
 from .errors import EskernelError, LogRecordInvalidError
@@ -47,8 +49,6 @@ MAX_DUE = MAX_TS + MAX_DURATION             # a time computed as now + a duratio
 MAX_INT32 = 2**31 - 1
 MAX_LEASE = 2**62
 MAX_ERROR = 65536          # Kernel.fail keeps this many characters of an error
-_FAILED, _CANCELLED = "FAILED", "CANCELLED"
-_TERMINAL = frozenset({"COMPLETED", _FAILED, _CANCELLED})
 _FIELDS = {t: frozenset(("v", "t", "ts") + f) for t, f in events.EVENT_TYPES.items()}
 _REQUIRED = {t: f - frozenset(events.OPTIONAL.get(t, ())) for t, f in _FIELDS.items()}
 _BACKOFF_KEYS = frozenset(events.DEFAULT_BACKOFF)
@@ -88,21 +88,21 @@ def _str(ev: dict[str, Any], name: str, limit: int | None = None) -> str | None:
 
 
 def _task(st: Any, v: Any, what: str = "task") -> int:
-    h = st.task_index.get(v) if type(v) is str else None
+    h: int | None = st.task_index.get(v) if type(v) is str else None
     if h is None:
         raise RecordError(f"{what} {show(v)} was never submitted")
     return h
 
 
 def _queue(st: Any, v: Any) -> int:
-    q = st.queue_index.get(v) if type(v) is str else None
+    q: int | None = st.queue_index.get(v) if type(v) is str else None
     if q is None:
         raise RecordError(f"queue {show(v)} was never declared")
     return q
 
 
 def _agent(st: Any, v: Any) -> int:
-    a = st.agent_index.get(v) if type(v) is str else None
+    a: int | None = st.agent_index.get(v) if type(v) is str else None
     if a is None:
         raise RecordError(f"agent {show(v)} was never registered")
     return a
@@ -180,8 +180,8 @@ def _submitted(st: Any, ev: dict[str, Any]) -> None:
         raise RecordError(f"field 'depends_on' is {show(deps)}, not a list of task ids")
     sched = st.sched
     for d in deps:
-        status = sched.task_row(_task(st, d, "dependency"))[0]
-        if status in (_FAILED, _CANCELLED):
+        status = sched.task_row(_task(st, d, "dependency"))[ROW_STATUS]
+        if status in DEAD:
             raise RecordError(f"dependency {d!r} is {status}; the kernel refuses that")
     if len(set(deps)) != len(deps):
         raise RecordError(f"depends_on {show(deps)} lists a task twice")
@@ -210,8 +210,9 @@ def _lease(st: Any, ev: dict[str, Any]) -> tuple[int, tuple[Any, ...]]:
     h = _task(st, ev["task"])
     lid = _int(ev, "lease", 1, MAX_LEASE)
     row = st.sched.task_row(h)
-    if row[7] != lid:
-        cur = f"its current lease is {row[7]}" if row[7] else f"it is {row[0]} with no lease"
+    if row[ROW_LEASE_ID] != lid:
+        cur = (f"its current lease is {row[ROW_LEASE_ID]}" if row[ROW_LEASE_ID]
+               else f"it is {row[ROW_STATUS]} with no lease")
         raise RecordError(f"it names lease {lid} of task {ev['task']!r}, but {cur}")
     return h, row
 
@@ -225,13 +226,13 @@ def _claimed(st: Any, ev: dict[str, Any]) -> None:
         raise RecordError(f"it grants lease {lid}, but lease ids are granted in sequence and "
                           f"the next one is {sched.next_lease_id}")
     row = sched.task_row(h)
-    if row[0] != "READY":
-        raise RecordError(f"task {ev['task']!r} is {row[0]}, not READY")
+    if row[ROW_STATUS] != "READY":
+        raise RecordError(f"task {ev['task']!r} is {row[ROW_STATUS]}, not READY")
     if sched.choose(a) != h:
         raise RecordError(f"agent {ev['agent']!r} could not have claimed task {ev['task']!r}: "
                           "it is offline or at capacity, the queue is paused or at its "
                           "limit, the agent does not serve it, or another task comes first")
-    _int(ev, "attempt", row[1] + 1, row[1] + 1)
+    _int(ev, "attempt", row[ROW_ATTEMPTS] + 1, row[ROW_ATTEMPTS] + 1)
     want = ev["ts"] + sched.timeout_of(h)
     _int(ev, "expires", want, want)
 
@@ -249,15 +250,16 @@ def _completed(st: Any, ev: dict[str, Any]) -> None:
 
 def _retry_at(ev: dict[str, Any], row: tuple[Any, ...], retryable: bool) -> None:
     due = ev["retry_at"]
-    dead = not retryable or row[1] >= row[2]
+    dead = not retryable or row[ROW_ATTEMPTS] >= row[ROW_MAX_ATTEMPTS]
     if due is None:
         if not dead:
             raise RecordError(f"it dead-letters task {ev['task']!r} with attempts left "
-                              f"({row[1]} of {row[2]})")
+                              f"({row[ROW_ATTEMPTS]} of {row[ROW_MAX_ATTEMPTS]})")
         return
     if dead:
         raise RecordError(f"it schedules a retry of task {ev['task']!r}, which has no "
-                          f"attempts left ({row[1]} of {row[2]}) or is not retryable")
+                          f"attempts left ({row[ROW_ATTEMPTS]} of {row[ROW_MAX_ATTEMPTS]}) or is not "
+                          "retryable")
     _int(ev, "retry_at", ev["ts"], ev["ts"] + MAX_DURATION)
 
 
@@ -271,8 +273,9 @@ def _failed(st: Any, ev: dict[str, Any]) -> None:
 
 def _expired(st: Any, ev: dict[str, Any]) -> None:
     _, row = _lease(st, ev)
-    if row[8] > ev["ts"]:
-        raise RecordError(f"lease {ev['lease']} expires at {row[8]}, after the event's time")
+    if row[ROW_EXPIRES] > ev["ts"]:
+        raise RecordError(f"lease {ev['lease']} expires at {row[ROW_EXPIRES]}, after the "
+                          "event's time")
     _retry_at(ev, row, True)
 
 
@@ -282,23 +285,24 @@ def _released(st: Any, ev: dict[str, Any]) -> None:
 
 def _ready(st: Any, ev: dict[str, Any]) -> None:
     row = st.sched.task_row(_task(st, ev["task"]))
-    waiting = row[0] == "RETRYING" or (row[0] == "PENDING" and row[14] == 0)
-    if not waiting or row[12] > ev["ts"]:
-        raise RecordError(f"task {ev['task']!r} is {row[0]} (due at {row[12]}, {row[14]} "
+    status, due, unmet = row[ROW_STATUS], row[ROW_DUE], row[ROW_UNMET]
+    waiting = status == "RETRYING" or (status == "PENDING" and unmet == 0)
+    if not waiting or due > ev["ts"]:
+        raise RecordError(f"task {ev['task']!r} is {status} (due at {due}, {unmet} "
                           "unmet dependencies): it is not waiting for this time")
 
 
 def _cancelled(st: Any, ev: dict[str, Any]) -> None:
     row = st.sched.task_row(_task(st, ev["task"]))
-    if row[0] in _TERMINAL:
-        raise RecordError(f"task {ev['task']!r} is already {row[0]}")
+    if row[ROW_STATUS] in TERMINAL:
+        raise RecordError(f"task {ev['task']!r} is already {row[ROW_STATUS]}")
     reason, cause = ev["reason"], ev["cause"]
     if reason == "cancelled":
         if cause is not None:
             raise RecordError(f"a direct cancel names cause {show(cause)}; it must be null")
     elif reason == "upstream":
-        status = st.sched.task_row(_task(st, cause, "cause"))[0]
-        if status not in (_FAILED, _CANCELLED):
+        status = st.sched.task_row(_task(st, cause, "cause"))[ROW_STATUS]
+        if status not in DEAD:
             raise RecordError(f"its cause {cause!r} is {status}, not FAILED or CANCELLED")
     else:
         raise RecordError(f"reason {show(reason)} is not 'cancelled' or 'upstream'")
@@ -306,8 +310,9 @@ def _cancelled(st: Any, ev: dict[str, Any]) -> None:
 
 def _requeued(st: Any, ev: dict[str, Any]) -> None:
     row = st.sched.task_row(_task(st, ev["task"]))
-    if row[0] != _FAILED:
-        raise RecordError(f"task {ev['task']!r} is {row[0]}; only FAILED tasks are requeued")
+    if row[ROW_STATUS] != "FAILED":
+        raise RecordError(f"task {ev['task']!r} is {row[ROW_STATUS]}; only FAILED tasks are "
+                          "requeued")
 
 
 def _epoch(st: Any, ev: dict[str, Any]) -> None:
@@ -359,11 +364,11 @@ def check_record(state: Any, rec: bytes) -> dict[str, Any]:
     the event, ready for ``KernelState.apply``.  Raises RecordError naming what is wrong.
     Changes nothing in ``state``.
 
-    >>> from kernel._apply import KernelState
+    >>> from eskernel._apply import KernelState
     >>> check_record(KernelState(), b'{"v":1,"t":"queue_paused","ts":5,"queue":"q"}')
     Traceback (most recent call last):
     ...
-    kernel._records.RecordError: queue 'q' was never declared
+    eskernel._records.RecordError: queue 'q' was never declared
     """
     ev = decode_record(rec)
     ts = ev["ts"]
@@ -437,7 +442,7 @@ def _record_type(rec: bytes) -> str | None:
 def _locate(log: Any, offset: int) -> tuple[str, int]:
     # (segment file, byte offset of the record's frame); only on the error path: it reads
     # the segment's records before this one to sum their frame sizes.
-    from eventlog.framing import (FRAME_HEADER_SIZE, HEADER_SIZE, parse_segment_name,
+    from eskernel.eventlog.framing import (FRAME_HEADER_SIZE, HEADER_SIZE, parse_segment_name,
                                   segment_name)
     path = getattr(log, "path", None)
     if path is None:

@@ -5,24 +5,33 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import events
 from ._apply import KernelState
 from ._records import RecordError, check_record, record_error
 from .errors import EskernelError, InvalidSpecError, SnapshotCorruptError
 
-log = logging.getLogger("eskernel")
+if TYPE_CHECKING:
+    from ._kernel import Kernel
+
+log = logging.getLogger("eskernel.kernel")
 BATCH = 8192
+#: The event log's options ``Kernel.open`` passes through.
+LOG_OPTIONS = frozenset({"segment_bytes", "max_record_bytes", "flush_interval_ms"})
 #: Bytes a hot-path record holds beyond its payload or result (ids, names, fields).
 RECORD_OVERHEAD = 4096
 
 
-def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None) -> None:
+def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None = None,
+                 observe: Callable[[int, bytes], None] | None = None) -> None:
     # Every record is checked before it is applied (kernel/_records.py): the C fast path
     # takes only records it has checked itself and declines the rest, which check_record
     # decodes and checks in full.  A bad record raises LogRecordInvalidError; the state is
-    # then half-applied and the caller must drop it (open and replay do).
+    # then half-applied and the caller must drop it (open and replay do).  ``observe``
+    # (verify's rules) sees each record and its offset before it is applied; what it
+    # raises propagates as it is.
     # Decoding retains millions of small objects: the cyclic GC would rescan them again
     # and again, so it is paused for the duration (nothing here makes cycles).
     check, apply = check_record, state.apply
@@ -39,6 +48,8 @@ def _replay_into(state: KernelState, log_: Any, end: int, until_ns: int | None =
                 break
             try:
                 for rec in batch:
+                    if observe is not None:
+                        observe(state.applied, rec)
                     if until_ns is None and fast(rec, ctx):
                         state.applied += 1     # the hot-path records, checked and applied in C
                         continue
@@ -64,7 +75,7 @@ def _load_snapshot(log_: Any, end: int, *, remove_beyond: bool = False) -> Kerne
     records appended later at those offsets can never be hidden by it.  Every snapshot passed
     over is logged with the reason.
     """
-    from eventlog.snapshots import list_snapshots, remove_snapshots
+    from eskernel.eventlog.snapshots import list_snapshots, remove_snapshots
 
     path = getattr(log_, "path", None)
     if path is None:
@@ -127,10 +138,35 @@ def _record_ts(record: bytes) -> int:
     return ts
 
 
-def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clock: Any,
+def open_durable(cls: type[Kernel], path: str | os.PathLike[str], *, durability: str, clock: Any,
                  seed: int, snapshot_every: int, snapshot_keep: int, snapshot_growth: float,
-                 max_payload_bytes: int, log_options: dict[str, Any]) -> Any:
-    from eventlog import EventLog
+                 max_payload_bytes: int, log_options: dict[str, Any], create: Any = True) -> Kernel:
+    from pathlib import Path
+
+    from eskernel.eventlog import EventLog
+    from eskernel.eventlog.errors import LogNotFoundError
+    from ._validate import check_kernel_options
+    check_kernel_options(clock=clock, seed=seed, max_payload_bytes=max_payload_bytes)
+    unknown = sorted(set(log_options) - LOG_OPTIONS)
+    if unknown:
+        raise InvalidSpecError(f"Kernel.open got unknown option(s) {unknown}; the options are "
+                               "durability, clock, seed, snapshot_every, snapshot_keep, "
+                               "snapshot_growth, max_payload_bytes, create and the log's "
+                               f"{sorted(LOG_OPTIONS)}")
+    if type(create) is not bool:
+        raise InvalidSpecError(f"create must be a bool, got {create!r:.80}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidSpecError(f"path must be a str or a path, got {path!r:.80}")
+    directory = Path(path)
+    if not directory.exists():
+        if not create:
+            raise LogNotFoundError(f"no kernel directory at {directory}; check the path, or "
+                                   "pass create=True to create a kernel there")
+        if not directory.parent.is_dir():
+            raise LogNotFoundError(
+                f"the parent directory {directory.parent} of {directory} does not exist; "
+                "Kernel.open creates only the last directory of the path: check the path, "
+                "or create its parents first")
     for name, value, low in (("snapshot_every", snapshot_every, 0),
                              ("snapshot_keep", snapshot_keep, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -146,7 +182,7 @@ def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clo
             f"max_payload_bytes {max_payload_bytes} does not fit in a record of "
             f"max_record_bytes {max_record} (a task's record needs {RECORD_OVERHEAD} bytes "
             "more than its payload); lower max_payload_bytes or raise max_record_bytes")
-    log_ = EventLog.open(path, durability=durability, **log_options)
+    log_ = EventLog.open(path, durability=durability, create=create, **log_options)
     try:
         state = _load_snapshot(log_, log_.next_offset, remove_beyond=True)
         _replay_into(state, log_, log_.next_offset)
@@ -158,18 +194,26 @@ def open_durable(cls: Any, path: str | os.PathLike[str], *, durability: str, clo
                snapshot_growth=float(snapshot_growth))
 
 
-def replay_readonly(cls: Any, path: str | os.PathLike[str], *, until: int | None,
-                    until_time: float | None) -> Any:
-    from eventlog import EventLog
-    from ._validate import MAX_TIME_S, check_int, seconds_to_ns
+def replay_readonly(cls: type[Kernel], path: str | os.PathLike[str], *, until: int | None,
+                    until_time: float | None) -> Kernel:
+    from eskernel.eventlog import EventLog
+    from ._validate import check_int, seconds_to_ns
+    if until is not None and until_time is not None:
+        raise InvalidSpecError(f"pass either until (an offset, got {until!r:.40}) or "
+                               f"until_time (seconds, got {until_time!r:.40}), not both")
+    # A time past the int64 ns range (the year 2262) holds every event: replay to the end.
+    until_ns = (seconds_to_ns(min(until_time, 9.2e9) if isinstance(until_time, float)
+                              and until_time < float("inf")
+                              else until_time, "until_time", maximum=float("inf"))
+                if until_time is not None else None)
+    if until_ns is not None and until_ns > 2**63 - 1:
+        until_ns = None
     reader = EventLog.open_readonly(path)
     try:
         end = reader.next_offset
         if until is not None:
             check_int(until, "until", 0, end)
             end = until
-        until_ns = (seconds_to_ns(until_time, "until_time", maximum=MAX_TIME_S)
-                    if until_time is not None else None)
         state = _load_snapshot(reader, end if until_ns is None else reader.next_offset)
         if until_ns is not None and state.last_ts > until_ns:
             state = KernelState()

@@ -5,7 +5,7 @@ reported and the log replayed instead.  It is read back as untrusted input (a di
 come from anywhere), so nothing in it can execute code (no pickle: msgpack and raw integer
 arrays only) and every value is checked before it reaches the compiled core.
 
-Layout of the blob (stored by :mod:`eventlog.snapshots` inside its own checksummed file)::
+Layout of the blob (stored by :mod:`eskernel.eventlog.snapshots` inside its own checksummed file)::
 
     0   magic       8 bytes   b"ESKSTATE"
     8   version     u32       FORMAT (2); other versions are refused, not guessed at
@@ -46,7 +46,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from eventlog.framing import crc32c
+from eskernel.eventlog.framing import crc32c
 
 from . import events
 from ._apply import _NO_META, KernelState
@@ -80,9 +80,10 @@ class Capture:
     __slots__ = ("applied", "last_ts", "core", "task_ids", "queue_names", "agent_names",
                  "payloads", "results", "errors", "meta")
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: KernelState) -> None:
         s = state.sched
-        self.applied, self.last_ts = state.applied, state.last_ts
+        self.applied: int = state.applied
+        self.last_ts: int = state.last_ts
         self.core = s.dump()
         self.task_ids, self.queue_names = list(s.task_ids), list(s.queue_names)
         self.agent_names = list(s.agent_names)
@@ -232,7 +233,7 @@ def _meta(m: Any, task_index: dict[str, int], h: int) -> tuple[Any, ...]:
     return (name, tags, key, parent, tuple(deps))
 
 
-def decode(blob: bytes) -> tuple[Any, bytes]:
+def decode(blob: bytes) -> tuple[KernelState, bytes]:
     """A :class:`KernelState` from a snapshot blob, and the tail hash it claims.
 
     Raises:
@@ -245,7 +246,7 @@ def decode(blob: bytes) -> tuple[Any, bytes]:
         check_hash()     # a state that fails it is dropped (the finally raises instead)
 
 
-def _decode(sec: dict[int, memoryview]) -> tuple[Any, bytes]:
+def _decode(sec: dict[int, memoryview]) -> tuple[KernelState, bytes]:
     heads = list(_unpack(sec[HEAD], "head"))
     head = heads[0] if len(heads) == 1 else None
     if type(head) is not dict or set(head) != {"applied", "last_ts", "tail", "queue_names",
@@ -291,7 +292,7 @@ def _decode(sec: dict[int, memoryview]) -> tuple[Any, bytes]:
                      for a in range(len(agent_names))]
     st.payloads, st.results, st.errors = payloads, results, errors
     st.policies = {p: i for i, p in enumerate(sched.policy_table())}
-    default = tuple(events.DEFAULT_BACKOFF.values())
+    default = events.DEFAULT_BACKOFF_KEY
     if default not in st.policies or len(st.policies) != len(sched.policy_table()):
         raise SnapshotCorruptError("the backoff policy table lacks the default or repeats one")
     st.default_policy = st.policies[default]

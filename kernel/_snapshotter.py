@@ -20,13 +20,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from eventlog.framing import SEGMENT_SUFFIX
-from eventlog.snapshots import list_snapshots, prune_snapshots
+from eskernel.eventlog.framing import SEGMENT_SUFFIX
+from eskernel.eventlog.snapshots import list_snapshots, prune_snapshots, snapshot_path
 
 from ._snapshot import Capture, tail_hash
 from .errors import EskernelError, LogWriteError
 
-log = logging.getLogger("eskernel")
+log = logging.getLogger("eskernel.kernel")
 #: The log must grow by this fraction of the last snapshot's size before the next is due.
 GROWTH = 0.5
 
@@ -50,7 +50,7 @@ class Snapshotter:
         self.last_offset: int | None = None
         self._thread: threading.Thread | None = None
         offsets = list_snapshots(self._dir)
-        self._last_size = (self._dir / f"{offsets[-1]:020d}.snap").stat().st_size if offsets else 0
+        self._last_size = snapshot_path(self._dir, offsets[-1]).stat().st_size if offsets else 0
         self._log_at_last = log_bytes(self._dir) if offsets else 0
 
     def status(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import events
 from ._apply import KernelState
+from ._codes import DEAD_CODES, ROW_STATUS
 from ._validate import (ID_PATTERN, NS, check_backoff, check_id, check_int, check_priority, check_tags,
                         MAX_DURATION_S, MAX_TIME_S, lookup, seconds_to_ns, show)
 from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, UnknownAgentError,
@@ -15,7 +16,6 @@ from .errors import (DependencyError, DuplicateTaskError, InvalidSpecError, Unkn
 from .models import Priority, TaskSpec
 
 SPEC_KEYS = frozenset(TaskSpec.model_fields)
-_DEAD = (5, 6)   # FAILED, CANCELLED
 
 
 def spec_dict(spec: Any, index: int) -> dict[str, Any]:
@@ -32,6 +32,33 @@ def spec_dict(spec: Any, index: int) -> dict[str, Any]:
     if "queue" not in spec:
         raise InvalidSpecError(f"item {index} of submit_many has no 'queue'")
     return spec
+
+
+def spec_list(specs: Any) -> list[Any]:
+    """The items of submit_many's argument as a list (InvalidSpecError if not iterable)."""
+    if isinstance(specs, list):
+        return specs
+    if isinstance(specs, (str, bytes, dict, TaskSpec)) or not hasattr(specs, "__iter__"):
+        raise InvalidSpecError(f"submit_many takes a list of TaskSpec objects or dicts, got "
+                               f"{show(specs)}; wrap a single task in a list")
+    return list(specs)
+
+
+def keyed_task(state: KernelState, key: str, queue: Any, payload: Any, name: Any) -> str:
+    """The id of the task submitted with idempotency key ``key``, when the new submit asks
+    for the same queue, name and payload; DuplicateTaskError when it asks for another."""
+    tid = state.keys[key]
+    h = state.task_index[tid]
+    old_queue = state.sched.queue_names[state.sched.task_row(h)[3]]
+    old_name, old_payload = state.meta[h][0], events.loads(state.payloads[h])
+    new_payload = events.loads(b"null" if payload is None else events.dumps(payload))
+    if (old_queue, old_name, old_payload) != (queue, name, new_payload):
+        raise DuplicateTaskError(
+            f"idempotency key {key!r} was used for task {tid!r} (queue {old_queue!r}, name "
+            f"{old_name!r}, payload {show(old_payload)}); this submit asks for queue "
+            f"{show(queue)}, name {show(name)}, payload {show(payload)}: use a new key for a "
+            "new task, or resubmit the same queue, name and payload to get the same id back")
+    return tid
 
 
 def new_id(state: KernelState, taken: set[str] | frozenset[str]) -> str:
@@ -68,8 +95,8 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
             check_id(d, "dependency")
             raise UnknownTaskError(f"task {tid!r} depends on unknown task {d!r}; submit it first "
                                    "(or in the same submit_many batch)")
-        if state.sched.status_of(h) in _DEAD:
-            status = state.sched.task_row(h)[0]
+        if state.sched.status_of(h) in DEAD_CODES:
+            status = state.sched.task_row(h)[ROW_STATUS]
             raise DependencyError(f"task {tid!r} depends on {d!r}, which is {status}; requeue "
                                   f"{d!r} first or drop the dependency")
     if len(set(deps)) != len(deps):
@@ -179,8 +206,9 @@ def batch_events(state: KernelState, now: int, max_payload: int,
     existing: dict[int, str] = {}
     for i, spec in enumerate(specs):
         key = spec.get("key")
-        if key is not None and key in state.keys:
-            existing[i] = state.keys[key]
+        if key is not None and type(key) is str and key in state.keys:
+            existing[i] = keyed_task(state, key, spec.get("queue"), spec.get("payload"),
+                                     spec.get("name"))
             ids.append(existing[i])
             continue
         tid = spec.get("id")
@@ -188,7 +216,12 @@ def batch_events(state: KernelState, now: int, max_payload: int,
             tid = new_id(state, taken)
         else:
             check_id(tid, "task")
-            if tid in state.task_index or tid in taken:
+            if tid in taken:
+                raise DuplicateTaskError(
+                    f"task id {tid!r} appears twice in this submit_many batch (items "
+                    f"{ids.index(tid)} and {i}); give each task its own id, or omit it to have "
+                    "one generated")
+            if tid in state.task_index:
                 raise DuplicateTaskError(f"task id {tid!r} is already in use; pick another id "
                                          "or omit it to have one generated")
         taken.add(tid)

@@ -116,6 +116,8 @@ def check_tags(value: Any) -> dict[str, Any] | None:
         raise InvalidSpecError(f"tags must be a dict with str keys, got {show(value)}")
     if not depth_ok(value, MAX_TAG_DEPTH):
         raise InvalidSpecError(f"tags nest more than {MAX_TAG_DEPTH} levels; flatten them")
+    from .events import dumps
+    dumps(value)     # tags follow the payload contract (no NaN or infinity)
     return value
 
 
@@ -127,3 +129,13 @@ def check_capabilities(value: Any) -> list[str]:
     if len(set(caps)) != len(caps):
         raise InvalidSpecError(f"capabilities {caps!r} list a queue twice")
     return caps
+
+
+def check_kernel_options(*, clock: Any, seed: Any, max_payload_bytes: Any) -> None:
+    """The options every kernel takes (``Kernel.open`` and ``Kernel.in_memory``)."""
+    if clock is not None and not callable(getattr(clock, "time_ns", None)):
+        raise InvalidSpecError(f"clock must have a time_ns() method returning int ns since the "
+                               f"epoch (SystemClock, ManualClock), got {show(clock)}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidSpecError(f"seed must be an int, got {show(seed)}")
+    check_int(max_payload_bytes, "max_payload_bytes", 1, 1 << 31)

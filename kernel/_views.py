@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import events
-from ._validate import NS
+from ._apply import KernelState
+from ._core import Scheduler
+from ._codes import FLAG_DEAD, FLAG_UPSTREAM, ROW_MAX_ATTEMPTS, ROW_QUEUE, STATUSES
+from ._validate import NS, check_int
 from .errors import InvalidSpecError
 from .models import AgentStats, QueueStats, Stats, TaskView
 
-STATUSES = ("PENDING", "READY", "RUNNING", "RETRYING", "COMPLETED", "FAILED", "CANCELLED")
 
 
 def _s(ns: int) -> float | None:
@@ -33,8 +35,8 @@ def task_history(log: Any, task_id: str, end: int | None = None) -> list[dict[st
 class Views:
     """Queries over the kernel's state; none of them writes an event."""
 
-    _state: Any
-    _sched: Any
+    _state: KernelState
+    _sched: Scheduler
     _log: Any
     _snapshotter: Any
 
@@ -63,7 +65,7 @@ class Views:
             started_at=_s(started), finished_at=_s(finished),
             due_at=_s(due) if status in ("PENDING", "RETRYING") else None,
             depends_on=list(deps), tags=tags, key=key, parent=parent,
-            dead_lettered=bool(flags & 1), cancelled_upstream=bool(flags & 2))
+            dead_lettered=bool(flags & FLAG_DEAD), cancelled_upstream=bool(flags & FLAG_UPSTREAM))
 
     def lease_task(self, lease: Any) -> tuple[str | None, str, Any, int, float]:
         """``(name, queue, payload, max_attempts, timeout)`` of a leased task: what a worker
@@ -74,8 +76,9 @@ class Views:
         """
         h, _ = self._lease(lease)  # type: ignore[attr-defined]
         row = self._sched.task_row(h)
-        return (self._state.meta[h][0], self._sched.queue_names[row[3]],
-                events.loads(self._state.payloads[h]), row[2], self._sched.timeout_of(h) / NS)
+        return (self._state.meta[h][0], self._sched.queue_names[row[ROW_QUEUE]],
+                events.loads(self._state.payloads[h]), row[ROW_MAX_ATTEMPTS],
+                self._sched.timeout_of(h) / NS)
 
     @property
     def clock(self) -> Any:
@@ -97,7 +100,7 @@ class Views:
         a = self._agent(agent) if agent is not None else -1  # type: ignore[attr-defined]
         hs = self._sched.handles(code, q, a)
         if limit is not None:
-            hs = hs[:limit]
+            hs = hs[:check_int(limit, "limit", 0, 2**63 - 1)]
         return [self._view(h) for h in hs]
 
     def stats(self) -> Stats:
@@ -174,7 +177,8 @@ class Views:
         if self._snapshotter is None:
             return {"taken": 0, "failed": 0, "last_offset": None, "last_error": None,
                     "in_progress": False, "keep": 0}
-        return self._snapshotter.status()
+        status: dict[str, Any] = self._snapshotter.status()
+        return status
 
     @property
     def repair(self) -> Any:

@@ -6,7 +6,7 @@ Every class derives from :class:`EskernelError`.  Branches are named by who must
   family (also ``LookupError``), :class:`DuplicateTaskError`, :class:`DependencyError`;
 * state conflicts — :class:`StaleLeaseError`, :class:`AgentOfflineError`,
   :class:`AgentAtCapacityError`, :class:`InvalidStateError`;
-* storage — the ``Log*Error`` classes re-exported from :mod:`eventlog.errors`,
+* storage — the ``Log*Error`` classes re-exported from :mod:`eskernel.eventlog.errors`,
   :class:`LogRecordInvalidError` for a record that passes its checksum but means nothing,
   and :class:`KernelFailedError` once an append failed;
 * bugs — :class:`KernelInternalError`.
@@ -19,7 +19,7 @@ True
 
 from __future__ import annotations
 
-from eventlog.errors import (
+from eskernel.eventlog.errors import (
     EskernelError,
     InvalidArgumentError,
     LogClosedError,
@@ -39,7 +39,8 @@ __all__ = [
     "UnknownAgentError", "ConflictError", "StaleLeaseError", "LeaseExpiredError",
     "AgentOfflineError",
     "AgentAtCapacityError", "InvalidStateError", "KernelClosedError", "KernelFailedError",
-    "KernelInternalError", "HandlerTimeoutError", "WaitTimeoutError", "LogError",
+    "KernelInternalError", "HandlerTimeoutError", "NonRetryableError", "WaitTimeoutError",
+    "LogError",
     "LogClosedError", "LogCorruptError", "LogRecordInvalidError", "LogFailedError",
     "LogLockedError", "LogNotFoundError", "LogReadOnlyError", "LogWriteError",
     "RecordTypeError",
@@ -100,6 +101,13 @@ class AgentAtCapacityError(ConflictError):
 
 class InvalidStateError(ConflictError):
     """The task's status does not allow this call (e.g. cancelling a COMPLETED task)."""
+
+
+class NonRetryableError(EskernelError):
+    """Raise it (or a subclass) from a handler to fail the task at once, without retries:
+    the task is dead-lettered whatever attempts it has left.  The message is recorded as the
+    attempt's error.  (A handler may also name its own exception types non-retryable with
+    ``Runtime.register(..., non_retryable=(ValueError,))``.)"""
 
 
 class HandlerTimeoutError(EskernelError, TimeoutError):

@@ -92,25 +92,66 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "submitted": {"agent": None, "backoff": None, "name": None, "tags": None, "key": None,
                   "parent": None},
 }
-DEFAULT_BACKOFF = {"initial": 1_000_000_000, "factor": 2.0, "max": 60_000_000_000,
-                   "jitter": 0.0}
+#: (initial ns, factor, max ns, jitter): the backoff a task without one gets.
+DEFAULT_BACKOFF_KEY: tuple[int, float, int, float] = (1_000_000_000, 2.0, 60_000_000_000, 0.0)
+DEFAULT_BACKOFF: dict[str, float] = dict(zip(("initial", "factor", "max", "jitter"),
+                                             DEFAULT_BACKOFF_KEY))
+
+
+_ACCEPTED = ("pass dicts (str keys), lists, str (valid UTF-8, no lone surrogates), int, "
+             "finite float, bool or None, nested at most 254 levels")
 
 
 def dumps(value: Any) -> bytes:
     """JSON-encode a payload or result; raises InvalidSpecError when it is not JSON-able.
 
-    >>> dumps({"a": [1, 2]})
-    b'{"a":[1,2]}'
+    The contract: dicts with str keys, lists, str, int, finite floats, bool and None are
+    stored as they are.  A few other values are stored as their JSON form and come back as
+    that form, not as the object: a tuple as a list, an enum as its value, a ``uuid.UUID``
+    as its canonical str, a ``datetime``/``date``/``time`` as an RFC 3339 str (a naive
+    datetime stays without offset) and a dataclass instance as a dict of its fields.  A
+    NaN or infinite float is refused (JSON has no such number; orjson would store
+    ``null``).
+
+    >>> dumps({"a": [1, 2], "b": (3,)})
+    b'{"a":[1,2],"b":[3]}'
+    >>> try:
+    ...     dumps({"x": float("nan")})
+    ... except InvalidSpecError as err:
+    ...     print(str(err)[:50])
+    value {'x': nan} holds the float nan at ['x'], whi
     """
     try:
         # orjson returns its output inside a 4 KiB allocation: a retained payload would cost
         # 4 KiB of memory (and a page fault) each.  A compact copy costs ~0.1 µs.
-        return memoryview(orjson.dumps(value)).tobytes()
+        body = memoryview(orjson.dumps(value)).tobytes()
     except TypeError as err:
         raise InvalidSpecError(
-            f"value {_show(value)} is not JSON-serializable ({err}); pass dicts, lists, str "
-            "(valid UTF-8, no lone surrogates), int, float, bool or None, nested at most "
-            "254 levels") from err
+            f"value {_show(value)} is not JSON-serializable ({err}); {_ACCEPTED}") from err
+    # orjson writes a non-finite float as null: only a body holding "null" can hide one.
+    if b"null" in body:
+        _check_finite(value)
+    return body
+
+
+def _check_finite(value: Any) -> None:
+    # Iterative: the value may nest up to orjson's 254 levels.
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, float):
+            if v != v or v in (_INF, -_INF):
+                where = "".join(f"[{p!r}]" for p in path) or "the top level"
+                raise InvalidSpecError(
+                    f"value {_show(value)} holds the float {v!r} at {where}, which JSON "
+                    f"cannot store; pass a finite number, None or a str such as \"{v!r}\"")
+        elif isinstance(v, dict):
+            stack.extend((x, path + (k,)) for k, x in v.items())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, path + (i,)) for i, x in enumerate(v))
+
+
+_INF = float("inf")
 
 
 _repr = reprlib.Repr()

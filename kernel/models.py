@@ -8,7 +8,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InvalidSpecError
 
 __all__ = ["Priority", "BackoffPolicy", "TaskSpec", "TaskView", "QueueStats", "AgentStats",
            "Stats", "PRIORITY_MIN", "PRIORITY_MAX"]
@@ -31,7 +33,21 @@ class Priority(enum.IntEnum):
     CRITICAL = 5
 
 
-class BackoffPolicy(BaseModel):
+class _Input(BaseModel):
+    # A model built from the caller's input: a bad field raises InvalidSpecError (one root
+    # for every error of the API), naming each field, what was wrong and the value given.
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']} "
+                f"(got {e['input']!r:.80})" if "input" in e else
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+            raise InvalidSpecError(f"{type(self).__name__} is invalid: {problems}") from None
+
+
+class BackoffPolicy(_Input):
     """Exponential backoff between attempts: ``min(max, initial * factor**(attempt-1))``,
     reduced by up to ``jitter`` (a fraction in [0, 1]) drawn from the kernel's seeded RNG.
 
@@ -46,11 +62,16 @@ class BackoffPolicy(BaseModel):
     jitter: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
-class TaskSpec(BaseModel):
+class TaskSpec(_Input):
     """A task to submit, for :meth:`Kernel.submit_many` (plain dicts with the same keys work).
 
     >>> TaskSpec(queue="render", payload={"frame": 1}, priority=Priority.HIGH).priority
     3
+    >>> try:
+    ...     TaskSpec(queue="render", priority="x")
+    ... except InvalidSpecError as err:
+    ...     print(str(err)[:48])
+    TaskSpec is invalid: priority: Input should be a
     """
 
     model_config = ConfigDict(extra="forbid")

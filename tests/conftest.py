@@ -34,7 +34,7 @@ START = 1_700_000_000.0
 @pytest.fixture
 def manual_clock():
     """A ManualClock at a fixed, round start time (1_700_000_000.0 s)."""
-    from kernel import ManualClock
+    from eskernel import ManualClock
 
     return ManualClock(start=START)
 
@@ -42,7 +42,7 @@ def manual_clock():
 @pytest.fixture
 def kernel(manual_clock):
     """An in-memory kernel on ``manual_clock``, seed 0."""
-    from kernel import Kernel
+    from eskernel import Kernel
 
     k = Kernel.in_memory(clock=manual_clock, seed=0)
     yield k

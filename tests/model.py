@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import orjson
 
-from kernel.errors import (
+from eskernel.errors import (
     AgentAtCapacityError,
     AgentOfflineError,
     DependencyError,
@@ -297,7 +297,7 @@ class Model:
                     backoff=backoff, delay=delay, not_before=not_before, agent=agent,
                     tags=tags, key=key, parent=parent)
         if key is not None and key in self.keys:
-            return self.keys[key]
+            return self._keyed(key, queue, name, payload)
         if id is not None:
             _check_id(id, "task")
             if id in self.tasks:
@@ -306,6 +306,13 @@ class Model:
         s = self._validate(spec, tid)
         self._add(s, tid)
         return tid
+
+    def _keyed(self, key: str, queue: str, name: str | None, payload: Any) -> str:
+        """A key seen before returns its task when queue, name and payload are the same."""
+        t = self.tasks[self.keys[key]]
+        if (t.queue, t.name, t.payload) != (queue, name, payload):
+            raise DuplicateTaskError(f"key {key} reused with another spec")
+        return t.id
 
     def submit_many(self, specs: list[dict]) -> list[str]:
         """Batch submit: forward references inside the batch; submitted in the stable
@@ -316,7 +323,7 @@ class Model:
         for sp in specs:
             k = sp.get("key")
             if k is not None and k in self.keys:
-                ids.append(self.keys[k])
+                ids.append(self._keyed(k, sp["queue"], sp.get("name"), sp.get("payload")))
                 continue
             tid = sp.get("id")
             if tid is None:

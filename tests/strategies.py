@@ -105,7 +105,7 @@ class Driver:
 
     def step(self, cmd: tuple) -> Any:
         """Run one command; returns its result, or the typed error it was rejected with."""
-        from kernel.errors import EskernelError
+        from eskernel.errors import EskernelError
 
         try:
             result = self._run(cmd)

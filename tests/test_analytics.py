@@ -11,11 +11,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics import Projection, ProjectionError, verify_log
-from analytics.report import build_report
-from eventlog import EventLog
-from kernel import Kernel, ManualClock, events
-from kernel._cli_demo import run_demo
+from eskernel.analytics import Projection, ProjectionError, QueryNotAllowedError
+from eskernel.verify import verify_log
+from eskernel.analytics.report import build_report
+from eskernel.eventlog import EventLog
+from eskernel import Kernel, ManualClock, events
+from eskernel.cli._demo import run_demo
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
@@ -293,7 +294,7 @@ def test_refresh_is_a_no_op_when_caught_up(proj: Projection) -> None:
 
 
 def test_failed_chunk_rolls_back_rows_and_offset(demo_dir: Path, monkeypatch) -> None:
-    import analytics.ingest as ingest
+    import eskernel.analytics.ingest as ingest
 
     with Projection(demo_dir) as p:
         p.refresh(until=1000)
@@ -439,8 +440,43 @@ def test_bad_sql_and_read_only_queries(proj: Projection) -> None:
     with pytest.raises(ProjectionError, match="empty"):
         proj.query("  ")
     n = proj.query("SELECT count(*) FROM tasks").rows
-    proj.query("DELETE FROM tasks")
+    for bad in ("DELETE FROM tasks", "COMMIT; DROP TABLE tasks", "DROP TABLE tasks",
+                "COPY (SELECT 1) TO 'x.csv'", "ATTACH 'x.db'", "SET threads = 1",
+                "SELECT 1; SELECT 2", "CREATE TABLE x AS SELECT 1"):
+        with pytest.raises(QueryNotAllowedError):
+            proj.query(bad)
+    with pytest.raises(QueryNotAllowedError):
+        proj.export("DELETE FROM tasks", "x.csv")
     assert proj.query("SELECT count(*) FROM tasks").rows == n
+    assert proj.query("EXPLAIN SELECT 1").columns
+
+
+def test_sql_error_keeps_duckdbs_whole_message(proj: Projection) -> None:
+    with pytest.raises(ProjectionError) as info:
+        proj.query("SELECT t FROM events")
+    assert "Candidate bindings" in str(info.value) and '"type"' in str(info.value)
+
+
+def test_read_only_projection_refuses_writes(demo_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "ro.duckdb"
+    with Projection(demo_dir, db) as p:
+        p.refresh()
+        n = p.query("SELECT count(*) FROM tasks").rows
+    with Projection(demo_dir, db, read_only=True) as ro:
+        assert ro.query("SELECT count(*) FROM tasks").rows == n
+        with pytest.raises(ProjectionError, match="read-only"):
+            ro.refresh()
+        with pytest.raises(ProjectionError, match="read-only"):
+            ro.export("tasks", tmp_path / "t.csv")
+        for bad in ("DROP TABLE tasks", "COPY (SELECT 1) TO 'x.csv'"):
+            with pytest.raises(QueryNotAllowedError):
+                ro.query(bad)
+        # Beyond the statement check, the connection itself reads no file.
+        with pytest.raises(ProjectionError, match="disabled by configuration"):
+            ro.query("SELECT * FROM read_csv('/etc/hostname')")
+    assert not (tmp_path / "t.csv").exists()
+    with pytest.raises(ProjectionError, match="does not exist"):
+        Projection(demo_dir, tmp_path / "none.duckdb", read_only=True)
 
 
 def test_export_parquet_and_csv(proj: Projection, tmp_path: Path) -> None:
@@ -476,7 +512,7 @@ def test_report_renders(proj: Projection) -> None:
 
 
 def test_missing_log_is_an_error(tmp_path: Path) -> None:
-    from eventlog import LogNotFoundError
+    from eskernel.eventlog import LogNotFoundError
     with pytest.raises(LogNotFoundError):
         Projection(tmp_path / "nope")
 
@@ -547,3 +583,52 @@ def test_verify_compares_snapshots(tmp_path: Path) -> None:
         k.complete(k.claim("a"))
         k.snapshot()
     assert verify_log(tmp_path).snapshots == 1 and verify_log(tmp_path).ok
+
+
+# -- report rates: the peak of a window is never below its average ----------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from eskernel.analytics.report import peak_rates  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10**12), st.integers(1, 10**12), st.integers(1, 600),
+       st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=50))
+def test_peak_rate_is_at_least_the_average(lo: int, length: int, bucket_s: int,
+                                           where: list[float]) -> None:
+    end = lo + length
+    bucket_ns = bucket_s * 1_000_000_000
+    counts: dict[int, int] = {}
+    for x in where:                                  # completion times inside [lo, end)
+        k = (lo + int(x * length)) // bucket_ns
+        counts[k] = counts.get(k, 0) + 1
+    average = len(where) / (length / 1e9)
+    assert peak_rates(counts, lo, end, bucket_ns) >= average * (1 - 1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.5, 400), st.integers(1, 120))
+def test_report_peak_rate_at_least_average_over_random_windows(demo_dir: Path, last: float,
+                                                                bucket_s: int) -> None:
+    with Projection(demo_dir) as p:
+        p.refresh()
+        rep = build_report(p, window_s=last, bucket_s=bucket_s)
+    for row in rep.sections["throughput"].to_dicts():
+        assert row["peak_per_s"] >= row["completed_per_s"] * (1 - 1e-12), row
+
+
+def test_timestamp_and_seconds_columns_beside_the_ns_columns(proj: Projection) -> None:
+    import datetime
+    t = proj.query("SELECT submitted_at, submitted_time, finished_at, finished_time, wait_ns, "
+                   "wait_s, e2e_ns, e2e_s FROM tasks WHERE status = 'COMPLETED' LIMIT 20")
+    assert t.rows
+    epoch = datetime.datetime(1970, 1, 1)
+    for sub, sub_t, fin, fin_t, wait_ns, wait_s, e2e_ns, e2e_s in t.rows:
+        assert isinstance(sub_t, datetime.datetime) and isinstance(fin_t, datetime.datetime)
+        assert (sub_t - epoch) // datetime.timedelta(microseconds=1) == sub // 1000
+        assert (fin_t - epoch) // datetime.timedelta(microseconds=1) == fin // 1000
+        assert wait_s == wait_ns / 1e9 and e2e_s == e2e_ns / 1e9
+    a = proj.query("SELECT claimed_at, claimed_time, duration_ns, duration_s FROM attempts "
+                   "WHERE duration_ns IS NOT NULL LIMIT 5")
+    assert a.rows and all(r[3] == r[2] / 1e9 and r[1] is not None for r in a.rows)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 
-from analytics import Projection
-from kernel import Kernel, ManualClock
+from eskernel.analytics import Projection
+from eskernel import Kernel, ManualClock
 from tests.strategies import Driver, workloads
 from tests.test_analytics import snapshot_tables
 

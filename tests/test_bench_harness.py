@@ -130,7 +130,7 @@ def test_baseline_scheduler_priorities_fifo_capacity_and_deps() -> None:
 
 
 def test_cli_bench_builds_the_pytest_command(tmp_path: Path) -> None:
-    from kernel._cli_bench import pytest_args
+    from eskernel.cli._bench import pytest_args
     args = pytest_args(Path("bench"), "out.json", quick=True, compare=True, save="base",
                        compare_to="base")
     assert "--bench-quick" in args and "--peers" in args
@@ -141,7 +141,7 @@ def test_cli_bench_builds_the_pytest_command(tmp_path: Path) -> None:
 def test_cli_bench_reports_and_exits_nonzero(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from kernel import _cli_bench
+    from eskernel.cli import _bench as _cli_bench
 
     def fake_run(args: list[str], **_: Any) -> Any:
         out = args[args.index("--benchmark-json") + 1]

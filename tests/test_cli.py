@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventlog import EventLog
-from kernel import Kernel
-from kernel._cli_demo import run_demo
-from kernel.cli import cli
+from eskernel.eventlog import EventLog
+from eskernel import Kernel
+from eskernel.cli._demo import run_demo
+from eskernel.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +37,13 @@ def run(*args: str) -> tuple[int, str, str]:
     return r.exit_code, r.stdout, r.stderr
 
 
-def assert_error(args: list, match: str) -> None:
+def assert_error(args: list, match: str, *, lines_after: bool = False) -> None:
     code, out, err = run(*args)
     assert code == 1, (out, err)
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+    # One "error:" line; a SQL error may continue with DuckDB's lines, indented.
+    assert lines[0].startswith("error: ") and match in err, err
+    assert len(lines) == 1 or (lines_after and all(x.startswith("  ") for x in lines[1:])), err
     assert "Traceback" not in out + err
 
 
@@ -82,8 +84,13 @@ def test_status_formats(demo: Path) -> None:
     data = json.loads(out)
     assert set(data) == {"summary", "counts", "queues", "agents"}
     assert sum(r["tasks"] for r in data["counts"]) == data["summary"]["tasks"]
-    code, out, _ = run("status", demo, "--csv")
-    assert code == 0 and out.startswith("# summary\n") and "# agents\n" in out
+    # CSV holds one table per call: --table picks it.
+    assert_error(["status", demo, "--csv"], "--table")
+    code, out, _ = run("status", demo, "--csv", "--table", "agents")
+    assert code == 0 and out.startswith("agent,capabilities,capacity,")
+    code, out, _ = run("status", demo, "--json", "--table", "counts")
+    assert {r["status"] for r in json.loads(out)} >= {"COMPLETED"}
+    assert_error(["status", demo, "--table", "nope"], "counts")
 
 
 def test_json_and_csv_together_is_an_error(demo: Path) -> None:
@@ -110,6 +117,15 @@ def test_history(demo: Path) -> None:
     assert trail[0]["t"] == "submitted" and all("offset" in e for e in trail)
     code, out, _ = run("history", demo, "job0000.render1", "--csv")
     assert list(csv.reader(io.StringIO(out)))[0][:3] == ["offset", "time", "event"]
+
+
+def test_history_json_is_in_seconds(demo: Path) -> None:
+    code, out, _ = run("history", demo, "job0000.render1", "--json")
+    trail = json.loads(out)
+    sub = next(e for e in trail if e["t"] == "submitted")
+    assert sub["timeout"] < 1e6 and 1e9 < sub["ts"] < 1e10          # seconds, not ns
+    claimed = next(e for e in trail if e["t"] == "claimed")
+    assert 0 < claimed["expires"] - claimed["ts"] <= sub["timeout"]
 
 
 def test_history_unknown_task(demo: Path) -> None:
@@ -217,10 +233,59 @@ def test_sql_out_file(demo: Path, tmp_path: Path) -> None:
 
 
 def test_sql_errors(demo: Path, tmp_path: Path) -> None:
-    assert_error(["sql", demo, "SELEC 1"], "SQL error")
-    assert_error(["sql", demo, "SELECT * FROM nope"], "nope")
+    assert_error(["sql", demo, "SELEC 1"], "SQL error", lines_after=True)
+    assert_error(["sql", demo, "SELECT * FROM nope"], "nope", lines_after=True)
+    # DuckDB's whole message: the candidate bindings name the right column.
+    assert_error(["sql", demo, "SELECT t FROM events"], "Candidate bindings", lines_after=True)
     assert_error(["sql", demo, "SELECT 1", "--db", tmp_path / "no" / "such" / "x.duckdb"],
                  "cannot open the projection database")
+
+
+def test_sql_is_read_only(tmp_path: Path) -> None:
+    run_demo(tmp_path, jobs=5, snapshot=False)
+    q = "SELECT count(*) AS n FROM tasks"
+    _, before, _ = run("sql", tmp_path, q, "--json")
+    for bad in ("COMMIT; DROP TABLE tasks", "DELETE FROM tasks", "DROP TABLE tasks",
+                f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'", "INSERT INTO tasks (task) VALUES ('x')"):
+        assert_error(["sql", tmp_path, bad], "read-only")
+        assert_error(["sql", tmp_path, bad, "--memory"], "read-only")
+        assert_error(["sql", tmp_path, bad, "--out", tmp_path / "o.csv"], "read-only")
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "o.csv").exists()
+    for extra in ([], ["--memory"]):                    # and reads no file
+        assert_error(["sql", tmp_path, "SELECT * FROM read_csv('/etc/hostname')", *extra],
+                     "disabled by configuration", lines_after=True)
+    _, after, _ = run("sql", tmp_path, q, "--json")
+    assert json.loads(after) == json.loads(before) and json.loads(after)[0]["n"] > 0
+
+
+_HOLD_READ_ONLY = """
+import sys
+from eskernel.analytics import Projection
+p = Projection(sys.argv[1], sys.argv[2], read_only=True)
+print("holding", flush=True)
+sys.stdin.readline()
+p.close()
+"""
+
+
+def test_readers_do_not_lock_each_other_out(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    run_demo(tmp_path, jobs=5, snapshot=False)
+    code, _, err = run("sql", tmp_path, "SELECT 1")          # builds analytics.duckdb
+    assert code == 0, err
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_READ_ONLY, str(tmp_path),
+                               str(tmp_path / "analytics.duckdb")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        code, out, err = run("sql", tmp_path, "SELECT count(*) AS n FROM tasks", "--json")
+        assert code == 0 and json.loads(out)[0]["n"] > 0, err
+        code, out, err = run("report", tmp_path, "--json")
+        assert code == 0 and json.loads(out)["meta"]["events"] > 0, err
+    finally:
+        holder.communicate("\n", timeout=60)
 
 
 def test_report(demo: Path, tmp_path: Path) -> None:
@@ -231,8 +296,10 @@ def test_report(demo: Path, tmp_path: Path) -> None:
     code, out, _ = run("report", demo, "--json", "--last", "120", "--bucket", "10")
     data = json.loads(out)
     assert data["meta"]["bucket_s"] == 10 and data["meta"]["window_s"] <= 120
-    code, out, _ = run("report", demo, "--csv")
-    assert code == 0 and "# latency\n" in out
+    assert_error(["report", demo, "--csv"], "--table")
+    code, out, _ = run("report", demo, "--csv", "--table", "latency")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows and "wait_p50_s" in rows[0] and "#" not in out
 
 
 def test_report_bad_window(demo: Path) -> None:
@@ -240,7 +307,7 @@ def test_report_bad_window(demo: Path) -> None:
 
 
 def test_main_and_module_entry() -> None:
-    from kernel.cli import main
+    from eskernel.cli import main
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0

@@ -1,6 +1,6 @@
 """The digest is canonical: equal state gives equal digests however it was built."""
 
-from kernel import Kernel, ManualClock
+from eskernel import Kernel, ManualClock
 
 
 def test_fan_out_batch_live_digest_equals_replay(tmp_path):

@@ -4,9 +4,9 @@ import inspect
 
 import pytest
 
-import kernel
-from kernel import ManualClock, errors
-from kernel.errors import EskernelError
+import eskernel as kernel
+from eskernel import ManualClock, errors
+from eskernel.errors import EskernelError
 
 
 def _public_error_classes():
@@ -27,7 +27,7 @@ def test_stdlib_bases_for_caller_mistakes():
 
 
 def test_analytics_and_eventlog_errors_share_the_root():
-    import eventlog
+    import eskernel.eventlog as eventlog
     assert issubclass(eventlog.LogCorruptError, kernel.EskernelError)
 
 
@@ -90,7 +90,7 @@ def test_a_meaningless_record_is_a_log_corruption_with_its_place(tmp_path):
     # storage branch: checksummed but meaningless records are LogCorruptError too
     assert issubclass(errors.LogRecordInvalidError, errors.LogCorruptError)
     assert "LogRecordInvalidError" in kernel.__all__
-    from eventlog import EventLog
+    from eskernel.eventlog import EventLog
     with EventLog.open(tmp_path) as log:
         log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"nope"}')
     with pytest.raises(errors.LogCorruptError) as info:

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kernel import Kernel, ManualClock, events
-from kernel._core import encode_record
+from eskernel import Kernel, ManualClock, events
+from eskernel._core import encode_record
 
 ids = st.from_regex(r"[A-Za-z0-9._:@/+\-]{1,40}", fullmatch=True)
 json_values = st.recursive(

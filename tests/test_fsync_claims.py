@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from kernel import Kernel, ManualClock, StaleLeaseError, events
+from eskernel import Kernel, ManualClock, StaleLeaseError, events
 
 
 def _open(path, clock):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import (AgentAtCapacityError, AgentOfflineError, DependencyError, InvalidStateError,
+from eskernel import (AgentAtCapacityError, AgentOfflineError, DependencyError, DuplicateTaskError,
+                      InvalidStateError,
                     Kernel, KernelClosedError, Lease, ManualClock, Priority, StaleLeaseError,
                     TaskSpec)
 
@@ -115,7 +116,10 @@ def test_a_generated_id_never_collides_with_a_callers_id(k):
 def test_idempotency_key_returns_the_first_id_and_writes_nothing(k):
     tid = k.submit("q", {"n": 1}, key="order-42")
     before = k.next_offset
-    assert k.submit("q", {"n": 2}, key="order-42") == tid
+    assert k.submit("q", {"n": 1}, key="order-42") == tid
+    assert k.next_offset == before
+    with pytest.raises(DuplicateTaskError, match="order-42"):   # another spec: refused
+        k.submit("q", {"n": 2}, key="order-42")
     assert k.next_offset == before
     assert k.task(tid).payload == {"n": 1}
 

@@ -29,14 +29,14 @@ from pathlib import Path
 
 import pytest
 
-from kernel import Kernel
+from eskernel import Kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 ITERATIONS = int(os.environ.get("ESKERNEL_CRASH_ITERATIONS", "10"))
 
 CHILD = r"""
 import json, random, sys
-from kernel import Kernel, ManualClock
+from eskernel import Kernel, ManualClock
 from tests.strategies import AGENTS, QUEUES, Driver
 
 path, seed, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -1,11 +1,11 @@
-"""DESIGN principle 4: when an append fails, the kernel refuses further calls, and reopening
+"""When an append fails, the kernel refuses further calls, and reopening
 replays to the last durable event.  Nothing acknowledged is lost."""
 
 import errno
 
 import pytest
 
-from kernel import Kernel, KernelClosedError, KernelFailedError, LogWriteError, ManualClock
+from eskernel import Kernel, KernelClosedError, KernelFailedError, LogWriteError, ManualClock
 
 
 class _FailingAppend:
@@ -150,7 +150,7 @@ def _expiring(tmp_path, n):
 
 
 def test_tick_appends_a_burst_of_expiries_in_batches(tmp_path, monkeypatch):
-    import kernel._kernel as kmod
+    import eskernel._kernel as kmod
     monkeypatch.setattr(kmod, "TICK_BATCH", 16)
     k = _expiring(tmp_path, 40)
     before = k.next_offset
@@ -169,7 +169,7 @@ def test_tick_appends_a_burst_of_expiries_in_batches(tmp_path, monkeypatch):
 
 
 def test_tick_whose_append_fails_poisons_and_keeps_the_durable_batches(tmp_path, monkeypatch):
-    import kernel._kernel as kmod
+    import eskernel._kernel as kmod
     monkeypatch.setattr(kmod, "TICK_BATCH", 16)
     k = _expiring(tmp_path, 40)
     before = k.next_offset

@@ -3,7 +3,7 @@ or not tick() has run, and a lease is honoured only by the kernel (the log) that
 
 import pytest
 
-from kernel import Kernel, LeaseExpiredError, ManualClock, StaleLeaseError
+from eskernel import Kernel, LeaseExpiredError, ManualClock, StaleLeaseError
 
 
 def _kernel(clock, path=None):

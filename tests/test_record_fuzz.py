@@ -34,9 +34,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from eventlog import EventLog
-from kernel import EskernelError, Kernel, LogRecordInvalidError, ManualClock
-from kernel.cli import cli
+from eskernel.eventlog import EventLog
+from eskernel import EskernelError, Kernel, LogRecordInvalidError, ManualClock
+from eskernel.cli import cli
 
 CI_CASES = 600
 PER_BASE = 150              # cases per random base log after the fixed one
@@ -292,7 +292,7 @@ def fuzz(tmp_path: Path, n_cases: int, seed: int,
 
 
 def test_base_log_uses_every_event_type() -> None:
-    from kernel import events
+    from eskernel import events
     types = {orjson.loads(r)["t"] for r in base_records()}
     assert types == set(events.EVENT_TYPES)
 
@@ -367,8 +367,8 @@ def _mutate_value(rec: bytes, rng: random.Random) -> bytes:
 
 
 def _replayed(records: list[bytes]) -> Any:
-    from kernel._apply import KernelState
-    from kernel._records import check_record
+    from eskernel._apply import KernelState
+    from eskernel._records import check_record
     st = KernelState()
     for rec in records:
         if not st.sched.replay_record(rec, st.replay_context()):
@@ -382,7 +382,7 @@ def test_fast_path_accepts_only_what_the_full_check_accepts() -> None:
     """Byte-level mutations of the four fast-path layouts: a record the C parser applies
     is one check_record accepts, with the same state (for records as orjson writes them);
     a record it declines leaves the state as it was."""
-    from kernel._records import RecordError, check_record
+    from eskernel._records import RecordError, check_record
     n = int(os.environ.get("ESKERNEL_FUZZ_RECORDS", CI_CASES)) * 4
     rng = random.Random(int(os.environ.get("ESKERNEL_FUZZ_SEED", "15")))
     logs = [base_records()] + [random_records(s) for s in range(3)]

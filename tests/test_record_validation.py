@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventlog import EventLog
-from kernel import Kernel, LogCorruptError, LogRecordInvalidError, ManualClock
-from kernel.cli import cli
-from kernel.errors import InvalidSpecError, LeaseExpiredError
+from eskernel.eventlog import EventLog
+from eskernel import Kernel, LogCorruptError, LogRecordInvalidError, ManualClock
+from eskernel.cli import cli
+from eskernel.errors import InvalidSpecError, LeaseExpiredError
 
 T = 1_700_000_000_000_000_000           # ManualClock's default start, in ns
 TS = T + 1_000_000_000
@@ -237,14 +237,42 @@ def _claimed(task: str, lease: int, agent: str = "w", attempt: int = 1,
                                              attempt, expires))
 
 
-def test_claim_of_a_running_task_is_refused(tmp_path: Path) -> None:
-    d, n = _log_with(tmp_path, _claimed("a", 2))
-    expect_invalid(d, n, "claimed", "task 'a' is RUNNING, not READY")
+#: One record after the base log's (task 'a' RUNNING under lease 1, 'b' READY), the event
+#: type replay names, and what its message says.
+TRANSITIONS = {
+    "claim of a running task": (_claimed("a", 2), "claimed", "task 'a' is RUNNING, not READY"),
+    "lease ids out of sequence": (_claimed("b", 7), "claimed", "the next one is 2"),
+    "claim with a wrong expiry": (_claimed("b", 2, expires=TS + 5), "claimed", "'expires' is"),
+    "requeue of a running task": (b'{"v":1,"t":"requeued","ts":%d,"task":"a"}' % TS,
+                                  "requeued", "task 'a' is RUNNING; only FAILED"),
+    "heartbeat with a forged expiry": (
+        b'{"v":1,"t":"heartbeat","ts":%d,"task":"a","lease":1,"expires":%d}' % (TS, TS + 5),
+        "heartbeat", "'expires' is"),
+    "completed with a stale lease": (
+        b'{"v":1,"t":"completed","ts":%d,"task":"a","lease":9,"result":null}' % TS,
+        "completed", "its current lease is 1"),
+    "completed with a result that is not JSON": (
+        b'{"v":1,"t":"completed","ts":%d,"task":"a","lease":1,"result":nul}' % TS,
+        "completed", "not valid JSON"),
+    "ready for a task that is not waiting": (
+        b'{"v":1,"t":"ready","ts":%d,"task":"b"}' % TS, "ready", "not waiting"),
+    "retry of a non-retryable failure": (
+        b'{"v":1,"t":"failed","ts":%d,"task":"a","lease":1,"error":"x","retryable":false,'
+        b'"retry_at":%d}' % (TS, TS + 1), "failed", "schedules a retry"),
+    "cancel with an unknown reason": (
+        b'{"v":1,"t":"cancelled","ts":%d,"task":"b","reason":"bogus","cause":null}' % TS,
+        "cancelled", "reason 'bogus'"),
+    "upstream cancel naming a live cause": (
+        b'{"v":1,"t":"cancelled","ts":%d,"task":"b","reason":"upstream","cause":"a"}' % TS,
+        "cancelled", "its cause 'a' is RUNNING"),
+}
 
 
-def test_lease_ids_are_granted_in_sequence(tmp_path: Path) -> None:
-    d, n = _log_with(tmp_path, _claimed("b", 7))
-    expect_invalid(d, n, "claimed", "the next one is 2")
+@pytest.mark.parametrize("case", list(TRANSITIONS))
+def test_an_illegal_transition_is_refused(tmp_path: Path, case: str) -> None:
+    rec, etype, message = TRANSITIONS[case]
+    d, n = _log_with(tmp_path, rec)
+    expect_invalid(d, n, etype, message)
 
 
 def test_claim_beyond_capacity_is_refused(tmp_path: Path) -> None:
@@ -253,58 +281,6 @@ def test_claim_beyond_capacity_is_refused(tmp_path: Path) -> None:
     d, n = _log_with(tmp_path, reg, _submitted(), _claimed("b", 2, "w2"),
                      _claimed("c", 3, "w2"))
     expect_invalid(d, n + 3, "claimed", "could not have claimed")
-
-
-def test_claim_with_a_wrong_attempt_or_expiry_is_refused(tmp_path: Path) -> None:
-    d, n = _log_with(tmp_path, _claimed("b", 2, expires=TS + 5))
-    expect_invalid(d, n, "claimed", "'expires' is")
-
-
-def test_requeue_of_a_running_task_is_refused(tmp_path: Path) -> None:
-    d, n = _log_with(tmp_path, b'{"v":1,"t":"requeued","ts":%d,"task":"a"}' % TS)
-    expect_invalid(d, n, "requeued", "task 'a' is RUNNING; only FAILED")
-
-
-def test_heartbeat_with_a_forged_expiry_is_refused(tmp_path: Path) -> None:
-    rec = b'{"v":1,"t":"heartbeat","ts":%d,"task":"a","lease":1,"expires":%d}' % (TS, TS + 5)
-    d, n = _log_with(tmp_path, rec)
-    expect_invalid(d, n, "heartbeat", "'expires' is")
-
-
-def test_completed_with_a_stale_lease_is_refused(tmp_path: Path) -> None:
-    rec = b'{"v":1,"t":"completed","ts":%d,"task":"a","lease":9,"result":null}' % TS
-    d, n = _log_with(tmp_path, rec)
-    expect_invalid(d, n, "completed", "its current lease is 1")
-
-
-def test_completed_with_a_result_that_is_not_json_is_refused(tmp_path: Path) -> None:
-    rec = b'{"v":1,"t":"completed","ts":%d,"task":"a","lease":1,"result":nul}' % TS
-    d, n = _log_with(tmp_path, rec)
-    expect_invalid(d, n, "completed", "not valid JSON")
-
-
-def test_ready_for_a_task_that_is_not_waiting_is_refused(tmp_path: Path) -> None:
-    d, n = _log_with(tmp_path, b'{"v":1,"t":"ready","ts":%d,"task":"b"}' % TS)
-    expect_invalid(d, n, "ready", "not waiting")
-
-
-def test_retry_of_a_non_retryable_failure_is_refused(tmp_path: Path) -> None:
-    rec = (b'{"v":1,"t":"failed","ts":%d,"task":"a","lease":1,"error":"x","retryable":false,'
-           b'"retry_at":%d}' % (TS, TS + 1))
-    d, n = _log_with(tmp_path, rec)
-    expect_invalid(d, n, "failed", "schedules a retry")
-
-
-def test_cancel_with_an_unknown_reason_is_refused(tmp_path: Path) -> None:
-    rec = b'{"v":1,"t":"cancelled","ts":%d,"task":"b","reason":"bogus","cause":null}' % TS
-    d, n = _log_with(tmp_path, rec)
-    expect_invalid(d, n, "cancelled", "reason 'bogus'")
-
-
-def test_upstream_cancel_names_a_dead_cause(tmp_path: Path) -> None:
-    rec = b'{"v":1,"t":"cancelled","ts":%d,"task":"b","reason":"upstream","cause":"a"}' % TS
-    d, n = _log_with(tmp_path, rec)
-    expect_invalid(d, n, "cancelled", "its cause 'a' is RUNNING")
 
 
 # -- what the writer guarantees -----------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hypothesis import example, given, settings, strategies as st
 
-from kernel import Kernel, Lease, ManualClock
+from eskernel import Kernel, Lease, ManualClock
 from tests.strategies import Driver, workloads
 
 START = 1_700_000_000.0

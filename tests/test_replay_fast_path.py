@@ -4,8 +4,8 @@ general path does, and declines anything it does not recognise."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel import Kernel, ManualClock, events
-from kernel._apply import KernelState
+from eskernel import Kernel, ManualClock, events
+from eskernel._apply import KernelState
 
 results = st.none() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=10) | st.dictionaries(
     st.text(max_size=5), st.integers(-2**63, 2**63 - 1), max_size=3)

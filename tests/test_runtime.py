@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel import (InvalidSpecError, InvalidStateError, Kernel, KernelClosedError, ManualClock,
+from eskernel import (InvalidSpecError, InvalidStateError, Kernel, KernelClosedError, ManualClock,
                     Priority, UnknownAgentError, UnknownTaskError)
-from kernel.runtime import (HandlerTimeoutError, Runtime, TaskContext, TaskEvent,
+from eskernel.runtime import (HandlerTimeoutError, Runtime, TaskContext, TaskEvent,
                             WaitTimeoutError)
 
 START = 1_700_000_000.0
@@ -214,7 +214,7 @@ def test_suspending_coroutines_and_contextvars_are_isolated():
 
 
 def test_fast_task_reader_matches_task_views():
-    from kernel._runtime_support import task_reader
+    from eskernel.runtime._support import task_reader
     k, _, _ = make()
     k.submit("q", {"x": [1, 2]}, name="n", max_attempts=5)
     k.submit("q", None)

@@ -21,8 +21,8 @@ from collections import Counter
 from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from kernel import Kernel, ManualClock
-from kernel.errors import EskernelError, StaleLeaseError
+from eskernel import Kernel, ManualClock
+from eskernel.errors import EskernelError, StaleLeaseError
 from tests.model import NS, Model
 from tests.strategies import backoffs
 

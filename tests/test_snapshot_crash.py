@@ -33,10 +33,10 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog
-from eventlog.snapshots import list_snapshots
-from analytics import verify_log
-from kernel import Kernel, ManualClock
+from eskernel.eventlog import EventLog
+from eskernel.eventlog.snapshots import list_snapshots
+from eskernel.verify import verify_log
+from eskernel import Kernel, ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 TORTURE = int(os.environ.get("ESKERNEL_TORTURE", "3"))
@@ -44,8 +44,8 @@ MODES = ["fsync", "write", "buffer"]
 
 CHILD = r"""
 import json, random, sys
-from kernel import Kernel, ManualClock
-from kernel.errors import EskernelError
+from eskernel import Kernel, ManualClock
+from eskernel.errors import EskernelError
 
 path, mode, seed, every = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 rng = random.Random(seed)
@@ -245,8 +245,8 @@ def test_sigkill_with_snapshots_then_keep_writing(tmp_path, mode, iteration):
 
 SCENARIO = r"""
 import os, signal, sys
-from analytics import verify_log
-from kernel import Kernel, ManualClock
+from eskernel.verify import verify_log
+from eskernel import Kernel, ManualClock
 k = Kernel.open(sys.argv[1], durability="buffer", flush_interval_ms=60000, snapshot_every=0)
 k.declare_queue("q")
 k.register_agent("a", ["q"])

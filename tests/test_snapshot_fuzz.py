@@ -49,12 +49,12 @@ from typing import Any, Callable
 import msgpack
 import pytest
 
-from analytics import verify_log
-from eventlog import EventLog
-from eventlog.framing import crc32c
-from eventlog.snapshots import latest_snapshot, list_snapshots
-from kernel import InvalidSpecError, Kernel, ManualClock, SnapshotCorruptError
-from kernel._snapshot import decode, tail_hash
+from eskernel.verify import verify_log
+from eskernel.eventlog import EventLog
+from eskernel.eventlog.framing import crc32c
+from eskernel.eventlog.snapshots import latest_snapshot, list_snapshots
+from eskernel import InvalidSpecError, Kernel, ManualClock, SnapshotCorruptError
+from eskernel._snapshot import decode, tail_hash
 
 N = int(os.environ.get("ESKERNEL_FUZZ_SNAPSHOTS", "300"))
 SEED = int(os.environ.get("ESKERNEL_FUZZ_SEED", "15"))
@@ -532,6 +532,7 @@ def make_worlds(base: Path) -> dict[str, World]:
     for name, build in WORLDS.items():
         d = base / f"world-{name}"
         clock = ManualClock(start=1_700_000_000.0)
+        d.mkdir(parents=True)        # Kernel.open creates only the last directory
         with Kernel.open(d / "log", clock=clock, snapshot_every=0) as k:
             build(k, clock)
             offset = k.snapshot()
@@ -622,9 +623,9 @@ def reopen(w: World, file_bytes: bytes, outcome: str) -> None:
 def exercise(state: Any) -> None:
     """Drive a loaded state a little (claims, completions, time, stats): a forged state that
     passes check() must keep working; typed refusals are fine."""
-    from kernel._kernel import Kernel as K
-    from kernel._memlog import MemoryLog
-    from kernel.errors import EskernelError, KernelInternalError
+    from eskernel._kernel import Kernel as K
+    from eskernel._memlog import MemoryLog
+    from eskernel.errors import EskernelError, KernelInternalError
     clock = ManualClock(start=min(max(state.last_ts / 1e9, 1_700_000_000.0), 4e9))
     k = K(MemoryLog(), state, clock=clock, seed=0, snapshot_every=0, max_payload_bytes=1 << 20)
     k.stats()

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventlog import EventLog
-from eventlog.snapshots import list_snapshots, write_snapshot
-from kernel import (InvalidSpecError, Kernel, LogWriteError, ManualClock, SnapshotCorruptError)
-from kernel._snapshot import decode
-from kernel.cli import cli
+from eskernel.eventlog import EventLog
+from eskernel.eventlog.snapshots import list_snapshots, write_snapshot
+from eskernel import (InvalidSpecError, Kernel, LogWriteError, ManualClock, SnapshotCorruptError)
+from eskernel._snapshot import decode
+from eskernel.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_snapshot_beyond_the_log_end_never_hides_later_writes(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(REPO)!r})
-        from kernel import Kernel
+        from eskernel import Kernel
         k = Kernel.open({str(d)!r}, durability="buffer", flush_interval_ms=60000,
                         snapshot_every=0)
         k.declare_queue("q")
@@ -152,7 +152,7 @@ def test_snapshot_of_another_history_is_passed_over(tmp_path, caplog):
 
 def test_disk_full_during_an_automatic_snapshot_fails_no_call(tmp_path, monkeypatch):
     d = tmp_path / "k"
-    import eventlog.log as elog
+    import eskernel.eventlog.log as elog
     calls = []
 
     def full(directory, offset, blob):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kernel import EskernelError, Kernel, ManualClock, Priority
+from eskernel import EskernelError, Kernel, ManualClock, Priority
 
 # Mostly valid values (so that many batches succeed), mixed with every kind of bad one.
 bad = st.one_of(st.none(), st.booleans(), st.integers(-5, 2000), st.floats(allow_nan=True),

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from kernel import (AgentAtCapacityError, AgentOfflineError, DependencyError,
+from eskernel import (AgentAtCapacityError, AgentOfflineError, DependencyError,
                     DuplicateTaskError, InvalidSpecError, InvalidStateError, Kernel,
                     ManualClock, StaleLeaseError, UnknownAgentError, UnknownQueueError,
                     UnknownTaskError)

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from eventlog import (
+from eskernel.eventlog import (
     Durability,
     EventLog,
     InvalidArgumentError,
@@ -25,8 +25,8 @@ from eventlog import (
     LogReadOnlyError,
     RecordTypeError,
 )
-from eventlog import reader as reader_module
-from eventlog.framing import HEADER_SIZE, encode_frame, segment_header
+from eskernel.eventlog import reader as reader_module
+from eskernel.eventlog.framing import HEADER_SIZE, encode_frame, segment_header
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -273,7 +273,7 @@ class LogContract:
             assert log.next_offset == 1
 
     def test_writer_in_another_process_is_refused(self, tmp_path: Path) -> None:
-        script = ("import sys; from eventlog import EventLog\n"
+        script = ("import sys; from eskernel.eventlog import EventLog\n"
                   f"log = EventLog.open(sys.argv[1], {self.durability!r})\n"
                   "log.append(b'child'); log.flush(); print('ready', flush=True); sys.stdin.readline()\n"
                   "log.close()\n")
@@ -320,7 +320,7 @@ class LogContract:
         data = bytearray(s7.path.read_bytes())
         data[-2] ^= 0xFF
         s7.path.write_bytes(bytes(data))
-        with caplog.at_level(logging.WARNING, logger="eventlog"):
+        with caplog.at_level(logging.WARNING, logger="eskernel.eventlog"):
             with EventLog.open_readonly(tmp_path) as reader:
                 snap = reader.latest_snapshot()
         assert snap is not None

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import TypeVar
 
-from eventlog import _framing
+from eskernel.eventlog import _framing
 
 H = TypeVar("H", bound="PassThroughIO")
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, _framing
-from eventlog.framing import HEADER_SIZE, MAGIC, VERSION, encode_frame, segment_header
+from eskernel.eventlog import EventLog, _framing
+from eskernel.eventlog.framing import HEADER_SIZE, MAGIC, VERSION, encode_frame, segment_header
 
 LENGTHS = [0, 1, 3, 4, 7, 8, 15, 16, 63, 64, 4096]
 RANDOM_LENGTHS = random.Random(21).sample(range(2, 3000), 12)
@@ -43,18 +42,6 @@ def header_reference(first_offset: int) -> bytes:
 
 def payload(n: int, seed: int = 0) -> bytes:
     return random.Random(n * 7919 + seed).randbytes(n)
-
-
-@pytest.fixture(params=["sse4.2", "table"])
-def crc_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test with every checksum on one path (the table path forced by the seam)."""
-    if request.param == "sse4.2" and not _framing.HW_CRC:
-        pytest.skip("this CPU has no SSE4.2")
-    was = _framing._force_table_crc(request.param == "table")
-    try:
-        yield request.param
-    finally:
-        _framing._force_table_crc(was)
 
 
 def test_reference_crc32c_check_value() -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, LogCorruptError, _framing, verify
-from eventlog.framing import HEADER_SIZE, MAGIC
+from eskernel.eventlog import EventLog, LogCorruptError, verify
+from eskernel.eventlog.framing import HEADER_SIZE, MAGIC
 
 from .test_checksums import crc32c_reference
 
@@ -24,17 +24,6 @@ from .test_checksums import crc32c_reference
 # end means a damaged record is followed by the smallest valid frame there is.
 RECORDS = [b"alpha", b"x" * 13, bytes(range(1, 22)), b""]
 MASKS = (0x01, 0x80, 0xFF)
-
-
-@pytest.fixture(params=["sse4.2", "table"])
-def crc_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sse4.2" and not _framing.HW_CRC:
-        pytest.skip("this CPU has no SSE4.2")
-    was = _framing._force_table_crc(request.param == "table")
-    try:
-        yield request.param
-    finally:
-        _framing._force_table_crc(was)
 
 
 def frame_start(recs: list[bytes], index: int) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog
+from eskernel.eventlog import EventLog
 
 ROOT = Path(__file__).resolve().parents[2]
 ITERATIONS = int(os.environ.get("ESKERNEL_CRASH_ITERATIONS", "20"))
@@ -24,7 +24,7 @@ ITERATIONS = int(os.environ.get("ESKERNEL_CRASH_ITERATIONS", "20"))
 # offset once append/append_many has returned (acknowledged), flushing stdout.
 CHILD = """
 import sys
-from eventlog import EventLog
+from eskernel.eventlog import EventLog
 
 def record(i):
     return b"rec-%d-" % i + bytes([i % 251]) * (i % 300)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, LogFailedError, LogWriteError
-from eventlog.framing import HEADER_SIZE, encode_frame, segment_header
+from eskernel.eventlog import EventLog, LogFailedError, LogWriteError
+from eskernel.eventlog.framing import HEADER_SIZE, encode_frame, segment_header
 
 from .contract import records
 from .faultio import ChoppyIO, CutIO, HoldIO, PassThroughIO, TraceIO, io_hook

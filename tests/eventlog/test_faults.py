@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import (
+from eskernel.eventlog import (
     EventLog,
     LogCorruptError,
     LogFailedError,
     LogWriteError,
     verify,
 )
-from eventlog import reader as reader_module
-from eventlog.framing import HEADER_SIZE
+from eskernel.eventlog import reader as reader_module
+from eskernel.eventlog.framing import HEADER_SIZE
 
 from .contract import records
 from .faultio import FaultyIO, io_hook
@@ -175,7 +175,7 @@ def test_torn_tail_is_repaired_and_reported(tmp_path: Path,
     with EventLog.open_readonly(tmp_path) as reader:
         assert reader.next_offset == 9         # readers see only complete records
     assert seg.stat().st_size == size - 3      # ... and repair nothing
-    with caplog.at_level(logging.WARNING, logger="eventlog"):
+    with caplog.at_level(logging.WARNING, logger="eskernel.eventlog"):
         log = EventLog.open(tmp_path)
     with log:
         report = log.repair

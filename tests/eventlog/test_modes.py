@@ -10,8 +10,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventlog import EventLog, _framing
-from eventlog.framing import HEADER_SIZE
+from eskernel.eventlog import EventLog, _framing
+from eskernel.eventlog.framing import HEADER_SIZE
 
 from .contract import LogContract
 

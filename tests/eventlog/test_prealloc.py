@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from eventlog import EventLog, verify
+from eskernel.eventlog import EventLog, verify
 
 from .contract import records
 

@@ -56,9 +56,19 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(src, dest / name)
 
 
+def link_package(scratch: Path) -> None:
+    """Lay the copy out as the installed package: ``.import/eskernel`` is ``kernel/``, with
+    ``eventlog/`` and ``analytics/`` inside it (setup.py's package-dir mapping)."""
+    (scratch / ".import").mkdir()
+    (scratch / ".import" / "eskernel").symlink_to(scratch / "kernel")
+    for sub in ("eventlog", "analytics"):
+        (scratch / "kernel" / sub).symlink_to(scratch / sub)
+
+
 def run(cmd: list[str], cwd: Path, timeout: float) -> tuple[int | None, str]:
     """(exit status or None on timeout, combined output); kills the whole process group."""
-    env = os.environ | {"PYTHONPATH": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
+    path = os.pathsep.join([str(cwd / ".import"), str(cwd)])
+    env = os.environ | {"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -118,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         copy_tree(scratch)
         print(f"scratch copy: {scratch}", flush=True)
         build(scratch)
-        code, out = run([sys.executable, "-c", "import eventlog, kernel; "
-                         "print(eventlog.__file__); print(kernel.__file__)"], scratch, 60)
+        link_package(scratch)
+        code, out = run([sys.executable, "-c", "import eskernel, eskernel.eventlog as e; "
+                         "print(e.__file__); print(eskernel.__file__); "
+                         "print(eskernel._core.__file__)"], scratch, 60)
         if code != 0 or any(not line.startswith(str(scratch))
                             for line in out.split()):
             raise SystemExit(f"the scratch copy is not what gets imported:\n{out}")

@@ -13,14 +13,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable
 
-from .errors import InvalidSpecError
+from ..errors import InvalidSpecError
 
 __all__ = ["EVENT_KINDS", "TaskEvent", "EventHub", "EventStream"]
 
 #: Kinds of :class:`TaskEvent`, in the order they can follow each other for one attempt.
 EVENT_KINDS = ("completed", "failed", "retried", "dead_lettered", "lease_lost")
 
-_log = logging.getLogger("kernel.runtime")
+_log = logging.getLogger("eskernel.runtime")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Handler registration and invocation for :mod:`kernel.runtime` (private).
+"""Handler registration and invocation for :mod:`eskernel.runtime` (private).
 
 A :class:`Handler` is a user function bound to a key (a task name or a queue name) and to the
 way it runs: ``async`` (a coroutine on the event loop), ``thread`` (a sync function in the
@@ -9,6 +9,7 @@ sync function, but it blocks the loop and cannot be timed out).
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 import pickle
@@ -17,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import InvalidSpecError
+from ..errors import InvalidSpecError, NonRetryableError
 
 __all__ = ["EXECUTORS", "Handler", "TaskContext", "make_handler", "describe_exception",
            "process_call", "resume_coroutine"]
@@ -31,7 +32,7 @@ TRACEBACK_FRAMES = 6
 #: Longest error string recorded for one failed attempt.
 MAX_ERROR_CHARS = 4000
 # Frames of the machinery between the runtime and a handler, left out of recorded tracebacks.
-_PLUMBING = ("concurrent/futures/thread.py", "_runtime_handlers.py", "_runtime_attempts.py",
+_PLUMBING = ("concurrent/futures/thread.py", "runtime/_handlers.py", "runtime/_attempts.py",
              "contextvars.py")
 
 
@@ -70,6 +71,12 @@ class Handler:
     fn: Callable[..., Any]
     mode: str
     context: bool
+    non_retryable: tuple[type[BaseException], ...] = ()
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether a failure with ``exc`` may be retried: not for :class:`NonRetryableError`
+        nor for the exception types registered as ``non_retryable``."""
+        return not isinstance(exc, (NonRetryableError, *self.non_retryable))
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -79,7 +86,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-def make_handler(key: object, fn: object, executor: object, context: object) -> Handler:
+def make_handler(key: object, fn: object, executor: object, context: object,
+                 non_retryable: object = ()) -> Handler:
     """Validate a registration and build its :class:`Handler`.
 
     Raises:
@@ -101,6 +109,12 @@ def make_handler(key: object, fn: object, executor: object, context: object) -> 
     if not isinstance(context, bool):
         raise InvalidSpecError(f"context= for handler {key!r} must be True or False, "
                                f"got {context!r}")
+    if isinstance(non_retryable, type):
+        non_retryable = (non_retryable,)
+    if (not isinstance(non_retryable, (tuple, list)) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in non_retryable)):
+        raise InvalidSpecError(f"non_retryable= for handler {key!r} must be exception types "
+                               f"(a tuple such as (ValueError, KeyError)), got {non_retryable!r:.80}")
     is_async = _is_async(fn)
     if executor == "auto":
         mode = "async" if is_async else "thread"
@@ -124,7 +138,48 @@ def make_handler(key: object, fn: object, executor: object, context: object) -> 
                 f"handler {key!r} ({_name(fn)}) cannot run in a process pool: it cannot be "
                 f"pickled ({type(err).__name__}: {err}); define it at the top level of an "
                 f"importable module (not a lambda, closure or local function)") from err
-    return Handler(key, fn, mode, context)
+        problem = unguarded_main()
+        if problem is not None:
+            raise InvalidSpecError(f"handler {key!r} ({_name(fn)}) cannot run in a process "
+                                   f"pool: {problem}")
+    return Handler(key, fn, mode, context, tuple(non_retryable))
+
+
+def unguarded_main() -> str | None:
+    """Why the process pool cannot start from this program, or None.
+
+    Worker processes are spawned: each imports the program's main script again.  Without an
+    ``if __name__ == "__main__":`` guard the script runs again in every worker (opening the
+    kernel, starting a runtime), and every attempt ends in ``BrokenProcessPool``.
+    """
+    import sys
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__name__", "") != "__main__":
+        return None         # an interactive session, -c, or a worker re-importing it
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        test = node.test if isinstance(node, ast.If) else None
+        if (isinstance(test, ast.Compare) and len(test.comparators) == 1
+                and {_const(test.left), _const(test.comparators[0])} == {"__name__",
+                                                                         "__main__"}):
+            return None
+    return (f"the program's main script {path} has no `if __name__ == \"__main__\":` guard; "
+            "worker processes are spawned and import the script again, which would run it "
+            "again in each of them. Move the code that opens the kernel and runs the "
+            "runtime under that guard (handlers stay at the top level)")
+
+
+def _const(node: Any) -> Any:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Constant):
+        return node.value
+    return None
 
 
 def _name(fn: Callable[..., Any]) -> str:
@@ -148,10 +203,9 @@ def describe_exception(exc: BaseException) -> str:
         frames = [ln for ln in lines if ln.strip() and not ln.startswith('"""')]
         text += "\n" + "\n".join(frames[-2 * TRACEBACK_FRAMES - 1:-1])
     elif exc.__traceback__ is not None:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__)
-                  if not f.filename.endswith(_PLUMBING)] or traceback.extract_tb(
-                      exc.__traceback__)
-        summary = traceback.StackSummary.from_list(frames[-TRACEBACK_FRAMES:])
+        tb = traceback.extract_tb(exc.__traceback__)
+        kept = [f for f in tb if not f.filename.endswith(_PLUMBING)] or list(tb)
+        summary = traceback.StackSummary.from_list(kept[-TRACEBACK_FRAMES:])
         text += "\nTraceback (innermost last):\n" + "".join(traceback.format_list(summary))
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS - 15] + "\n[... truncated]"

@@ -10,19 +10,19 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
-from ._runtime_handlers import Handler
-from .errors import InvalidSpecError, UnknownAgentError
+from ._handlers import Handler
+from .._codes import TERMINAL
+from ..errors import InvalidSpecError, UnknownAgentError
 
 __all__ = ["HandlerTimeoutError", "WaitTimeoutError", "AgentSlot", "Attempt", "parse_agents",
            "task_reader", "thread_pool", "process_pool", "TERMINAL", "RUNNING", "CANCELLING",
            "ABANDONED", "DONE"]
 
-TERMINAL = frozenset(("COMPLETED", "FAILED", "CANCELLED"))
 
 # Attempt states.  RUNNING and CANCELLING hold a lease; ABANDONED no longer does, but its
 # handler may still be running (a thread cannot be interrupted; a coroutine may ignore its
 # cancellation), so it keeps occupying a slot of its agent until it returns.  DONE: settled.
-from .errors import HandlerTimeoutError, WaitTimeoutError  # noqa: E402  (re-exported)
+from ..errors import HandlerTimeoutError, WaitTimeoutError  # noqa: E402  (re-exported)
 
 RUNNING, CANCELLING, ABANDONED, DONE = 0, 1, 2, 3
 
@@ -38,9 +38,6 @@ class AgentSlot:
         self.capacity = capacity
         self.held = 0       # leases this runtime holds for the agent
         self.zombies = 0    # abandoned handlers still running (no lease, but a slot)
-
-    def free(self) -> int:
-        return self.capacity - self.held - self.zombies
 
 
 class Attempt:
@@ -79,7 +76,7 @@ def parse_agents(kernel: Any, agents: object) -> list[AgentSlot]:
     known = None
     slots: list[AgentSlot] = []
     to_register: list[AgentSlot] = []
-    for item in agents:  # type: ignore[union-attr]
+    for item in agents:
         if isinstance(item, str):
             if known is None:
                 known = {a.id: a for a in kernel.stats().agents}
@@ -133,7 +130,8 @@ def task_reader(kernel: Any) -> Callable[[Any], tuple[str | None, str, Any, int]
         return slow
 
     def fast(lease: Any) -> tuple[str | None, str, Any, int]:
-        return lease_task(lease)[:4]
+        row: tuple[str | None, str, Any, int, float] = lease_task(lease)
+        return row[:4]
 
     return fast
 

@@ -1,33 +1,69 @@
 """Attempt lifecycle of the handler runtime (private): start a handler for a claimed lease,
 settle its outcome with the kernel, heartbeat it, time it out, abandon it.
 
-A mixin of :class:`kernel.runtime.Runtime`; it uses the runtime's attributes directly.
+A mixin of :class:`eskernel.runtime.Runtime`; the attributes it needs are declared on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import contextvars
 import heapq
+import logging
 import math
 from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._runtime_events import TaskEvent
-from ._runtime_handlers import (Handler, TaskContext, describe_exception, process_call,
+from ._events import EventHub, TaskEvent
+from ._handlers import (Handler, TaskContext, describe_exception, process_call,
                                 resume_coroutine)
-from ._runtime_support import (ABANDONED, CANCELLING, DONE, RUNNING, TERMINAL, AgentSlot, Attempt,
+from ._support import (ABANDONED, CANCELLING, DONE, RUNNING, TERMINAL, AgentSlot, Attempt,
                                HandlerTimeoutError, process_pool, thread_pool)
-from .errors import InvalidSpecError, StaleLeaseError
+from ..errors import InvalidSpecError, StaleLeaseError
 
 _ERR_TIMEOUT = HandlerTimeoutError.__name__
+_log = logging.getLogger("eskernel.runtime")
 
 
 class Attempts:
-    """Start, settle, heartbeat and time out attempts (mixed into ``Runtime``)."""
+    """Start, settle, heartbeat and time out attempts (mixed into ``Runtime``).
+
+    What the attempt logic needs from its host is declared here; ``Runtime.__init__`` sets
+    each of these, and mypy holds both sides to the declarations.
+    """
 
     kernel: Any
-    _loop: Any
+    completed: int
+    failed: int
+    timed_out: int
+    lost: int
+    _loop: asyncio.AbstractEventLoop | None
+    _handlers: dict[str, Handler]
+    _read: Callable[[Any], tuple[str | None, str, Any, int]]
+    _now: Callable[[], float]
+    _hub: EventHub
+    _threads: cf.Executor | None
+    _procs: cf.Executor | None
+    _own_procs: bool
+    _max_threads: int
+    _processes: int | None
+    _claim_now: float
+    _hb_fraction: float
+    _grace: float
+    _inflight: dict[int, Attempt]
+    _finished: list[Attempt]
+    _zombies: set[Attempt]
+    _timers: list[tuple[float, int, Attempt]]
+    _seq: Iterator[int]
+
+    def _wake(self) -> None:
+        raise NotImplementedError   # the host's: wakes its loop
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "attempts start only while the runtime runs"
+        return self._loop
 
     def _start(self, lease: Any, agent: AgentSlot) -> None:
         name, queue, payload, max_attempts = self._read(lease)
@@ -56,27 +92,27 @@ class Attempts:
                 self._succeed(lease, agent, h, name, queue, stop.value)
                 return
             except (Exception, asyncio.CancelledError) as exc:
-                self._fail(lease, agent, name, queue, describe_exception(exc), True)
+                self._fail(lease, agent, name, queue, describe_exception(exc), h.retryable(exc))
                 return
-            fut: Any = self._loop.create_task(  # type: ignore[union-attr]
-                resume_coroutine(coro, yielded), context=ctx)
+            fut: Any = self._running_loop().create_task(resume_coroutine(coro, yielded),
+                                                        context=ctx)
         elif mode == "inline":
             try:
                 result = h.fn(payload)
             except Exception as exc:
-                self._fail(lease, agent, name, queue, describe_exception(exc), True)
+                self._fail(lease, agent, name, queue, describe_exception(exc), h.retryable(exc))
             else:
                 self._succeed(lease, agent, h, name, queue, result)
             return
         elif mode == "thread":
             if self._threads is None:
                 self._threads = thread_pool(self._max_threads)
-            fut = self._loop.run_in_executor(self._threads, h.fn, payload)  # type: ignore
+            fut = self._running_loop().run_in_executor(self._threads, h.fn, payload)
         else:
             if self._procs is None:
                 self._procs = process_pool(self._processes)
-            fut = self._loop.run_in_executor(  # type: ignore[union-attr]
-                self._procs, process_call, h.fn, payload)
+            fut = self._running_loop().run_in_executor(self._procs, process_call, h.fn,
+                                                       payload)
         timeout = deadline - self._claim_now
         hb_every = max(timeout * self._hb_fraction, 1e-3)
         att = Attempt(lease, agent, h, name, queue, deadline, timeout, hb_every, fut,
@@ -120,7 +156,8 @@ class Attempts:
                 if self._procs is not None:
                     self._procs.shutdown(wait=False, cancel_futures=True)
                     self._procs = None
-            self._fail(att.lease, att.agent, att.name, att.queue, err, True)
+            self._fail(att.lease, att.agent, att.name, att.queue, err,
+                       att.handler.retryable(exc))
         else:
             self._succeed(att.lease, att.agent, att.handler, att.name, att.queue, fut.result())
 
@@ -135,7 +172,8 @@ class Attempts:
             self._fail(lease, agent, name, queue, (
                 f"InvalidResultError: handler {h.key!r} returned a {type(result).__name__} "
                 f"for task {lease.task_id!r} that cannot be stored ({err}); return JSON data "
-                f"(dict, list, str, int, float, bool or None) within the size limit"), True)
+                f"(dict, list, str, int, finite float, bool or None) within the size limit; "
+                f"not retried: the same handler would return the same value"), False)
             return
         agent.held -= 1
         self.completed += 1
@@ -154,12 +192,23 @@ class Attempts:
         agent.held -= 1
         self.failed += 1
         self._changed = True
-        if self._hub.active:
+        view = None
+        if _log.isEnabledFor(logging.WARNING) or self._hub.active:
+            view = self.kernel.task(lease.task_id)
+            first = error.split("\n", 1)[0]
+            if view.status == "FAILED":
+                _log.warning("task %r (queue %r) dead-lettered after attempt %d of %d%s: %s",
+                             lease.task_id, queue, lease.attempt, view.max_attempts,
+                             "" if retryable else " (not retryable)", first)
+            elif view.status not in TERMINAL:
+                _log.info("task %r (queue %r) attempt %d of %d failed; retry due at %s: %s",
+                          lease.task_id, queue, lease.attempt, view.max_attempts,
+                          view.due_at, first)
+        if self._hub.active and view is not None:
             now, tid = self._now(), lease.task_id
             emit = self._hub.emit
             emit(TaskEvent("failed", tid, name, queue, lease.attempt, agent.id, now,
                            error=error))
-            view = self.kernel.task(tid)
             if view.status == "FAILED":
                 emit(TaskEvent("dead_lettered", tid, name, queue, lease.attempt, agent.id, now,
                                error=error))
@@ -168,6 +217,9 @@ class Attempts:
                                due_at=view.due_at if view.due_at is not None else now))
 
     def _lost(self, lease: Any, agent: AgentSlot, name: str | None, queue: str) -> None:
+        _log.warning("lease %d of task %r (queue %r) is no longer current (it expired or the "
+                     "task was cancelled); the handler's outcome was dropped", lease.lease_id,
+                     lease.task_id, queue)
         agent.held -= 1
         self.lost += 1
         self._changed = True

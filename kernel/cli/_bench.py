@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The source tree's root when running from a checkout (kernel/cli/ is two folders down).
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench_dir() -> Path:
@@ -23,7 +24,8 @@ def _bench_dir() -> Path:
     if not (d / "targets.py").is_file():
         raise click.ClickException(
             f"the benchmark suite was not found at {d}; it ships with the source tree: run "
-            "`eskernel bench` from a checkout installed with `pip install -e '.[bench]'`")
+            "`eskernel bench` from a checkout installed with `pip install -e '.[bench]'` (an "
+            "installed wheel holds no benchmarks)")
     return d
 
 
@@ -98,4 +100,5 @@ def bench(quick: bool, json_file: str | None, compare: bool, save: str | None,
 
 def _skipped() -> list[tuple[str, str]]:
     from bench.peers import skipped_peers
-    return skipped_peers()
+    skipped: list[tuple[str, str]] = skipped_peers()
+    return skipped

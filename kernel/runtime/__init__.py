@@ -1,13 +1,13 @@
 """The handler runtime: register Python functions, and it runs your tasks through the kernel.
 
-A :class:`Runtime` claims work from a :class:`~kernel.Kernel` as one or more agents, runs the
+A :class:`Runtime` claims work from a :class:`~eskernel.Kernel` as one or more agents, runs the
 handler registered for each task, heartbeats while it runs, and completes or fails the task.
 Retries, backoff and dead-lettering are the kernel's: the runtime reports each attempt's
 outcome and calls ``Kernel.tick()`` so that expired leases and due retries are released.
 
 >>> import asyncio
->>> from kernel import Kernel, ManualClock
->>> from kernel.runtime import Runtime
+>>> from eskernel import Kernel, ManualClock
+>>> from eskernel.runtime import Runtime
 >>> k = Kernel.in_memory(clock=ManualClock())
 >>> k.declare_queue("images")
 >>> rt = Runtime(k, agents=[{"id": "w1", "capabilities": ["images"], "capacity": 4}])
@@ -45,7 +45,7 @@ the runtime never runs a handler it holds no lease for, and claims for an agent 
 tasks as it has free slots.
 
 Time: deadlines, heartbeats and ticks follow the kernel's clock.  With a
-:class:`~kernel.ManualClock`, ``run_until_idle`` *auto-jumps* the clock (unless
+:class:`~eskernel.ManualClock`, ``run_until_idle`` *auto-jumps* the clock (unless
 ``autojump=False``): when nothing can progress but a deadline, heartbeat, retry or lease
 expiry lies ahead, it sets the clock to it, so tests and simulations finish at once.  Use it
 with handlers that wait on events, not real-time sleeps.
@@ -56,21 +56,26 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import itertools
+import logging
 import math
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
-from ._runtime_attempts import Attempts
-from ._runtime_events import EVENT_KINDS, EventHub, EventStream, TaskEvent
-from ._runtime_handlers import EXECUTORS, Handler, TaskContext, make_handler
-from ._runtime_support import (TERMINAL, AgentSlot, Attempt, HandlerTimeoutError,
+from ._attempts import Attempts
+
+#: A handler function, kept as it is by :meth:`Runtime.register` and :meth:`Runtime.handler`.
+F = TypeVar("F", bound=Callable[..., Any])
+from ._events import EVENT_KINDS, EventHub, EventStream, TaskEvent
+from ._handlers import EXECUTORS, Handler, TaskContext, make_handler
+from ._support import (TERMINAL, AgentSlot, Attempt, HandlerTimeoutError,
                                WaitTimeoutError, parse_agents, task_reader)
-from .errors import (AgentAtCapacityError, AgentOfflineError, EskernelError, InvalidSpecError,
-                     InvalidStateError)
+from ..errors import (AgentAtCapacityError, AgentOfflineError, EskernelError, InvalidSpecError,
+                      InvalidStateError, NonRetryableError)
 
 __all__ = ["Runtime", "TaskContext", "TaskEvent", "EventStream", "HandlerTimeoutError",
-           "WaitTimeoutError", "EVENT_KINDS", "EXECUTORS"]
+           "NonRetryableError", "WaitTimeoutError", "EVENT_KINDS", "EXECUTORS"]
 
+_log = logging.getLogger("eskernel.runtime")
 _QUIET_PASSES = 20      # loop passes with no progress before the clock auto-jumps
 
 
@@ -87,7 +92,7 @@ class Runtime(Attempts):
     """Runs registered handlers for a kernel's tasks.
 
     Args:
-        kernel: the :class:`~kernel.Kernel` to claim from.
+        kernel: the :class:`~eskernel.Kernel` to claim from.
         agents: the agents to claim as: ids already registered with the kernel, mappings
             ``{"id": ..., "capabilities": [queue, ...], "capacity": n}`` or tuples
             ``(id, capabilities, capacity)`` (registered on the spot; registering the same
@@ -111,10 +116,9 @@ class Runtime(Attempts):
         InvalidSpecError: a bad option or agent spec.
         UnknownAgentError / UnknownQueueError: an agent id or capability the kernel lacks.
 
-    Overhead: about 1.3 µs of Python per task for an async handler that does not suspend,
-    on top of the kernel's claim and complete (~1.3 µs); ~2.5 µs end to end, i.e. ~400k
-    no-op tasks/s on one core, against ~140k/s for plain asyncio tasks under a semaphore
-    (see ``bench/test_runtime.py``).
+    Overhead: a few µs of Python per task for an async handler that does not suspend, on
+    top of the kernel's claim and complete; ``bench/test_runtime.py`` measures it against
+    plain asyncio tasks under a semaphore.
     """
 
     def __init__(self, kernel: Any, *, agents: object, clock: Any = None,
@@ -181,8 +185,9 @@ class Runtime(Attempts):
 
     # -- registration ---------------------------------------------------------------------
 
-    def register(self, key: str, fn: Callable[..., Any], *, executor: str = "auto",
-                 context: bool = False, replace: bool = False) -> Callable[..., Any]:
+    def register(self, key: str, fn: F, *, executor: str = "auto", context: bool = False,
+                 replace: bool = False,
+                 non_retryable: tuple[type[BaseException], ...] = ()) -> F:
         """Register ``fn`` for tasks whose name is ``key``, or whose queue is ``key``.
 
         A task's handler is looked up by its name first, then by its queue.  ``fn`` gets the
@@ -193,19 +198,22 @@ class Runtime(Attempts):
             executor: ``"auto"`` (async functions on the loop, sync ones in threads),
                 ``"async"``, ``"thread"``, ``"process"`` or ``"inline"``.
             replace: allow replacing a handler already registered for ``key``.
+            non_retryable: exception types that fail the task at once, without retries
+                (like :class:`~kernel.NonRetryableError`, which always does).  A result
+                that cannot be stored (not JSON, a NaN, too large) is never retried either.
 
         Raises:
             InvalidSpecError: bad key, not callable, an executor that does not fit the
                 function, an unpicklable process handler, or ``key`` already registered.
 
-        >>> from kernel import Kernel
+        >>> from eskernel import Kernel
         >>> k = Kernel.in_memory(); k.declare_queue("q")
         >>> rt = Runtime(k, agents=[("w", ["q"], 1)])
         >>> _ = rt.register("q", len)
         >>> rt.handlers()
         {'q': 'thread'}
         """
-        handler = make_handler(key, fn, executor, context)
+        handler = make_handler(key, fn, executor, context, non_retryable)
         if key in self._handlers and not replace:
             raise InvalidSpecError(f"a handler is already registered for {key!r} "
                                    f"({self._handlers[key].fn!r}); pass replace=True to swap it")
@@ -213,10 +221,13 @@ class Runtime(Attempts):
         return fn
 
     def handler(self, key: str, *, executor: str = "auto", context: bool = False,
-                replace: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator form of :meth:`register`: ``@rt.handler("resize")``."""
-        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.register(key, fn, executor=executor, context=context, replace=replace)
+                replace: bool = False, non_retryable: tuple[type[BaseException], ...] = ()
+                ) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`: ``@rt.handler("resize")``; the function keeps
+        its type."""
+        def decorate(fn: F) -> F:
+            return self.register(key, fn, executor=executor, context=context, replace=replace,
+                                 non_retryable=non_retryable)
         return decorate
 
     def handlers(self) -> dict[str, str]:
@@ -230,7 +241,7 @@ class Runtime(Attempts):
         """Call ``callback(event)`` for task events of ``kinds`` (None: all kinds).
 
         Callbacks run on the loop, right after the kernel recorded the outcome; a coroutine
-        callback is scheduled as a task.  Exceptions are logged to ``kernel.runtime`` and
+        callback is scheduled as a task.  Exceptions are logged to ``eskernel.runtime`` and
         otherwise ignored.  Returns ``callback``.
 
         Raises:
@@ -248,7 +259,7 @@ class Runtime(Attempts):
         ``run``/``run_until_idle`` returns.  Create it before starting the run.
 
         >>> import asyncio
-        >>> from kernel import Kernel, ManualClock
+        >>> from eskernel import Kernel, ManualClock
         >>> k = Kernel.in_memory(clock=ManualClock()); k.declare_queue("q")
         >>> rt = Runtime(k, agents=[("w", ["q"], 2)])
         >>> _ = rt.register("q", lambda p: p * 2, executor="inline")
@@ -337,7 +348,7 @@ class Runtime(Attempts):
     async def wait(self, task_ids: str | Iterable[str], timeout: float | None = None) -> Any:
         """Wait until a task (or every task of a set) is COMPLETED, FAILED or CANCELLED.
 
-        Returns the :class:`~kernel.TaskView` (a list of them for a set, in order).  The
+        Returns the :class:`~eskernel.TaskView` (a list of them for a set, in order).  The
         runtime must be running (``run``) in another task for work to progress; ``timeout``
         is in real seconds.
 
@@ -346,7 +357,7 @@ class Runtime(Attempts):
             WaitTimeoutError: some tasks were not finished in time (the message names them).
         """
         single = isinstance(task_ids, str)
-        ids = [task_ids] if single else list(task_ids)  # type: ignore[arg-type]
+        ids = [task_ids] if single else list(task_ids)
         if timeout is not None:
             _positive(timeout, "timeout", allow_zero=True)
         views = {i: self.kernel.task(i) for i in ids}
@@ -428,7 +439,10 @@ class Runtime(Attempts):
             if now != self._last_tick and (self._manual
                                             or now - self._last_tick >= self._tick_interval):
                 self._last_tick = now
-                self.kernel.tick()
+                ticked = self.kernel.tick()
+                if isinstance(ticked, dict) and ticked.get("expired"):
+                    _log.info("%d lease(s) expired (their holders stopped heartbeating); the "
+                              "tasks are retried or dead-lettered", ticked["expired"])
             if self._stopping:
                 await self._drain()
                 return
@@ -441,7 +455,8 @@ class Runtime(Attempts):
                 await asyncio.sleep(0)
                 continue
             if not self._inflight:
-                if not until_idle or self._zombies:  # abandoned handlers still run
+                # An abandoned handler keeps running only if work waits for its slot.
+                if not until_idle or (self._zombies and self._blocked_by_zombies()):
                     await self._sleep(self._poll)
                     continue
                 due = self._next_due(now)
@@ -515,6 +530,13 @@ class Runtime(Attempts):
         if pending:
             await asyncio.wait(pending, timeout=0.1)
         self._settle_finished()
+
+    def _blocked_by_zombies(self) -> bool:
+        """Whether a READY task waits for a slot that an abandoned handler holds."""
+        blocked = {q for a in self._agents if a.zombies and a.capacity - a.held - a.zombies <= 0
+                   for q in a.capabilities}
+        return bool(blocked) and any(
+            v.queue in blocked for v in self.kernel.tasks(status="READY"))
 
     def _next_due(self, now: float) -> float | None:
         """Earliest time something in a served queue becomes ready without our help: a

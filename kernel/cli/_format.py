@@ -14,10 +14,32 @@ from typing import Any
 
 import click
 
-from analytics.query import Table
-from analytics.report import format_table
+from eskernel.analytics.query import Table
+from eskernel.analytics.report import format_table
 
-__all__ = ["emit", "emit_sections", "progress", "ns_time", "table_from_dicts"]
+__all__ = ["emit", "emit_sections", "progress", "ns_time", "seconds_fields", "table_from_dicts"]
+
+# Fields of the log's events held in ns, and how the API states them: times since the epoch
+# and durations both in seconds.
+_NS_FIELDS = ("ts", "retry_at", "expires", "not_before", "timeout")
+
+
+def seconds_fields(ev: dict[str, Any]) -> dict[str, Any]:
+    """An event with its ns times and durations in seconds (``backoff``'s too).
+
+    >>> seconds_fields({"t": "submitted", "ts": 1_500_000_000, "timeout": 30_000_000_000,
+    ...                 "backoff": {"initial": 10**9, "factor": 2.0, "max": 6 * 10**10}})
+    {'t': 'submitted', 'ts': 1.5, 'timeout': 30.0, 'backoff': {'initial': 1.0, 'factor': 2.0, 'max': 60.0}}
+    """
+    out = dict(ev)
+    for key in _NS_FIELDS:
+        if isinstance(out.get(key), int) and not isinstance(out[key], bool):
+            out[key] = out[key] / 1e9
+    bo = out.get("backoff")
+    if isinstance(bo, dict):
+        out["backoff"] = {k: (v / 1e9 if k in ("initial", "max") and isinstance(v, int) else v)
+                          for k, v in bo.items()}
+    return out
 
 
 def ns_time(ns: int | None) -> str | None:
@@ -73,20 +95,33 @@ def emit(table: Table, fmt: str, *, title: str | None = None) -> None:
 
 
 def emit_sections(sections: Mapping[str, Table | Mapping[str, Any]], fmt: str,
-                  titles: Mapping[str, str] | None = None) -> None:
-    """Print several sections: text blocks, one JSON object, or ``# name``-headed CSV blocks.
+                  titles: Mapping[str, str] | None = None, *, table: str | None = None) -> None:
+    """Print several sections: text blocks or one JSON object; or the one section ``table``.
 
-    A section is a Table, or a dict shown as a two-column what/value table.
+    A section is a Table, or a dict shown as a two-column what/value table.  CSV holds one
+    table, so it needs ``table`` unless there is only one section.
+
+    Raises:
+        ValueError: ``table`` names no section, or CSV of several sections.
     """
     tables = {name: (s if isinstance(s, Table) else
                      Table(["what", "value"], [(k, v) for k, v in s.items()]))
               for name, s in sections.items()}
+    if table is None and fmt == "csv" and len(tables) > 1:
+        raise ValueError(f"CSV holds one table: pass --table NAME, one of {', '.join(tables)} "
+                         "(or use --json for all of them)")
+    if table is not None:
+        if table not in tables:
+            raise ValueError(f"--table {table!r} is not a table of this command; pass one of "
+                             f"{', '.join(tables)}")
+        emit(tables[table], fmt, title=(titles or {}).get(table, table))
+        return
     if fmt == "json":
         out = {name: (_jsonable(dict(s)) if not isinstance(s, Table) else _rows_json(s))
                for name, s in sections.items()}
         click.echo(json.dumps(out, indent=2))
     elif fmt == "csv":
-        click.echo("\n".join(f"# {name}\n{_csv(t)}" for name, t in tables.items()), nl=False)
+        click.echo(_csv(next(iter(tables.values()))), nl=False)
     else:
         blocks = [f"{(titles or {}).get(name, name)}\n{format_table(t)}"
                   for name, t in tables.items()]
@@ -101,18 +136,19 @@ def progress(label: str, enabled: bool | None = None) -> Iterator[Callable[[int,
     if not show:
         yield lambda done, total: None
         return
-    state: dict[str, Any] = {"bar": None, "done": 0}
+    bars: list[Any] = []        # the bar, made at the first call (when the total is known)
+    shown = [0]
 
     def update(done: int, total: int) -> None:
-        if state["bar"] is None:
-            state["bar"] = click.progressbar(length=max(total, 1), label=label,
-                                             file=sys.stderr)
-            state["bar"].__enter__()
-        state["bar"].update(max(0, done - state["done"]))
-        state["done"] = done
+        if not bars:
+            bars.append(click.progressbar(length=max(total, 1), label=label,
+                                          file=sys.stderr))
+            bars[0].__enter__()
+        bars[0].update(max(0, done - shown[0]))
+        shown[0] = done
 
     try:
         yield update
     finally:
-        if state["bar"] is not None:
-            state["bar"].__exit__(None, None, None)
+        if bars:
+            bars[0].__exit__(None, None, None)

@@ -34,17 +34,18 @@ It stops at the first violation and names it (offset, event, rule).
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import eventlog
-from eventlog import EventLog
-from eventlog.errors import LogCorruptError
-from kernel import events as kevents
-from kernel._records import RecordError, check_record
+import eskernel.eventlog as eventlog
+from eskernel.eventlog import EventLog
+from eskernel.eventlog.errors import LogCorruptError
+from eskernel.eventlog.snapshots import list_snapshots
+from . import events as kevents
+from ._records import RecordError
+from .errors import LogRecordInvalidError
 
 __all__ = ["Violation", "VerifyResult", "verify_log", "RULES"]
 
@@ -94,6 +95,12 @@ class _Broken(Exception):
         self.message = message
 
 
+class _SnapshotBad(Exception):
+    def __init__(self, violation: Violation) -> None:
+        super().__init__(str(violation))
+        self.violation = violation
+
+
 class _Checker:
     """The semantic state: open leases, running counts, completed tasks."""
 
@@ -110,7 +117,7 @@ class _Checker:
 
     def _task(self, ev: dict[str, Any]) -> str:
         task = ev.get("task")
-        if task not in self.tasks:
+        if type(task) is not str or task not in self.tasks:
             raise _Broken("unknown-ref", f"task {task!r} was never submitted")
         return task
 
@@ -213,10 +220,6 @@ class _Checker:
         self.queue_running[queue] = self.queue_running.get(queue, 0) + 1
 
 
-def _snapshot_offsets(path: Path) -> list[int]:
-    return sorted(int(p.stem) for p in path.glob("*.snap") if p.stem.isdigit())
-
-
 def verify_log(path: str | os.PathLike[str], *,
                progress: Callable[[int, int], None] | None = None) -> VerifyResult:
     """Check the log at ``path``; return a :class:`VerifyResult` naming the first violation.
@@ -227,114 +230,111 @@ def verify_log(path: str | os.PathLike[str], *,
     Cost: one checksum scan plus one decode-and-check pass (~1-2 µs per event).
 
     >>> import tempfile
-    >>> from eventlog import EventLog
+    >>> from eskernel.eventlog import EventLog
     >>> d = tempfile.mkdtemp()
     >>> with EventLog.open(d) as log:
     ...     _ = log.append(b'{"v":1,"t":"queue_paused","ts":1,"queue":"nope"}')
     >>> str(verify_log(d).violation)
     "offset 0 (queue_paused): rule unknown-ref: queue 'nope' was never declared"
     """
-    from kernel._apply import KernelState  # the one apply path; see the module docstring
+    from ._apply import KernelState  # the one apply path; see the module docstring
 
     path = Path(path)
     try:
         integrity = eventlog.verify(path)
     except LogCorruptError as err:
         return VerifyResult(0, 0, 0, 0, Violation(None, None, "integrity", str(err)))
-    snaps = _snapshot_offsets(path)
-    checker, state = _Checker(), KernelState()
-    # The hot-path records go through the core's replay fast path (the same transitions,
-    # parsed in C; it declines anything unusual, which then takes the general apply path).
-    fast, ctx = state.sched.replay_record, state.replay_context()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()     # millions of long-lived small objects, no cycles: see kernel/_replay.py
-    try:
-        return _verify_events(path, integrity, snaps, checker, state, fast, ctx, progress)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _verify_events(path: Path, integrity: Any, snaps: list[int], checker: _Checker,
-                   state: Any, fast: Any, ctx: Any,
-                   progress: Callable[[int, int], None] | None) -> VerifyResult:
-    compared = 0
-    loads, known = kevents.loads, kevents.EVENT_TYPES
     with EventLog.open_readonly(path) as reader:
-        total = min(reader.next_offset, integrity.records)
-        beyond = [s for s in snaps if s > total]
+        return _Verify(reader, integrity, progress).run(KernelState())
+
+
+class _Verify:
+    """One pass: each record goes through the checker's rules (an observer of the replay
+    loop that opening uses, kernel/_replay.py), then that loop checks and applies it; each
+    stored snapshot is compared with the state replayed up to its offset."""
+
+    def __init__(self, reader: Any, integrity: Any,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.reader, self.integrity, self.progress = reader, integrity, progress
+        self.total = min(reader.next_offset, integrity.records)
+        self.snaps = list_snapshots(reader.path)
+        self.checker = _Checker()
+        self.compared = 0
+        self.pending: list[int] = []
+        self.ev: dict[str, Any] | None = None     # the record being checked, decoded
+        self.state: Any = None
+
+    def run(self, state: Any) -> VerifyResult:
+        from ._replay import _replay_into
+        self.state = state
+        beyond = [s for s in self.snaps if s > self.total]
         if beyond:
-            return VerifyResult(total, integrity.segments, 0, integrity.torn_tail_bytes,
-                                Violation(beyond[0], None, "snapshot-beyond-end",
-                                          f"snapshot(s) at offset(s) {beyond} lie beyond the "
-                                          f"log's end {total}: they describe records the log "
-                                          "does not hold; opening the directory removes them"))
-        pending = [s for s in snaps if s <= total]
-        off = 0
-        while off < total:
-            batch = reader.read_batch(off, min(BATCH, total - off))
-            for rec in batch:
-                while pending and pending[0] == off:
-                    bad = _compare_snapshot(reader, pending.pop(0), state)
-                    if bad is not None:
-                        return VerifyResult(off, integrity.segments, compared, 0, bad)
-                    compared += 1
-                ev: dict[str, Any] | None = None
-                try:
-                    raw = loads(rec)    # as replay reads it: optional fields may be absent
-                    if (type(raw) is not dict or raw.get("v") != kevents.SCHEMA_VERSION
-                            or raw.get("t") not in known):
-                        raise ValueError(f"record {rec[:80]!r} is not an eskernel "
-                                         f"v{kevents.SCHEMA_VERSION} event")
-                    ev = raw
-                    checker.check(ev)
-                    _apply_checked(state, fast, ctx, rec)
-                except _Broken as b:
-                    return _fail(off, ev, b.rule, b.message, integrity, compared)
-                except (ValueError, KeyError, TypeError) as err:
-                    rule = "schema" if ev is None or isinstance(err, KeyError) else "apply"
-                    msg = (f"record is not an eskernel event: {err}" if rule == "schema"
-                           else f"the kernel's apply rejects it: {err}")
-                    if isinstance(err, KeyError):
-                        msg = f"event lacks field {err}"
-                    return _fail(off, ev, rule, msg, integrity, compared)
-                except Exception as err:  # KernelInternalError and friends from apply
-                    return _fail(off, ev, "apply", f"the kernel's apply rejects it: {err}",
-                                 integrity, compared)
-                off += 1
-            if progress is not None:
-                progress(off, total)
-        while pending and pending[0] == off:
-            bad = _compare_snapshot(reader, pending.pop(0), state)
+            return self._result(self.total, Violation(
+                beyond[0], None, "snapshot-beyond-end",
+                f"snapshot(s) at offset(s) {beyond} lie beyond the log's end {self.total}: "
+                "they describe records the log does not hold; opening the directory removes "
+                "them"))
+        self.pending = [s for s in self.snaps if s <= self.total]
+        try:
+            _replay_into(state, self.reader, self.total, observe=self._observe)
+            self._snapshots_at(self.total)
+        except _Broken as b:
+            return self._fail(b.rule, b.message)
+        except _SnapshotBad as bad:
+            return self._result(state.applied, bad.violation, torn=False)
+        except LogRecordInvalidError as err:
+            cause = err.__cause__
+            if isinstance(cause, RecordError):
+                return self._fail("record", f"replay refuses it: {cause}")
+            if isinstance(cause, KeyError):
+                return self._fail("schema", f"event lacks field {cause}")
+            return self._fail("apply", f"the kernel's apply rejects it: {cause}")
+        if self.progress is not None:
+            self.progress(self.total, self.total)
+        return self._result(self.total, None)
+
+    def _observe(self, off: int, rec: bytes) -> None:
+        if self.pending and self.pending[0] == off:
+            self._snapshots_at(off)
+        if self.progress is not None and off and off % BATCH == 0:
+            self.progress(off, self.total)
+        self.ev = None
+        try:
+            raw = kevents.loads(rec)    # as replay reads it: optional fields may be absent
+            if (type(raw) is not dict or raw.get("v") != kevents.SCHEMA_VERSION
+                    or raw.get("t") not in kevents.EVENT_TYPES):
+                raise ValueError(f"record {rec[:80]!r} is not an eskernel "
+                                 f"v{kevents.SCHEMA_VERSION} event")
+            self.ev = raw
+            self.checker.check(raw)
+        except KeyError as err:
+            raise _Broken("schema", f"event lacks field {err}") from None
+        except (ValueError, TypeError) as err:
+            if self.ev is None:
+                raise _Broken("schema", f"record is not an eskernel event: {err}") from None
+            raise _Broken("apply", f"the kernel's apply rejects it: {err}") from None
+
+    def _snapshots_at(self, off: int) -> None:
+        while self.pending and self.pending[0] == off:
+            bad = _compare_snapshot(self.reader, self.pending.pop(0), self.state)
             if bad is not None:
-                return VerifyResult(off, integrity.segments, compared, 0, bad)
-            compared += 1
-    return VerifyResult(total, integrity.segments, compared, integrity.torn_tail_bytes, None)
+                raise _SnapshotBad(bad)
+            self.compared += 1
 
+    def _fail(self, rule: str, msg: str) -> VerifyResult:
+        off = self.state.applied
+        etype = self.ev.get("t") if isinstance(self.ev, dict) else None
+        return self._result(off, Violation(off, etype, rule, msg))
 
-def _apply_checked(state: Any, fast: Any, ctx: Any, rec: bytes) -> None:
-    # As replay applies a record: the C fast path (which checks the records it takes), or
-    # the full record check and then the apply path.
-    if fast(rec, ctx):
-        state.applied += 1
-        return
-    try:
-        ev = check_record(state, rec)
-    except RecordError as err:
-        raise _Broken("record", f"replay refuses it: {err}") from None
-    state.apply(ev)
-
-
-def _fail(off: int, ev: dict[str, Any] | None, rule: str, msg: str, integrity: Any,
-          compared: int) -> VerifyResult:
-    etype = ev.get("t") if isinstance(ev, dict) else None
-    return VerifyResult(off, integrity.segments, compared, integrity.torn_tail_bytes,
-                        Violation(off, etype, rule, msg))
+    def _result(self, events: int, violation: Violation | None, *,
+                torn: bool = True) -> VerifyResult:
+        return VerifyResult(events, self.integrity.segments, self.compared,
+                            self.integrity.torn_tail_bytes if torn else 0, violation)
 
 
 def _compare_snapshot(reader: Any, offset: int, state: Any) -> Violation | None:
-    from kernel._replay import usable_snapshot
-    from kernel.errors import SnapshotCorruptError
+    from ._replay import usable_snapshot
+    from .errors import SnapshotCorruptError
     snap = reader.latest_snapshot(offset)
     name = reader.path / f"{offset:020d}.snap"
     if snap is None or snap.offset != offset:

@@ -17,16 +17,19 @@ from typing import Any
 
 import click
 
-from analytics import Projection, verify_log
-from analytics.query import Table
-from analytics.report import build_report
-from eventlog.errors import EskernelError
+from eskernel.analytics import Projection, ProjectionError
+from eskernel.verify import verify_log
+from eskernel.analytics.query import Table, check_read_only
+from eskernel.analytics.report import TITLES, build_report
+from eskernel.eventlog.errors import EskernelError
 
-from ._cli_format import emit, emit_sections, ns_time, progress, table_from_dicts
+from .._version import __version__
+from . import _bench
+from ._format import (emit, emit_sections, ns_time, progress, seconds_fields,
+                      table_from_dicts)
 
 __all__ = ["cli", "main"]
 
-_TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class CliError(click.ClickException):
@@ -36,9 +39,41 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
+# The advice of the Python API's messages, as the CLI says it: (phrase, CLI wording).
+_CLI_ADVICE = (
+    ("check the path, or create the log with EventLog.open",
+     "check the path; `eskernel demo DIR` makes a directory to try the commands on"),
+    ("check the path, or pass create=True to start a log there",
+     "check the path; `eskernel demo DIR` makes a directory to try the commands on"),
+    ("use that EventLog or close it first, or open a reader with EventLog.open_readonly",
+     "close it first; the read commands (status, history, replay, verify, sql, report, "
+     "tail) work while it runs"),
+    ("stop that process or open a reader with EventLog.open_readonly",
+     "stop that process (or run this command through it); the read commands (status, "
+     "history, replay, verify, sql, report, tail) work while it runs"),
+    ("check the id (kernel.tasks() lists them)",
+     "check the id (`eskernel sql DIR \"SELECT task, status FROM tasks\"` lists them)"),
+    ("run eventlog.verify() for a full report", "run `eskernel verify DIR` for a full report"),
+    ("call declare_queue({q}) first",
+     "queues are declared by the program that runs the kernel (Kernel.declare_queue); "
+     "`eskernel status DIR` lists the declared ones"),
+    ("call register_agent({q}, ...) first",
+     "`eskernel status DIR` lists the registered agents"),
+)
+
+
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return " ".join(text.split())
+    text = " ".join((str(err).strip() or type(err).__name__).split())
+    for phrase, cli_words in _CLI_ADVICE:
+        if "{q}" in phrase:
+            head, _, tail = phrase.partition("{q}")
+            start = text.find(head)
+            end = text.find(tail, start + len(head)) if start >= 0 else -1
+            if start >= 0 and end >= 0:
+                text = text[:start] + cli_words + text[end + len(tail):]
+        else:
+            text = text.replace(phrase, cli_words)
+    return text
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,6 +85,9 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
+        except ProjectionError as err:   # DuckDB's message keeps its lines (candidates...)
+            raise CliError("\n  ".join(line.rstrip() for line in str(err).strip().splitlines()
+                                        if line.strip()) or type(err).__name__) from err
         except (EskernelError, OSError, ValueError) as err:
             raise CliError(_one_line(err)) from err
         except KeyboardInterrupt:
@@ -62,6 +100,10 @@ def _fmt_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
     return fn
+
+
+_TABLE = click.option("--table", "table", default=None, metavar="NAME",
+                      help="Print only this table (CSV holds one table per call).")
 
 
 def _fmt(as_json: bool, as_csv: bool) -> str:
@@ -91,8 +133,25 @@ def _db_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _reader(directory: Path, db: str | None, memory: bool) -> Projection:
+    """A projection brought up to date, to query: a database file is refreshed, then opened
+    read-only, so readers never lock each other out (``--memory`` ingests in memory)."""
+    if memory:
+        p = _projection(directory, None, True)
+        # Ingested: from here on the in-memory database reads no file, like a read-only one.
+        p.connection.execute("SET enable_external_access = false")
+        p.connection.execute("SET lock_configuration = true")
+        return p
+    with progress("ingesting the log") as cb:
+        p, behind = Projection.open_reader(directory, db, progress=cb)
+    if behind:
+        click.echo(f"note: another eskernel command holds the projection {p.db_path}; these "
+                   f"results stop {behind} events before the end of the log", err=True)
+    return p
+
+
 def _projection(directory: Path, db: str | None, memory: bool) -> Projection:
-    """Open the projection and bring it up to date (progress bar on a terminal)."""
+    """Open the projection read-write and bring it up to date (progress bar on a terminal)."""
     target = None if memory else (db or Projection.default_db(directory))
     p = Projection(directory, target)
     try:
@@ -107,7 +166,7 @@ def _projection(directory: Path, db: str | None, memory: bool) -> Projection:
 # -- the group ---------------------------------------------------------------------------
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="eskernel")
+@click.version_option(__version__, prog_name="eskernel")
 def cli() -> None:
     """eskernel: an event-sourced task orchestration kernel.
 
@@ -131,7 +190,7 @@ def demo(directory: str, jobs: int, seed: int) -> None:
     with backoff, lease expiries and a cancellation.  Re-running wipes an earlier demo in
     DIR; a non-empty DIR that is not a demo is refused.
     """
-    from ._cli_demo import prepare_dir, run_demo
+    from ._demo import prepare_dir, run_demo
     path = Path(directory)
     try:
         wiped = prepare_dir(path)
@@ -195,14 +254,15 @@ _STATUS_TITLES = {"summary": "Log", "counts": "Tasks by status", "queues": "Queu
 @cli.command()
 @_DIR
 @_fmt_options
+@_TABLE
 @_guard
-def status(directory: str, as_json: bool, as_csv: bool) -> None:
+def status(directory: str, as_json: bool, as_csv: bool, table: str | None) -> None:
     """System status: counts by status, queue depths and limits, agents and their leases.
 
     Reads the log without locking it (works while a kernel is running).
     """
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     with progress("replaying the log"):
         k = Kernel.replay(_log_dir(directory))
     try:
@@ -210,7 +270,7 @@ def status(directory: str, as_json: bool, as_csv: bool) -> None:
                     **_stats_sections(k)}
     finally:
         k.close()
-    emit_sections(sections, fmt, _STATUS_TITLES)
+    emit_sections(sections, fmt, _STATUS_TITLES, table=table)
 
 
 _DETAIL_KEYS = ("error", "retry_at", "reason", "cause", "expires", "depends_on", "not_before",
@@ -235,13 +295,17 @@ def _detail(ev: dict[str, Any]) -> str:
 @_fmt_options
 @_guard
 def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
-    """The full event trail of TASK, in log order."""
-    fmt = _fmt(as_json, as_csv)
-    from eventlog import EventLog
+    """The full event trail of TASK, in log order.
 
-    from ._records import task_events
-    from ._validate import check_id
-    from .errors import UnknownTaskError
+    With --json, times (ts, retry_at, expires, not_before) are seconds since the epoch and
+    durations (timeout, backoff) seconds, as the Python API takes them.
+    """
+    fmt = _fmt(as_json, as_csv)
+    from eskernel.eventlog import EventLog
+
+    from .._records import task_events
+    from .._validate import check_id
+    from ..errors import UnknownTaskError
     check_id(task, "task")
     # A byte search of the log in C: no replay, so it costs the same with or without
     # snapshots (~0.3 s per 5 M events).  Each event found is checked (types, fields).
@@ -251,14 +315,15 @@ def history(directory: str, task: str, as_json: bool, as_csv: bool) -> None:
         raise UnknownTaskError(f"no task {task!r} in the log {directory}; check the id "
                                f"(eskernel sql {directory} \"SELECT task FROM tasks\" lists them)")
     if fmt == "json":
+        trail = [seconds_fields(ev) for ev in trail]
         emit(table_from_dicts(trail, sorted({c for e in trail for c in e})), fmt)
         return
-    agents: dict[int, tuple[str, int]] = {}
+    agents: dict[int, tuple[str | None, int | None]] = {}
     rows = []
     for ev in trail:
         if ev["t"] == "claimed":
             agents[ev["lease"]] = (ev["agent"], ev["attempt"])
-        agent, attempt = agents.get(ev.get("lease"), (None, None))
+        agent, attempt = agents.get(ev.get("lease", -1), (None, None))
         rows.append({"offset": ev["offset"], "time": ns_time(ev["ts"]), "event": ev["t"],
                      "agent": ev.get("agent") or agent, "lease": ev.get("lease"),
                      "attempt": ev.get("attempt") or attempt, "detail": _detail(ev)})
@@ -295,13 +360,14 @@ def _parse_until(value: str) -> tuple[int | None, float | None]:
                    "(@epoch-seconds or ISO-8601, UTC).")
 @click.option("--task", "task", default=None, help="Show this task's state at that point.")
 @_fmt_options
+@_TABLE
 @_guard
 def replay(directory: str, until: str | None, task: str | None, as_json: bool,
-           as_csv: bool) -> None:
+           as_csv: bool, table: str | None) -> None:
     """Rebuild the state at a point of the log and print it (the audit path)."""
     fmt = _fmt(as_json, as_csv)
     offset, at = _parse_until(until) if until is not None else (None, None)
-    from ._kernel import Kernel
+    from .._kernel import Kernel
     log_dir = _log_dir(directory)
     with progress("replaying the log"):
         k = Kernel.replay(log_dir, until=offset, until_time=at)
@@ -310,7 +376,7 @@ def replay(directory: str, until: str | None, task: str | None, as_json: bool,
             view = k.task(task)
             data = view.model_dump()
             for key in ("submitted_at", "started_at", "finished_at", "due_at", "expires_at"):
-                if isinstance(data.get(key), (int, float)):
+                if isinstance(data.get(key), (int, float)) and fmt != "json":
                     data[key] = ns_time(int(data[key] * 1e9))
             sections: dict[str, Any] = {"task": data}
         else:
@@ -320,7 +386,7 @@ def replay(directory: str, until: str | None, task: str | None, as_json: bool,
                         **_stats_sections(k)}
     finally:
         k.close()
-    emit_sections(sections, fmt, _STATUS_TITLES)
+    emit_sections(sections, fmt, _STATUS_TITLES, table=table)
 
 
 # -- verify, snapshot --------------------------------------------------------------------
@@ -366,12 +432,14 @@ def verify(directory: str, as_json: bool, as_csv: bool) -> None:
 def snapshot(directory: str, as_json: bool, as_csv: bool) -> None:
     """Take a snapshot of the kernel state now (needs the directory's writer lock)."""
     fmt = _fmt(as_json, as_csv)
-    from ._kernel import Kernel
+    from eskernel.eventlog.snapshots import snapshot_path
+
+    from .._kernel import Kernel
     log_dir = _log_dir(directory)
-    with Kernel.open(log_dir, snapshot_every=0) as k:
+    with Kernel.open(log_dir, snapshot_every=0, create=False) as k:
         offset = k.snapshot()
         digest = k.digest()
-    path = log_dir / f"{offset:020d}.snap"
+    path = snapshot_path(log_dir, offset)
     emit(table_from_dicts([{"offset": offset, "digest": digest, "path": str(path)}]), fmt,
          title="Snapshot written")
 
@@ -388,19 +456,27 @@ def snapshot(directory: str, as_json: bool, as_csv: bool) -> None:
 @_guard
 def sql(directory: str, query: str, out: str | None, db: str | None, memory: bool,
         as_json: bool, as_csv: bool) -> None:
-    """Run read-only SQL against the projection (refreshed first) and print the result.
+    """Run one read-only SELECT against the projection (refreshed first); print the result.
+
+    Anything but one SELECT (or EXPLAIN) statement is refused before it runs: the query
+    runs on a read-only connection without file access.
 
     Tables: events, tasks, attempts, agents, queues, task_deps.  Views: throughput, latency,
     agent_utilization, queue_utilization, failures.  Times are ns since the epoch; quote
     the "offset" column.
     """
     fmt = _fmt(as_json, as_csv)
-    p = _projection(_log_dir(directory), db, memory)
-    try:
-        if out is not None:
+    check_read_only(query)
+    if out is not None:
+        p = _projection(_log_dir(directory), db, memory)
+        try:
             path = p.export(query, out)
-            click.echo(f"wrote {path}")
-            return
+        finally:
+            p.close()
+        click.echo(f"wrote {path}")
+        return
+    p = _reader(_log_dir(directory), db, memory)
+    try:
         result = p.query(query)
     finally:
         p.close()
@@ -417,34 +493,41 @@ def sql(directory: str, query: str, out: str | None, db: str | None, memory: boo
               help="Throughput interval in seconds.")
 @_db_options
 @_fmt_options
+@_TABLE
 @_guard
 def report(directory: str, html_file: str | None, last: float | None, bucket: int,
-           db: str | None, memory: bool, as_json: bool, as_csv: bool) -> None:
+           db: str | None, memory: bool, as_json: bool, as_csv: bool,
+           table: str | None) -> None:
     """Throughput, latency percentiles, utilization and failures."""
     fmt = _fmt(as_json, as_csv)
-    p = _projection(_log_dir(directory), db, memory)
+    p = _reader(_log_dir(directory), db, memory)
     try:
         rep = build_report(p, window_s=last, bucket_s=bucket)
     finally:
         p.close()
     if html_file is not None:
         Path(html_file).write_text(rep.to_html(), encoding="utf-8")
-    if fmt == "json":
+    if table is not None or fmt == "csv":
+        emit_sections(rep.sections, fmt, TITLES, table=table)
+    elif fmt == "json":
         click.echo(rep.to_json())
-    elif fmt == "csv":
-        click.echo(rep.to_csv(), nl=False)
     else:
         click.echo(rep.to_text())
         if html_file is not None:
             click.echo(f"wrote {html_file}")
 
 
-try:  # the bench command lives with the benchmarks' owner
-    from ._cli_bench import bench as _bench
-except ImportError:  # pragma: no cover - depends on what is installed
-    pass
-else:  # pragma: no cover
-    cli.add_command(_bench)
+def _add_operations() -> None:
+    # The operator's commands (kernel/cli/_ops.py), with this module's error handling.
+    from ._ops import OPERATIONS
+    for command in OPERATIONS:
+        assert command.callback is not None
+        command.callback = _guard(command.callback)
+        cli.add_command(command)
+
+
+_add_operations()
+cli.add_command(_bench.bench)
 
 
 def main(argv: list[str] | None = None) -> None:

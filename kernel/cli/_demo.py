@@ -3,7 +3,7 @@
 Five queues with different concurrency limits, agents with different capabilities and
 capacities, multi-stage DAG jobs (ingest -> 3 render frames -> encode -> notify), all five
 priorities, failures retried with exponential backoff, a flaky agent whose leases expire,
-and one cancelled job.  A :class:`~kernel.ManualClock` drives time, so a run of ~15
+and one cancelled job.  A :class:`~eskernel.ManualClock` drives time, so a run of ~15
 simulated minutes takes about a second and is the same for the same seed.
 """
 
@@ -15,9 +15,11 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from ._clock import ManualClock
-from ._kernel import Kernel
-from .models import BackoffPolicy
+from .._clock import ManualClock
+from .._codes import TERMINAL
+from .._core import Lease
+from .._kernel import Kernel
+from ..models import BackoffPolicy
 
 __all__ = ["DemoResult", "run_demo", "QUEUES", "AGENTS", "MARKER"]
 
@@ -99,7 +101,7 @@ def run_demo(path: str | os.PathLike[str], *, jobs: int = 120, seed: int = 7,
             k.register_agent(a, capabilities=caps, capacity=cap)
         backoff = BackoffPolicy(initial=2.0, factor=2.0, max=30.0, jitter=0.2)
         arrivals = sorted(rng.uniform(0, 600) for _ in range(jobs))
-        running: dict[int, tuple[object, float, str]] = {}   # lease -> (lease, end, outcome)
+        running: dict[int, tuple[Lease, float, str]] = {}   # lease -> (lease, end, outcome)
         all_tasks: list[str] = []
         cancel_job = jobs // 3
         poison = {f"job{j:04d}.encode" for j in range(11, jobs, 29)}
@@ -137,15 +139,15 @@ def run_demo(path: str | os.PathLike[str], *, jobs: int = 120, seed: int = 7,
                                           priority=5, timeout=QUEUES["report"][3]))
             k.tick()
             for lease_id in [lid for lid, (_, end, _) in running.items() if end <= now]:
-                lease, _, outcome = running.pop(lease_id)
+                ending, _, outcome = running.pop(lease_id)
                 try:
                     if outcome == "ok":
-                        k.complete(lease, result={"ok": True})
+                        k.complete(ending, result={"ok": True})
                     elif outcome == "poison":
-                        k.fail(lease, error="corrupt input: unsupported codec",
+                        k.fail(ending, error="corrupt input: unsupported codec",
                                retryable=False)
                     elif outcome == "fail":
-                        k.fail(lease, error=rng.choice(["decoder crashed", "out of memory",
+                        k.fail(ending, error=rng.choice(["decoder crashed", "out of memory",
                                                         "upstream 503"]))
                 except Exception:          # the lease expired or was revoked meanwhile
                     pass
@@ -170,8 +172,7 @@ def run_demo(path: str | os.PathLike[str], *, jobs: int = 120, seed: int = 7,
                     else:
                         outcome = "fail" if rng.random() < p_fail else "ok"
                     running[lease.lease_id] = (lease, now + dur, outcome)
-            finished = sum(stats.counts.get(s, 0) for s in ("COMPLETED", "FAILED",
-                                                                 "CANCELLED"))
+            finished = sum(stats.counts.get(s, 0) for s in TERMINAL)
             new_done = finished * jobs // max(len(all_tasks), 1)
             if progress is not None and new_done != done_jobs:
                 done_jobs = new_done

@@ -1,0 +1,3 @@
+"""The one version source of the distribution (``pyproject.toml`` reads it)."""
+
+__version__ = "0.1.0"
