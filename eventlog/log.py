@@ -123,6 +123,7 @@ class EventLog(ReadAPI):
     path: Path
     durability: Durability
     repair: RepairReport | None
+    max_record_bytes: int
     _lock: DirLock
     _writer: Writer
     _catalog: Catalog | None

@@ -104,13 +104,14 @@ class Kernel(Views):
             state.sched.ident = hash((st_.st_dev, st_.st_ino)) & 0x3FFF_FFFF_FFFF_FFFF | 1 << 62
         if not read_only:
             self._bind_hot(log.appender)
-            # The common submit / claim / complete / heartbeat run in one C call; the
-            # methods below are their general paths (see _native/hot_calls.pxi).
-            state.sched.bind_entry(self._time_ns, Kernel, weakref.ref(self),
-                                   self._maybe_snapshot if snapshot_every else None)
+            # The common submit / claim / complete / heartbeat run in one C call: instance
+            # attributes shadow the methods, their general paths (_native/hot_calls.pxi).
             sched = state.sched
-            self.submit, self.claim = sched.k_submit, sched.k_claim
-            self.complete, self.heartbeat = sched.k_complete, sched.k_heartbeat
+            sched.bind_entry(self._time_ns, Kernel, weakref.ref(self),
+                             self._maybe_snapshot if snapshot_every else None)
+            self.submit, self.claim = sched.k_submit, sched.k_claim  # type: ignore[method-assign]
+            self.complete, self.heartbeat = (  # type: ignore[method-assign]
+                sched.k_complete, sched.k_heartbeat)
             # Claims in fsync mode are answered before they are on disk (see
             # _native/hot.pxi): on a log with records, an epoch record comes first.
             state.sched.epoch_due = bool(_early_claims(self._log) and state.applied)
@@ -423,9 +424,9 @@ class Kernel(Views):
         st = self._state
         if agent is None and name is None and backoff is None and not_before is None \
                 and parent is None:
-            if tags is None and key is None:
-                extra, meta = b"", None
-            else:
+            extra: bytes | None = b""
+            meta: tuple[Any, ...] | None = None
+            if tags is not None or key is not None:
                 extra, meta = hot_extra(st, tags, key, depends_on)
             if extra is not None:
                 try:
@@ -510,7 +511,7 @@ class Kernel(Views):
             r = self._sched.claim_hot(a, self._time_ns())
         except BaseException as err:
             raise self._hot_failed(err)
-        if r.__class__ is int:
+        if isinstance(r, int):
             if r == -5:
                 self._new_epoch()
                 return self.claim(agent_id)
@@ -545,7 +546,7 @@ class Kernel(Views):
         self.complete(lease, result)
         r = self._sched.claim_hot(self._agent_index[lease.agent_id], self._time_ns()) \
             if not self._sched.epoch_due else -5
-        if r.__class__ is int:
+        if isinstance(r, int):
             return self.claim(lease.agent_id) if r == -5 else None
         return r
 
@@ -648,7 +649,7 @@ class Kernel(Views):
         st = self._state
         # Checked, then applied in the core (each returns its record), then appended.
         records = self._sched.complete_many(leases, bodies, now, st.results)
-        if type(records) is int:
+        if isinstance(records, int):
             bad = leases[records]
             raise self._refused(bad, self._sched.lease_code(bad, now), "complete")
         self._append_hot_many(records, now)
