@@ -105,13 +105,13 @@ class Kernel(Views):
         if not read_only:
             self._bind_hot(log.appender)
             # The common submit / claim / complete / heartbeat run in one C call: instance
-            # attributes shadow the methods, their general paths (_native/hot_calls.pxi).
-            sched = state.sched
-            sched.bind_entry(self._time_ns, Kernel, weakref.ref(self),
-                             self._maybe_snapshot if snapshot_every else None)
-            self.submit, self.claim = sched.k_submit, sched.k_claim  # type: ignore[method-assign]
-            self.complete, self.heartbeat = (  # type: ignore[method-assign]
-                sched.k_complete, sched.k_heartbeat)
+            # attributes shadow the methods, their general paths (_native/hot_calls.pxi),
+            # unless a subclass overrides them.
+            state.sched.bind_entry(self._time_ns, Kernel, weakref.ref(self),
+                                   self._maybe_snapshot if snapshot_every else None)
+            for name in ("submit", "claim", "complete", "heartbeat"):
+                if getattr(type(self), name) is getattr(Kernel, name):
+                    setattr(self, name, getattr(state.sched, "k_" + name))
             # Claims in fsync mode are answered before they are on disk (see
             # _native/hot.pxi): on a log with records, an epoch record comes first.
             state.sched.epoch_due = bool(_early_claims(self._log) and state.applied)
