@@ -104,6 +104,7 @@ cdef class Scheduler:
     cdef public bint epoch_due       # claims wait for an epoch record (see hot.pxi)
     cdef object h_append, h_dumps    # bind_hot: the log's append, kernel.events.dumps
     cdef object h_append_claim       # the append of claimed records (may not wait for a sync)
+    cdef object h_append_many        # the append of a batch (cancel)
     cdef public bint blocked         # the kernel is closed, failed or read-only (hot_calls.pxi)
     cdef object e_clock, e_class, e_ref, e_snapshot
     cdef dict e_agents
@@ -472,11 +473,12 @@ cdef class Scheduler:
 
     # --- the hot calls (hot.pxi) ---
 
-    def bind_hot(self, append, append_claim, dumps, dict tasks, dict queues, dict agents,
+    def bind_hot(self, append, append_claim, append_many, dumps, dict tasks, dict queues, dict agents,
                  list payloads, list results, list errors, list meta, tuple no_meta,
                  int policy, Py_ssize_t max_payload, Py_ssize_t max_record):
         """Attach the boundary tables and the log's append the hot calls use."""
         self.h_append, self.h_append_claim, self.h_dumps = append, append_claim, dumps
+        self.h_append_many = append_many
         self.h_tasks, self.h_queues = tasks, queues
         self.h_payloads, self.h_results, self.h_errors, self.h_meta = payloads, results, errors, meta
         self.h_no_meta, self.h_policy, self.h_max_payload = no_meta, policy, max_payload
@@ -506,6 +508,10 @@ cdef class Scheduler:
         """Fail a retried attempt and append; None, a refusal code (see lease_code) or -6:
         it is dead-lettered (the caller's general path cascades)."""
         return hot_fail(self, lease, error_json, error, retryable, u, now)
+
+    def cancel_hot(self, task_id, tick_t now):
+        """Cancel a task and its unfinished dependents and append; their ids, or None."""
+        return hot_cancel(self, task_id, now)
 
     def release_hot(self, lease, tick_t now):
         """Release and append; None, or a refusal code -1 / -2 / -3 (see lease_code)."""

@@ -1,5 +1,5 @@
-# The C encoders of the hot records (claimed, completed, failed, heartbeat, released,
-# submitted):
+# The C encoders of the hot records (cancelled, claimed, completed, failed, heartbeat,
+# released, submitted):
 # fixed fragments plus decimal integers, byte-identical to kernel.events.encode (the
 # readable reference; tests/test_events_codec.py holds every encoder here equal to it).
 # Ids need no escaping: the kernel admits only [A-Za-z0-9._:@/+-] in ids, and payloads,
@@ -108,6 +108,17 @@ cdef char* enc_failed(char* p, tick_t now, str tid, int64_t lid, bytes error_jso
         p = enc_put(p, b'null', 4)
     else:
         p = enc_i64(p, retry_at)
+    return enc_put(p, b'}', 1)
+
+cdef char* enc_cancelled(char* p, tick_t now, str tid, str cause) noexcept:
+    # cause None: cancelled by the caller; else the cancelled task it depended on.
+    p = enc_put(p, b'{"v":1,"t":"cancelled","ts":', 28)
+    p = enc_i64(p, now)
+    p = enc_str(enc_put(p, b',"task":', 8), tid)
+    if cause is None:
+        p = enc_put(p, b',"reason":"cancelled","cause":null', 34)
+    else:
+        p = enc_str(enc_put(p, b',"reason":"upstream","cause":', 29), cause)
     return enc_put(p, b'}', 1)
 
 cdef char* enc_released(char* p, tick_t now, str tid, int64_t lid) noexcept:

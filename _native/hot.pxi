@@ -231,6 +231,47 @@ cdef object hot_complete_many(Scheduler self, list leases, list bodies, tick_t n
     return out
 
 
+cdef object hot_cancel(Scheduler self, object task_id, tick_t now):
+    # Cancel a task that is not finished and, transitively, its unfinished dependents, in
+    # one append; the ids cancelled, or None (unknown or finished: the general path raises).
+    cdef PyObject* ref
+    cdef handle_t h
+    cdef char buf[ENC_STACK]
+    cdef list closure, records, ids
+    cdef str tid, why, dep
+    if type(task_id) is not str:
+        return None
+    ref = PyDict_GetItem(self.h_tasks, task_id)
+    if ref == NULL:
+        return None
+    h = <handle_t>(<object>ref)
+    if status_terminal(self.tasks[h].status):
+        return None
+    if now < self.last_ts:
+        now = self.last_ts
+    closure = self.cancel_closure(h)
+    tid = <str>task_id
+    ids = [tid]
+    records = [PyBytes_FromStringAndSize(buf, enc_cancelled(buf, now, tid, None) - buf)]
+    for d in closure:
+        dep = <str>PyList_GET_ITEM(self.task_ids, <handle_t>d)
+        ids.append(dep)
+        records.append(PyBytes_FromStringAndSize(buf, enc_cancelled(buf, now, dep, tid) - buf))
+    why = f"cancelled: upstream task {tid!r} failed or was cancelled"   # as _apply records it
+    self.cancel(h, now, False)
+    for d in closure:
+        self.cancel(d, now, True)
+        self.h_errors[<handle_t>d] = why
+    try:
+        self.h_append_many(records)
+    except BaseException:
+        self.append_failed = True
+        raise
+    self.applied += len(records)
+    self.last_ts = now
+    return ids
+
+
 cdef inline bint hot_id_ok(str s) noexcept:
     # kernel._validate.ID_PATTERN: 1-200 characters of the id alphabet.
     cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(s)
@@ -413,6 +454,8 @@ def encode_record(str t, tuple f):
     if t == "failed":
         return hot_bytes(buf, enc_failed(buf, f[0], f[1], f[2], f[3], f[4],
                                          -1 if f[5] is None else f[5]), stack)
+    if t == "cancelled":
+        return hot_bytes(buf, enc_cancelled(buf, f[0], f[1], f[2]), stack)
     if t == "released":
         return hot_bytes(buf, enc_released(buf, f[0], f[1], f[2]), stack)
     if t == "submitted":

@@ -19,8 +19,7 @@ from typing import Any
 from . import events
 from ._apply import _NO_META, KernelState
 from ._clock import Clock, SystemClock
-from ._codes import (CHOOSE_AT_CAPACITY, CHOOSE_OFFLINE, ROW_LEASE_ID, ROW_STATUS,
-                     TERMINAL_CODES)
+from ._codes import CHOOSE_AT_CAPACITY, CHOOSE_OFFLINE, ROW_LEASE_ID, ROW_STATUS
 from ._core import Lease
 from ._memlog import MemoryLog
 from ._submit import (NO_IDS, batch_events, hot_extra, keyed_task, new_id, simple_batch,
@@ -122,7 +121,8 @@ class Kernel(Views):
         state = self._state
         if append_claim is None:
             append_claim = self._log.append_unsynced if _early_claims(self._log) else append
-        state.sched.bind_hot(append, append_claim, events.dumps, state.task_index,
+        state.sched.bind_hot(append, append_claim, self._log.append_many, events.dumps,
+                             state.task_index,
                              state.queue_index, state.agent_index, state.payloads, state.results,
                              state.errors, state.meta, _NO_META, state.default_policy,
                              self._max_payload, getattr(self._log, "max_record_bytes", 1 << 62))
@@ -729,17 +729,17 @@ class Kernel(Views):
         Raises:
             UnknownTaskError; InvalidStateError when the task already finished.
         """
-        self._writable()
-        h = self._task(task_id)
-        if self._sched.status_of(h) in TERMINAL_CODES:
-            raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[ROW_STATUS]}; "
-                                    "there is nothing to cancel")
-        now = self._now()
-        evs = [{"t": "cancelled", "ts": now, "task": task_id, "reason": "cancelled", "cause": None}]
-        evs += [{"t": "cancelled", "ts": now, "task": self._sched.task_ids[d],
-                 "reason": "upstream", "cause": task_id} for d in self._sched.cancel_closure(h)]
-        self._commit(evs)
-        return [ev["task"] for ev in evs]
+        if self._blocked:
+            self._writable()
+        try:                    # decided, encoded, applied and appended in one core call
+            ids = self._sched.cancel_hot(task_id, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
+        if ids is not None:
+            return ids
+        h = self._task(task_id)           # unknown or malformed: raises; else finished
+        raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[ROW_STATUS]}; "
+                                "there is nothing to cancel")
 
     def requeue(self, task_id: str) -> None:
         """Bring a FAILED (dead-lettered) task back to READY with fresh attempts.

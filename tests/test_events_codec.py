@@ -37,6 +37,13 @@ def test_failed_c_encoder_matches(ts, task, lease, error, retryable, retry_at):
         "failed", (ts, task, lease, events.dumps(error), retryable, retry_at))
 
 
+@given(ts=st.integers(0, 2**62), task=ids, cause=st.none() | ids)
+def test_cancelled_c_encoder_matches(ts, task, cause):
+    ev = {"t": "cancelled", "ts": ts, "task": task,
+          "reason": "cancelled" if cause is None else "upstream", "cause": cause}
+    assert events.encode(ev) == encode_record("cancelled", (ts, task, cause))
+
+
 @given(ts=st.integers(0, 2**62), task=ids, lease=st.integers(1, 2**62))
 def test_released_c_encoder_matches(ts, task, lease):
     ev = {"t": "released", "ts": ts, "task": task, "lease": lease}
