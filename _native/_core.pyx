@@ -3,13 +3,16 @@
 #
 # Every state change has exactly one apply_* method, used by live operation and by replay
 # alike.  Live, the kernel's general path appends the event and then applies it; the hot
-# paths (claim, complete, the batch calls) decide and apply here first, encode the event,
-# and the kernel then appends it, refusing every later call if that append fails (the
-# state is then ahead of the log; reopening replays the log).  The live-only methods
+# calls (hot.pxi: submit, claim, complete, heartbeat, release, a retried fail) and the
+# batch calls decide and apply here first, encode the event, and append it (the batch
+# calls hand it to the kernel); if that append fails the kernel refuses every later call
+# (the state is then ahead of the log; reopening replays the log).  The live-only methods
 # (choose, decide) never change state.  Times are int64 ns passed in by the caller.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.ref cimport PyObject
+from cpython.dict cimport PyDict_GetItem
 from libc.math cimport pow
 cimport cython
 
@@ -25,11 +28,13 @@ include "leases.pxi"
 include "pools.pxi"
 include "replay.pxi"
 include "encode.pxi"
+include "hot.pxi"
 
 DEBUG_BUILD = bool(ESKERNEL_DEBUG)
 
 
 @cython.freelist(64)
+@cython.no_gc      # holds only ints, str and bytes: it can be in no reference cycle
 cdef class Lease:
     """A granted lease: the right to run one attempt of a task until ``expires_at``.
 
@@ -42,6 +47,7 @@ cdef class Lease:
     cdef readonly int attempt
     cdef readonly int64_t expires_ns
     cdef readonly int32_t _task
+    cdef readonly int64_t _issuer    # Scheduler.ident of the core that granted it
     cdef readonly bytes _event
 
     @property
@@ -92,8 +98,26 @@ cdef class Scheduler:
     cdef readonly list task_ids
     cdef readonly list queue_names
     cdef readonly list agent_names
+    cdef public int64_t ident        # the identity of the log it serves; leases carry it
+    cdef public int64_t applied      # events applied (live and replay)
+    cdef public bint append_failed   # a hot call's append raised (see hot.pxi)
+    cdef public bint epoch_due       # claims wait for an epoch record (see hot.pxi)
+    cdef object h_append, h_dumps    # bind_hot: the log's append, kernel.events.dumps
+    cdef object h_append_claim       # the append of claimed records (may not wait for a sync)
+    cdef object h_append_many        # the append of a batch (cancel)
+    cdef public bint blocked         # the kernel is closed, failed or read-only (hot_calls.pxi)
+    cdef object e_clock, e_class, e_ref, e_snapshot
+    cdef dict e_agents
+    cdef dict h_tasks, h_queues
+    cdef list h_payloads, h_results, h_errors, h_meta
+    cdef tuple h_no_meta
+    cdef int32_t h_policy
+    cdef Py_ssize_t h_max_payload, h_max_record
 
     def __cinit__(self):
+        global hot_idents
+        hot_idents += 1
+        self.ident = hot_idents
         self.free_slot = -1
         self.next_lease_id = 1
         memset(&self.timers, 0, sizeof(TimeHeap))
@@ -247,32 +271,16 @@ cdef class Scheduler:
                       tick_t timeout, int policy, tick_t now, bytes payload):
         """Apply the submission of a task with no dependencies, delay or optional fields,
         and return its `submitted` record (byte-identical to kernel.events.encode)."""
-        cdef Py_ssize_t tl, ql, pl = PyBytes_GET_SIZE(payload)
-        cdef const char* tid = PyUnicode_AsUTF8AndSize(task_id, &tl)
-        cdef str qname = <str>PyList_GET_ITEM(self.queue_names, queue)
-        cdef const char* qid = PyUnicode_AsUTF8AndSize(qname, &ql)
-        cdef bytes rec = PyBytes_FromStringAndSize(NULL, 240 + tl + ql + pl)
-        cdef char* buf = PyBytes_AS_STRING(rec)
-        cdef char* p
+        cdef char stack[ENC_STACK]
+        cdef char* buf = hot_buf(stack, ENC_FIXED + enc_len(task_id) + PyBytes_GET_SIZE(payload)
+                                 + enc_len(<str>PyList_GET_ITEM(self.queue_names, queue)))
+        cdef bytes rec = hot_bytes(buf, enc_submitted(
+            buf, now, task_id, <str>PyList_GET_ITEM(self.queue_names, queue), prio, payload,
+            [], max_attempts, timeout, 0, b""), stack)
         cdef handle_t h = self._add(task_id, queue, prio, max_attempts, timeout, -1, 0, policy,
                                     0, now)
         self._wait_or_ready(h, now)
-        p = enc_put(buf, b'{"v":1,"t":"submitted","ts":', 28)
-        p = enc_i64(p, now)
-        p = enc_put(p, b',"task":"', 9)
-        p = enc_put(p, tid, tl)
-        p = enc_put(p, b'","queue":"', 11)
-        p = enc_put(p, qid, ql)
-        p = enc_put(p, b'","priority":', 13)
-        p = enc_i64(p, prio)
-        p = enc_put(p, b',"payload":', 11)
-        p = enc_put(p, PyBytes_AS_STRING(payload), pl)
-        p = enc_put(p, b',"depends_on":[],"max_attempts":', 32)
-        p = enc_i64(p, max_attempts)
-        p = enc_put(p, b',"timeout":', 11)
-        p = enc_i64(p, timeout)
-        p = enc_put(p, b',"not_before":0}', 16)
-        return rec[:p - buf]
+        return rec
 
     cdef handle_t _add(self, str task_id, int32_t queue, int prio, int32_t max_attempts,
                        tick_t timeout, int32_t pinned, tick_t not_before, int32_t policy,
@@ -334,14 +342,6 @@ cdef class Scheduler:
         """The handle claim(a) would take, or a negative code; changes nothing."""
         return self._choose(a)
 
-    def claim(self, int a, tick_t now):
-        """Choose and apply a claim for agent a; returns a Lease (with its encoded event),
-        None when nothing is eligible, or CHOOSE_OFFLINE / CHOOSE_AT_CAPACITY."""
-        cdef handle_t h = self._choose(a)
-        if h < 0:
-            return None if h == CHOOSE_NONE else h
-        return self._grant(h, a, now)
-
     def claim_many(self, int a, int n, tick_t now):
         """Up to n claims for agent a, in the order single claims would give them."""
         cdef list out = []
@@ -358,11 +358,7 @@ cdef class Scheduler:
         cdef Task* t = &self.tasks[h]
         cdef tick_t expires = now + t.timeout
         cdef Lease lease
-        cdef char buf[640]
-        cdef Py_ssize_t tl, al
-        cdef const char* tid
-        cdef const char* aid
-        cdef char* p
+        cdef char buf[ENC_STACK]
         self._apply_claim(h, lid, a, now, expires)
         t = &self.tasks[h]
         lease = Lease.__new__(Lease)
@@ -372,25 +368,10 @@ cdef class Scheduler:
         lease.attempt = t.attempts
         lease.expires_ns = expires
         lease._task = h
-        tid = PyUnicode_AsUTF8AndSize(lease.task_id, &tl)
-        aid = PyUnicode_AsUTF8AndSize(lease.agent_id, &al)
-        if tl + al > 400:
-            raise KernelInternalError(f"claimed event for task {lease.task_id!r} does not fit "
-                                      "its buffer; this is a bug in eskernel, please report it")
-        p = enc_put(buf, b'{"v":1,"t":"claimed","ts":', 26)
-        p = enc_i64(p, now)
-        p = enc_put(p, b',"task":"', 9)
-        p = enc_put(p, tid, tl)
-        p = enc_put(p, b'","lease":', 10)
-        p = enc_i64(p, lid)
-        p = enc_put(p, b',"agent":"', 10)
-        p = enc_put(p, aid, al)
-        p = enc_put(p, b'","attempt":', 12)
-        p = enc_i64(p, t.attempts)
-        p = enc_put(p, b',"expires":', 11)
-        p = enc_i64(p, expires)
-        p = enc_put(p, b'}', 1)
-        lease._event = PyBytes_FromStringAndSize(buf, p - buf)
+        lease._issuer = self.ident
+        # ids are at most 200 characters each: the record fits ENC_STACK
+        lease._event = PyBytes_FromStringAndSize(buf, enc_claimed(
+            buf, now, lease.task_id, lid, lease.agent_id, t.attempts, expires) - buf)
         return lease
 
     def apply_claim(self, int h, int64_t lid, int a, tick_t now, tick_t expires):
@@ -460,6 +441,7 @@ cdef class Scheduler:
         lease.agent_id = <str>PyList_GET_ITEM(self.agent_names, self.slots[s].agent)
         lease.attempt = self.slots[s].attempt
         lease.expires_ns = self.slots[s].expires
+        lease._issuer = self.ident
         lease._task = h
         lease._event = b""
         return lease
@@ -476,12 +458,6 @@ cdef class Scheduler:
         t.lease_slot = -1
         self.n_live_leases -= 1
         return 0
-
-    def heartbeat(self, int h, int64_t lid, tick_t now):
-        """Extend lease lid to now + the task's timeout; returns the new expiry, -1 if stale."""
-        if h < 0 or h >= self.n_tasks:
-            return -1
-        return self.apply_heartbeat(h, lid, now + self.tasks[h].timeout)
 
     def apply_heartbeat(self, int h, int64_t lid, tick_t expires):
         """Apply a heartbeat: lease lid now expires at `expires`; -1 when it is not current."""
@@ -500,44 +476,68 @@ cdef class Scheduler:
 
     def complete_many(self, list leases, list bodies, tick_t now, list results):
         """Apply ``completed`` for every lease (results[h] = its JSON body) and return their
-        records; or, changing nothing, the index of the first lease that is not a current
-        Lease of this scheduler (the caller raises).  Leases must be distinct."""
-        cdef Py_ssize_t i, n = len(leases)
-        cdef Lease lease
-        cdef object obj
-        cdef list out = []
-        cdef bytes body, rec
-        cdef Py_ssize_t tl, bl
-        cdef const char* tid
-        cdef char* p
-        for i in range(n):
-            obj = leases[i]
-            if type(obj) is not Lease:
-                return i
-            lease = <Lease>obj
-            if (lease._task < 0 or lease._task >= self.n_tasks
-                    or <object>PyList_GET_ITEM(self.task_ids, lease._task) != lease.task_id
-                    or self._slot_of(lease._task, lease.lease_id) < 0):
-                return i
-        for i in range(n):
-            lease = <Lease>leases[i]
-            body = <bytes>bodies[i]
-            self._complete(lease._task, now)
-            results[lease._task] = body
-            tid = PyUnicode_AsUTF8AndSize(lease.task_id, &tl)
-            bl = PyBytes_GET_SIZE(body)
-            rec = PyBytes_FromStringAndSize(NULL, 100 + tl + bl)
-            p = enc_put(PyBytes_AS_STRING(rec), b'{"v":1,"t":"completed","ts":', 28)
-            p = enc_i64(p, now)
-            p = enc_put(p, b',"task":"', 9)
-            p = enc_put(p, tid, tl)
-            p = enc_put(p, b'","lease":', 10)
-            p = enc_i64(p, lease.lease_id)
-            p = enc_put(p, b',"result":', 10)
-            p = enc_put(p, PyBytes_AS_STRING(body), bl)
-            p = enc_put(p, b'}', 1)
-            out.append(rec[:p - PyBytes_AS_STRING(rec)])
-        return out
+        records; or, changing nothing, the index of the first lease that is not a current,
+        unexpired Lease of this scheduler (the caller raises).  Leases must be distinct."""
+        return hot_complete_many(self, leases, bodies, now, results)
+
+    def apply_epoch(self, int64_t first):
+        """Apply epoch: lease ids continue from `first` (>= next_lease_id)."""
+        if first < self.next_lease_id:
+            raise KernelInternalError(f"epoch at lease {first} below the next lease id "
+                                      f"{self.next_lease_id}")
+        self.next_lease_id = first
+
+    def lease_code(self, object lease, tick_t now):
+        """0 when `lease` is a current, unexpired Lease of this scheduler, else the refusal
+        code: -1 not a Lease, -2 issued elsewhere, -3 stale, -4 expired at `now`."""
+        cdef int32_t s = hot_slot(self, lease, now, True)
+        return s if s < 0 else 0
+
+    # --- the hot calls (hot.pxi) ---
+
+    def bind_hot(self, append, append_claim, append_many, dumps, dict tasks, dict queues, dict agents,
+                 list payloads, list results, list errors, list meta, tuple no_meta,
+                 int policy, Py_ssize_t max_payload, Py_ssize_t max_record):
+        """Attach the boundary tables and the log's append the hot calls use."""
+        self.h_append, self.h_append_claim, self.h_dumps = append, append_claim, dumps
+        self.h_append_many = append_many
+        self.h_tasks, self.h_queues = tasks, queues
+        self.h_payloads, self.h_results, self.h_errors, self.h_meta = payloads, results, errors, meta
+        self.h_no_meta, self.h_policy, self.h_max_payload = no_meta, policy, max_payload
+        self.h_max_record = max_record
+        self.e_agents = agents
+
+    def submit_hot(self, queue, payload, id, priority, depends_on, max_attempts, timeout,
+                   delay, tick_t now, bytes extra, meta):
+        """Submit in one call (see hot.pxi); the task id, or None: take the general path."""
+        return hot_submit(self, queue, payload, id, priority, depends_on, max_attempts,
+                          timeout, delay, now, extra, meta)
+
+    def claim_hot(self, int a, tick_t now):
+        """Claim for agent a and append; a Lease, None, or -2 / -3 (offline / at capacity) /
+        -5 (an epoch record must be written first: apply_epoch)."""
+        return hot_claim(self, a, now)
+
+    def complete_hot(self, lease, bytes body, tick_t now):
+        """Complete and append; None, or a refusal code (see lease_code)."""
+        return hot_complete(self, lease, body, now)
+
+    def heartbeat_hot(self, lease, tick_t now):
+        """Renew and append; the new expiry (ns), or a refusal code (see lease_code)."""
+        return hot_heartbeat(self, lease, now)
+
+    def fail_hot(self, lease, bytes error_json, str error, bint retryable, double u, tick_t now):
+        """Fail a retried attempt and append; None, a refusal code (see lease_code) or -6:
+        it is dead-lettered (the caller's general path cascades)."""
+        return hot_fail(self, lease, error_json, error, retryable, u, now)
+
+    def cancel_hot(self, task_id, tick_t now):
+        """Cancel a task and its unfinished dependents and append; their ids, or None."""
+        return hot_cancel(self, task_id, now)
+
+    def release_hot(self, lease, tick_t now):
+        """Release and append; None, or a refusal code -1 / -2 / -3 (see lease_code)."""
+        return hot_release(self, lease, now)
 
     cdef int _complete(self, handle_t h, tick_t now) except -1:
         cdef Task* t = &self.tasks[h]
@@ -559,16 +559,7 @@ cdef class Scheduler:
     def retry_due(self, int h, tick_t now, bint retryable, double u):
         """Decide what a failed attempt of task h leads to: the due time of its retry
         (>= now), or -1 when it is dead-lettered.  u in [0, 1) draws the jitter."""
-        cdef Task* t = &self.tasks[h]
-        cdef Policy* p = &self.policies[t.policy]
-        cdef double delay
-        if not retryable or t.attempts >= t.max_attempts:
-            return -1
-        delay = <double>p.initial * pow(p.factor, t.attempts - 1)
-        if delay > <double>p.maximum:
-            delay = <double>p.maximum
-        delay *= 1.0 - p.jitter * u
-        return now + <tick_t>delay
+        return hot_retry_due(self, h, now, retryable, u)
 
     def fail(self, int h, int64_t lid, tick_t now, tick_t due):
         """Apply ``failed`` / ``expired`` with the decided due time (-1: dead-letter).
@@ -782,7 +773,45 @@ cdef class Scheduler:
         """O(n) invariant checker; raises KernelInternalError naming the broken invariant."""
         return sched_check(self)
 
+    # --- the Kernel's entry points (hot_calls.pxi) ---
 
+    def bind_entry(self, clock, kernel_class, kernel_ref, snapshot):
+        """Attach the kernel's clock (its time_ns), its class (the Python paths), a weak
+        reference to it and its snapshot hook (None when automatic snapshots are off)."""
+        self.e_clock, self.e_class, self.e_ref = clock, kernel_class, kernel_ref
+        self.e_snapshot = snapshot
+
+    def k_submit(self, queue, payload=None, *, id=None, name=None, priority=2, depends_on=(),
+                 max_attempts=3, timeout=30.0, backoff=None, delay=None, not_before=None,
+                 agent=None, tags=None, key=None, parent=None):
+        """Kernel.submit (see there)."""
+        if not (self.blocked or name is not None or backoff is not None or agent is not None
+                or not_before is not None or parent is not None or tags is not None
+                or key is not None):
+            tid = entry_submit(self, queue, payload, id, priority, depends_on, max_attempts,
+                               timeout, delay)
+            if tid is not None:
+                return tid
+        return self.e_class.submit(
+            entry_kernel(self), queue, payload, id=id, name=name, priority=priority,
+            depends_on=depends_on, max_attempts=max_attempts, timeout=timeout,
+            backoff=backoff, delay=delay, not_before=not_before, agent=agent, tags=tags,
+            key=key, parent=parent)
+
+    def k_claim(self, agent_id):
+        """Kernel.claim (see there)."""
+        return entry_claim(self, agent_id)
+
+    def k_complete(self, lease, result=None):
+        """Kernel.complete (see there)."""
+        return entry_complete(self, lease, result)
+
+    def k_heartbeat(self, lease):
+        """Kernel.heartbeat (see there)."""
+        return entry_heartbeat(self, lease)
+
+
+include "hot_calls.pxi"
 include "replay_apply.pxi"
 include "snapshot.pxi"
 include "check.pxi"

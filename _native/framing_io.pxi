@@ -78,6 +78,20 @@ cdef extern from *:
         return fd < 0 ? -errno : fd;
     }
 
+    /* Allocate [pos, pos + n) of the file (its size grows; the space reads as zeros). */
+    static int esk_preallocate(int fd, int64_t pos, int64_t n) {
+        return posix_fallocate(fd, (off_t)pos, (off_t)n);
+    }
+
+    static int64_t esk_tell(int fd) {      /* the file offset, or -errno */
+        off_t r = lseek(fd, 0, SEEK_CUR);
+        return r < 0 ? -(int64_t)errno : (int64_t)r;
+    }
+
+    static int esk_truncate(int fd, int64_t size) {
+        return ftruncate(fd, (off_t)size) < 0 ? errno : 0;
+    }
+
     static int esk_renameat(int dirfd, const char *src, const char *dst) {
         return renameat(dirfd, src, dirfd, dst) < 0 ? errno : 0;
     }
@@ -92,6 +106,9 @@ cdef extern from *:
     int64_t esk_monotonic_ns() noexcept nogil
     int esk_openat_new(int dirfd, const char *name) noexcept nogil
     int esk_renameat(int dirfd, const char *src, const char *dst) noexcept nogil
+    int esk_preallocate(int fd, int64_t pos, int64_t n) noexcept nogil
+    int esk_truncate(int fd, int64_t size) noexcept nogil
+    int64_t esk_tell(int fd) noexcept nogil
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)

@@ -10,6 +10,14 @@
 #     with the GIL held (C calls only), so no thread ever frames into a half-rolled segment.
 #   - After the first failed write or sync, `failed` holds the OSError and every call that
 #     could write raises LogFailedError: the log can never hold a hole.
+#   - The segment's descriptor is not O_APPEND: its file offset is `file_pos`, the end of the
+#     bytes written to the file (writes are sequential; only the I/O leader moves it).
+#   - fsync mode preallocates the segment file ahead of `file_pos` (posix_fallocate, up to
+#     `alloc_end`), so an fdatasync does not also write a new file size each time.  The
+#     space past `file_pos` reads as zeros: a frame header of zeros is unwritten space to
+#     every scanner (a reader stops there; recovery after a crash truncates it as a torn
+#     tail).  A roll and a clean close truncate the file to `file_pos` first (and sync it in
+#     fsync mode), so every segment but a crashed writer's last ends at its last frame.
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
@@ -21,6 +29,7 @@ cdef enum:
     MODE_WRITE = 1
     MODE_BUFFER = 2
     CHUNK_BYTES = 1 << 20           # buffer mode: one write(2) per MiB
+    PREALLOC_BYTES = 4 << 20        # fsync mode: segment space allocated ahead of the data
     BATCH_BYTES = 8 << 20           # append_many: bound the buffer, one write per 8 MiB
     NOGIL_BYTES = 64 << 10          # release the GIL for writes at least this big
 
@@ -34,6 +43,7 @@ cdef class Writer:
     cdef readonly long long next_offset
     cdef readonly long long segment_first
     cdef long long seg_bytes, seg_limit
+    cdef long long file_pos, alloc_end
     cdef Py_ssize_t max_record
     cdef readonly int mode
     cdef int64_t interval_ns, first_buffered_ns
@@ -51,6 +61,8 @@ cdef class Writer:
         self.dirfd = dirfd
         self.segment_first = segment_first
         self.seg_bytes = segment_size
+        self.file_pos = segment_size
+        self.alloc_end = segment_size
         self.next_offset = next_offset
         self.seg_limit = segment_limit
         self.max_record = max_record
@@ -90,6 +102,27 @@ cdef class Writer:
             off = self._append_one(<const uint8_t *>view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
+        return off
+
+    def append_unsynced(self, record):
+        """Append one record without waiting for it to be durable; return its offset (see
+        ``EventLog.append_unsynced``)."""
+        cdef long long off
+        if self.closed or self.failed is not None:
+            self._check_open()
+        if not PyBytes_CheckExact(record):
+            record = self._as_bytes(record, -1)
+        if PyBytes_GET_SIZE(record) > self.max_record:
+            raise InvalidArgumentError(
+                f"record is {PyBytes_GET_SIZE(record)} bytes, over max_record_bytes="
+                f"{self.max_record}; split it or open the log with a larger max_record_bytes")
+        off = self._frame(<const uint8_t *>PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record))
+        if self.mode == MODE_WRITE:
+            self._drain(False, self.appended)
+        else:
+            # fsync mode: written (not synced) a MiB at a time or when due, and synced with
+            # the next append that waits, or sync() / close().
+            self._buffer_policy()
         return off
 
     def append_many(self, records):
@@ -268,6 +301,8 @@ cdef class Writer:
             self.spare_cap = cap
             self.io_busy = True
             fd = self.fd
+            if self.mode == MODE_FSYNC and self.file_pos + n > self.alloc_end:
+                self._prealloc(fd, n)
             try:
                 if sync or n >= NOGIL_BYTES:
                     with nogil:
@@ -282,6 +317,7 @@ cdef class Writer:
                 self.io_busy = False
                 if err == 0:
                     self.written += n
+                    self.file_pos += n
                     if sync:
                         self.durable = self.written
                 if self.buf_len:
@@ -291,6 +327,33 @@ cdef class Writer:
                         self.cond.notify_all()
             if err:
                 self._fail(os_error(err), "sync" if sync else "write")
+
+    cdef void _prealloc(self, int fd, Py_ssize_t n) noexcept:
+        # Space for the next write and PREALLOC_BYTES more, within the segment's limit (a
+        # record bigger than what is left is written past it).  Failure only costs speed:
+        # the write then extends the file as without preallocation.
+        cdef long long want = self.file_pos + n + PREALLOC_BYTES
+        if want > self.seg_limit:
+            want = self.seg_limit if self.seg_limit > self.file_pos + n else self.file_pos + n
+        if want > self.alloc_end and esk_preallocate(fd, self.alloc_end,
+                                                     want - self.alloc_end) == 0:
+            self.alloc_end = want
+
+    cdef int _trim(self, bint sync, bint quiet) except -1:
+        # Truncate preallocated space past the bytes written (before a roll or a close): at
+        # the file offset, which also covers a write that failed half-way (its frames that
+        # landed whole are recovered, its torn end is repaired, as without preallocation).
+        cdef int err = 0
+        cdef int64_t end
+        if self.alloc_end > self.file_pos:
+            end = esk_tell(self.fd)
+            err = -<int>end if end < 0 else esk_truncate(self.fd, end)
+            if err == 0 and sync:
+                err = esk_fdatasync(self.fd)
+            if err and not quiet:
+                self._fail(os_error(err), "truncate")
+            self.alloc_end = self.file_pos
+        return 0
 
     cdef int _fail(self, object err, str what) except -1:
         self.failed = err
@@ -319,6 +382,7 @@ cdef class Writer:
         cdef uint8_t h[32]
         cdef int nfd, err = 0
         cdef bint fs = self.mode == MODE_FSYNC
+        self._trim(fs, False)
         snprintf(name, 64, b"%020lld.seg", self.next_offset)
         snprintf(tmp, 64, b"%020lld.seg.tmp", self.next_offset)
         header_encode(h, self.next_offset)
@@ -339,6 +403,8 @@ cdef class Writer:
         self.fd = nfd
         self.segment_first = self.next_offset
         self.seg_bytes = HEADER_SIZE
+        self.file_pos = HEADER_SIZE
+        self.alloc_end = HEADER_SIZE
         return 0
 
     # ---- explicit flushing and closing ---------------------------------------------------
@@ -374,6 +440,9 @@ cdef class Writer:
         try:
             if self.failed is None:
                 self._drain(sync, self.appended)
+                self._trim(sync, False)
+            else:
+                self._trim(False, True)    # best effort, no sync: recovery handles zeros too
         finally:
             self.closed = True
             close(self.fd)

@@ -104,6 +104,7 @@ cdef inline Py_ssize_t _part(_Part* parts, Py_ssize_t k, const void* p,
 
 # Counts above this are nonsense for a snapshot (arrays are indexed by int32 handles).
 cdef int64_t SNAP_MAX_COUNT = 0x7FFFFFF0
+cdef int64_t SNAP_MAX_LEASE = 1 << 62       # kernel._records.MAX_LEASE
 
 
 cdef Scheduler sched_load(bytes blob, list task_ids, list queue_names, list agent_names):
@@ -119,7 +120,9 @@ cdef Scheduler sched_load(bytes blob, list task_ids, list queue_names, list agen
     if hdr[1] != len(task_ids) or hdr[3] != len(queue_names) or hdr[4] != len(agent_names):
         raise ValueError("scheduler snapshot does not match its id tables")
     for i in range(1, 13):
-        if hdr[i] < (-1 if i == 8 else 0) or hdr[i] > SNAP_MAX_COUNT:
+        # field 9, the next lease id, may be up in an epoch's range (kernel/events.py)
+        if (hdr[i] < (-1 if i == 8 else 0)
+                or hdr[i] > (SNAP_MAX_LEASE if i == 9 else SNAP_MAX_COUNT)):
             raise ValueError(f"scheduler snapshot header field {i} is out of range: {hdr[i]}")
     if hdr[1] > <int64_t>HANDLE_MASK:
         raise ValueError(f"scheduler snapshot holds {hdr[1]} tasks, more than handles can name")

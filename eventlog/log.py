@@ -41,7 +41,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ._framing import Writer
 from .errors import InvalidArgumentError, LogClosedError, LogError, LogNotFoundError
@@ -123,6 +123,7 @@ class EventLog(ReadAPI):
     path: Path
     durability: Durability
     repair: RepairReport | None
+    max_record_bytes: int
     _lock: DirLock
     _writer: Writer
     _catalog: Catalog | None
@@ -188,7 +189,8 @@ class EventLog(ReadAPI):
             remove_temp_files(directory)
             seg_path, size, next_offset, report = recover(
                 directory, sync=mode is Durability.FSYNC)
-            fd = os.open(seg_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            fd = os.open(seg_path, os.O_WRONLY | os.O_CLOEXEC)
+            os.lseek(fd, size, os.SEEK_SET)    # the writer writes at the file offset
             dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             first = parse_segment_name(seg_path.name)
             assert first is not None, "recover() returns a segment file"
@@ -203,6 +205,7 @@ class EventLog(ReadAPI):
         self = object.__new__(cls)
         self.path = directory
         self.durability = mode
+        self.max_record_bytes = max_record_bytes
         self.repair = report
         self._lock = lock
         self._writer = writer
@@ -248,6 +251,33 @@ class EventLog(ReadAPI):
         (0, 1)
         """
         return self._writer.append(record)
+
+    def append_unsynced(self, record: bytes) -> int:
+        """Append one record that need not be durable when the call returns; return its
+        offset.  In ``fsync`` mode it is written (not synced) a MiB at a time or when the
+        flush interval is due, and becomes durable with the next :meth:`append` or
+        :meth:`append_many` (whose sync covers every byte before it), :meth:`sync` or
+        :meth:`close`; a crash before then may lose it (and only the records after the last
+        sync).  In the other modes it is :meth:`append`.  Raises what :meth:`append` raises.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d, durability="fsync") as log:
+        ...     log.append_unsynced(b"claim"), log.append(b"done")
+        (0, 1)
+        """
+        return self._writer.append_unsynced(record)
+
+    @property
+    def appender(self) -> Callable[[bytes], int]:
+        """The writer's own ``append``: the same contract as :meth:`append`, without this
+        method's call in between (for callers appending millions of records one by one).
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d, EventLog.open(d) as log:
+        ...     log.appender(b"x")
+        0
+        """
+        return self._writer.append
 
     def append_many(self, records: Sequence[bytes]) -> int:
         """Append a batch and return the first offset; validated entirely before writing.

@@ -35,8 +35,6 @@ class KernelState:
         self.meta: list[tuple[Any, ...]] = []      # (name, tags, key, parent, depends_on)
         self.keys: dict[str, str] = {}
         self.policies: dict[tuple[int, float, int, float], int] = {}
-        self.last_ts = 0
-        self.applied = 0
         self.workflows = WorkflowTable()       # the workflow layer's runs (kernel/workflows/)
         self._dispatch: dict[str, Callable[[dict[str, Any]], None]] = {
             name: getattr(self, "_on_" + name) for name in events.EVENT_TYPES
@@ -44,14 +42,33 @@ class KernelState:
         self._dispatch.update(self.workflows.handlers())
         self.default_policy = self.policy(*events.DEFAULT_BACKOFF_KEY)
 
+    # The count of events applied and the last one's time live in the core, which the hot
+    # calls (see _native/hot.pxi) advance themselves.
+    @property
+    def applied(self) -> int:
+        return self.sched.applied
+
+    @applied.setter
+    def applied(self, value: int) -> None:
+        self.sched.applied = value
+
+    @property
+    def last_ts(self) -> int:
+        return self.sched.last_ts
+
+    @last_ts.setter
+    def last_ts(self, value: int) -> None:
+        self.sched.last_ts = value
+
     # -- the apply path -------------------------------------------------------------
 
     def apply(self, ev: dict[str, Any]) -> None:
         """Apply one event: made live, or read from the log and checked by
         ``eskernel._records.check_record`` first (apply trusts its input)."""
         self._dispatch[ev["t"]](ev)
-        self.last_ts = self.sched.last_ts = ev["ts"]
-        self.applied += 1
+        sched = self.sched
+        sched.last_ts = ev["ts"]
+        sched.applied += 1
 
     def policy(self, initial: int, factor: float, maximum: int, jitter: float) -> int:
         key = (initial, factor, maximum, jitter)
@@ -195,6 +212,9 @@ class KernelState:
     def _on_requeued(self, ev: dict[str, Any]) -> None:
         self.sched.requeue(self.task_index[ev["task"]], ev["ts"])
 
+    def _on_epoch(self, ev: dict[str, Any]) -> None:
+        self.sched.apply_epoch(ev["lease"])
+
     def replay_context(self) -> tuple[Any, ...]:
         """The boundary tables ``Scheduler.replay_record`` fills, in its order."""
         return (self.task_index, self.agent_index, self.queue_index, self.payloads,
@@ -212,9 +232,7 @@ class KernelState:
         # identity (a live id string vs the same id decoded on replay) encode differently.
         h.update(events.dumps([self.agent_caps, self.errors, self.meta,
                                sorted(self.keys.items()),
-                               # the C replay path advances only the core's copy of the
-                               # last event time, the live calls only this one
-                               max(self.last_ts, self.sched.last_ts),
+                               self.sched.last_ts,
                                self.sched.policy_table()]))
         if self.workflows.runs:
             h.update(events.dumps(self.workflows.dump()))

@@ -12,27 +12,31 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from . import events
-from ._apply import KernelState
+from ._apply import _NO_META, KernelState
 from ._clock import Clock, SystemClock
-from ._codes import (CHOOSE_AT_CAPACITY, CHOOSE_OFFLINE, ROW_LEASE_ID, ROW_STATUS,
-                     TERMINAL_CODES)
+from ._codes import CHOOSE_AT_CAPACITY, CHOOSE_OFFLINE, ROW_LEASE_ID, ROW_STATUS
 from ._core import Lease
 from ._memlog import MemoryLog
-from ._submit import (NO_IDS, batch_events, keyed_task, new_id, simple_batch, spec_dict, spec_list,
-                      submitted_event)
+from ._submit import (NO_IDS, batch_events, hot_extra, keyed_task, new_id, simple_batch,
+                      spec_dict, spec_list, submitted_event)
 from ._views import Views
-from ._validate import (ID_PATTERN, MAX_DURATION_S, NS, check_capabilities, check_id, check_int,
-                        check_kernel_options, lookup)
+from ._validate import NS, check_capabilities, check_id, check_int, check_kernel_options, lookup
 from ._snapshotter import Snapshotter
 from .errors import (AgentAtCapacityError, AgentOfflineError, DuplicateTaskError, EskernelError,
                      InvalidArgumentError, InvalidSpecError, InvalidStateError, KernelClosedError, KernelFailedError,
-                     StaleLeaseError)
+                     LeaseExpiredError, StaleLeaseError)
 from .models import BackoffPolicy, Priority, TaskSpec
 from .workflows.commands import WorkflowCommands
+
+def _early_claims(log: Any) -> bool:
+    # fsync mode answers a claim before it is on disk (see _native/hot.pxi).
+    return getattr(getattr(log, "durability", None), "value", None) == "fsync"
+
 
 #: Events ``tick()`` appends per batch.
 TICK_BATCH = 4096
@@ -85,12 +89,56 @@ class Kernel(Views, WorkflowCommands):
         self._failed: BaseException | None = None
         self._closed = False
         self._last_snapshot = state.applied
-        self._append = log.append
+        self._append_fn = log.append
         self._agent_index = state.agent_index
         self._wf_tasks = state.workflows.tasks     # open workflow tasks (the dict is never rebound)
-        self._blocked = read_only    # True once closed, failed or read-only: the slow check runs
+        state.sched.blocked = read_only    # closed, failed or read-only: the slow check runs
         self._snapshotter = (Snapshotter(log, snapshot_keep, snapshot_growth)
                              if hasattr(log, "write_snapshot") and not read_only else None)
+        path = getattr(log, "path", None)
+        if path is not None:
+            # A lease carries the identity of the log that issued it: the log directory's
+            # (device, inode), stable across reopens (a lease whose claim is logged stays
+            # good), distinct for another directory or a copy of this one.  In memory, the
+            # core's own process-unique identity serves.
+            st_ = os.stat(path)
+            state.sched.ident = hash((st_.st_dev, st_.st_ino)) & 0x3FFF_FFFF_FFFF_FFFF | 1 << 62
+        if not read_only:
+            self._bind_hot(log.appender)
+            # The common submit / claim / complete / heartbeat run in one C call: instance
+            # attributes shadow the methods, their general paths (_native/hot_calls.pxi),
+            # unless a subclass overrides them.
+            state.sched.bind_entry(self._time_ns, Kernel, weakref.ref(self),
+                                   self._maybe_snapshot if snapshot_every else None)
+            for name in ("submit", "claim", "complete", "heartbeat"):
+                if getattr(type(self), name) is getattr(Kernel, name):
+                    setattr(self, name, getattr(state.sched, "k_" + name))
+            # Claims in fsync mode are answered before they are on disk (see
+            # _native/hot.pxi): on a log with records, an epoch record comes first.
+            state.sched.epoch_due = bool(_early_claims(self._log) and state.applied)
+            self._wf_route()          # a reopened kernel may hold runs with open tasks
+
+    def _bind_hot(self, append: Any, append_claim: Any = None) -> None:
+        # The hot calls (submit, claim, complete, heartbeat, release) append from C; in
+        # fsync mode a claim does not wait for the disk.
+        state = self._state
+        if append_claim is None:
+            append_claim = self._log.append_unsynced if _early_claims(self._log) else append
+        state.sched.bind_hot(append, append_claim, self._log.append_many, events.dumps,
+                             state.task_index,
+                             state.queue_index, state.agent_index, state.payloads, state.results,
+                             state.errors, state.meta, _NO_META, state.default_policy,
+                             self._max_payload, getattr(self._log, "max_record_bytes", 1 << 62))
+
+    @property
+    def _append(self) -> Any:
+        """The append of one record every call goes through (a seam for fault tests)."""
+        return self._append_fn
+
+    @_append.setter
+    def _append(self, append: Any) -> None:
+        self._append_fn = append
+        self._bind_hot(append, append)
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, seed: int = 0,
@@ -170,7 +218,7 @@ class Kernel(Views, WorkflowCommands):
 
     def _commit(self, evs: list[dict[str, Any]]) -> None:
         """Append events (one record each, one batch) then apply them."""
-        records = [ev.get("_rec") or events.encode(ev) for ev in evs]
+        records = [events.encode(ev) for ev in evs]
         self._write(records, applied=False)
         for ev in evs:
             self._state.apply(ev)
@@ -193,6 +241,14 @@ class Kernel(Views, WorkflowCommands):
         except BaseException as err:
             raise self._poison(err) from err
 
+    @property
+    def _blocked(self) -> bool:    # closed, failed or read-only; kept in the core
+        return self._sched.blocked
+
+    @_blocked.setter
+    def _blocked(self, value: bool) -> None:
+        self._sched.blocked = value
+
     def _poison(self, err: BaseException) -> BaseException:
         # An append failed (on the hot paths the core already applied the command): refuse
         # every call from now on; reopening replays the log to its last durable event.
@@ -202,15 +258,15 @@ class Kernel(Views, WorkflowCommands):
             return err
         return KernelFailedError(f"appending to the log failed: {err}; reopen the kernel")
 
-    def _append_hot(self, record: bytes, now: int) -> None:
-        # The hot paths applied in the core already: append the event, then count it.
-        try:
-            self._append(record)
-        except BaseException as err:
-            raise self._poison(err) from err
-        st = self._state
-        st.applied += 1
-        st.last_ts = now
+    def _hot_failed(self, err: BaseException) -> BaseException:
+        # A hot call raised: after its state changed (its append failed), the kernel is
+        # poisoned; before, nothing changed and the error is the caller's (or a bug's).
+        if self._sched.append_failed:
+            poisoned = self._poison(err)
+            if poisoned is not err:
+                poisoned.__cause__ = err
+            return poisoned
+        return err
 
     def _append_hot_many(self, records: list[bytes], now: int) -> None:
         # The batch hot paths applied in the core already: one write, then count them.
@@ -238,11 +294,22 @@ class Kernel(Views, WorkflowCommands):
     def _lease(self, lease: Any) -> tuple[int, int]:
         if type(lease) is not Lease:
             raise InvalidSpecError(f"expected a Lease returned by claim(), got {lease!r:.80}")
-        h = lease._task
-        if h >= self._sched.n_tasks or self._sched.task_ids[h] != lease.task_id:
+        if lease._issuer != self._sched.ident:
             raise StaleLeaseError(f"lease {lease.lease_id} for task {lease.task_id!r} was not "
-                                  "issued by this kernel; do not report on it here")
-        return h, lease.lease_id
+                                  "issued by this kernel (or was issued before it was "
+                                  "reopened); do not report on it here")
+        return lease._task, lease.lease_id
+
+    def _refused(self, lease: Any, code: int, verb: str) -> EskernelError:
+        # The typed error of a hot call's refusal code (see _native/hot.pxi).
+        if code >= -2:
+            self._lease(lease)      # raises InvalidSpecError / StaleLeaseError
+        if code == -4:
+            return LeaseExpiredError(
+                f"lease {lease.lease_id} for task {lease.task_id!r} expired at "
+                f"{lease.expires_at:.9f} (the kernel's clock reads {self._now() / NS:.9f}); "
+                f"stop work on it and do not {verb} it: the task will be retried")
+        return self._stale(lease, verb)
 
     def _stale(self, lease: Lease, verb: str) -> StaleLeaseError:
         row = self._sched.task_row(lease._task)
@@ -358,12 +425,25 @@ class Kernel(Views, WorkflowCommands):
         if self._blocked:
             self._writable()
         st = self._state
-        if (agent is None and name is None and backoff is None and delay is None
-                and not_before is None and tags is None and key is None and parent is None
-                and (depends_on == () or depends_on == [])):
-            tid = self._submit_simple(queue, payload, id, priority, max_attempts, timeout)
-            if tid is not None:
-                return tid
+        if agent is None and name is None and backoff is None and not_before is None \
+                and parent is None:
+            extra: bytes | None = b""
+            meta: tuple[Any, ...] | None = None
+            if tags is not None or key is not None:
+                extra, meta = hot_extra(st, tags, key, depends_on)
+            if extra is not None:
+                try:
+                    tid = self._sched.submit_hot(queue, payload, id, priority, depends_on,
+                                           max_attempts, timeout, delay, self._time_ns(),
+                                           extra, meta)
+                except BaseException as err:
+                    raise self._hot_failed(err)
+                if tid is not None:
+                    if key is not None:
+                        st.keys[key] = tid
+                    if self._snapshot_every:
+                        self._maybe_snapshot()
+                    return tid
         if key is not None and type(key) is str and key in st.keys:
             return keyed_task(st, key, queue, payload, name)
         if id is None:
@@ -377,42 +457,6 @@ class Kernel(Views, WorkflowCommands):
                              None, name, priority, depends_on, max_attempts, timeout, backoff,
                              delay, not_before, agent, tags, key, parent)
         self._commit([ev])
-        return tid
-
-    def _submit_simple(self, queue: Any, payload: Any, id: Any, priority: Any,
-                       max_attempts: Any, timeout: Any) -> str | None:
-        # The common submit (no dependencies, no optional fields); None sends anything
-        # unusual to the general path, which raises the precise error.  The checks repeat
-        # _submit.simple_batch's on purpose: routing one submit through it (a dict and a
-        # list per call) cost ~0.5 µs, a fifth of this path; tests/test_submit_paths.py
-        # holds the two equal.
-        st = self._state
-        q = st.queue_index.get(queue) if type(queue) is str else None
-        tp, tt = type(priority), type(timeout)
-        if (q is None or not (tp is int or tp is Priority) or not 0 <= priority <= 1000
-                or type(max_attempts) is not int or not 1 <= max_attempts <= 1_000_000
-                or not (tt is float or tt is int) or not 0 < timeout <= MAX_DURATION_S):
-            return None
-        if id is None:
-            tid = new_id(st, NO_IDS)
-        elif type(id) is str and id not in st.task_index and ID_PATTERN.fullmatch(id):
-            tid = id
-        else:
-            return None
-        body = b"null" if payload is None else events.dumps(payload)
-        if len(body) > self._max_payload:
-            return None
-        prio, attempts, timeout_ns = priority, max_attempts, round(timeout * NS)
-        now = self._time_ns()
-        if now < st.last_ts:      # self._now(), inlined: its call cost ~80 ns a claim
-            now = st.last_ts
-        # Applied in the core first, then appended (a failed append poisons the kernel).
-        rec = self._sched.submit_simple(tid, q, prio, attempts, timeout_ns, st.default_policy,
-                                        now, body)
-        st.add_plain(tid, body)
-        self._append_hot(rec, now)
-        if self._snapshot_every:
-            self._maybe_snapshot()
         return tid
 
     def submit_many(self, specs: Iterable[TaskSpec | dict[str, Any]]) -> list[str]:
@@ -466,22 +510,47 @@ class Kernel(Views, WorkflowCommands):
             a = self._agent_index[agent_id]
         except (KeyError, TypeError):
             a = self._agent(agent_id)   # raises the right error
-        st = self._state
-        now = self._time_ns()
-        if now < st.last_ts:      # self._now(), inlined: its call cost ~80 ns a claim
-            now = st.last_ts
-        r = self._sched.claim(a, now)
-        if r is None:
-            return None
-        if r.__class__ is int:
-            raise self._refusal(agent_id, r)
-        # _append_hot, inlined: a method call is a tenth of this path's budget.
         try:
-            self._append(r._event)
+            r = self._sched.claim_hot(a, self._time_ns())
         except BaseException as err:
-            raise self._poison(err) from err
-        st.applied += 1
-        st.last_ts = now
+            raise self._hot_failed(err)
+        if isinstance(r, int):
+            if r == -5:
+                self._new_epoch()
+                return self.claim(agent_id)
+            raise self._refusal(agent_id, r)
+        return r
+
+    def _new_epoch(self) -> None:
+        # Lease ids move to a fresh range of 2**32, on disk before any claim of this kernel
+        # is answered ahead of the disk: claims a crash lost stay below it (hot.pxi).
+        base = ((self._sched.next_lease_id >> 32) + 1) << 32
+        self._commit([{"t": "epoch", "ts": self._now(), "lease": base}])
+        self._sched.epoch_due = False
+
+    def complete_and_claim(self, lease: Lease, result: Any = None) -> Lease | None:
+        """Complete ``lease`` with ``result`` and claim the next task for the same agent, in
+        one round: one sync in ``fsync`` mode (the claim rides on the completion's sync).
+
+        Returns the new Lease, or None when nothing is eligible or the agent may not claim
+        now (offline); the completion stands either way.  O(log n), like the two calls.
+
+        Raises:
+            What :meth:`complete` raises; then nothing is completed or claimed.
+
+        >>> from eskernel import Kernel, ManualClock
+        >>> k = Kernel.in_memory(clock=ManualClock())
+        >>> k.declare_queue("q"); k.register_agent("w", ["q"])
+        >>> a, b = k.submit("q"), k.submit("q")
+        >>> nxt = k.complete_and_claim(k.claim("w"), result=1)
+        >>> nxt.task_id == b and k.task(a).status == "COMPLETED"
+        True
+        """
+        self.complete(lease, result)
+        r = self._sched.claim_hot(self._agent_index[lease.agent_id], self._time_ns()) \
+            if not self._sched.epoch_due else -5
+        if isinstance(r, int):
+            return self.claim(lease.agent_id) if r == -5 else None
         return r
 
     def _refusal(self, agent_id: str, code: int) -> EskernelError:
@@ -521,15 +590,12 @@ class Kernel(Views, WorkflowCommands):
         """
         if self._blocked:
             self._writable()
-        h, lid = self._lease(lease)
-        st = self._state
-        now = self._time_ns()
-        if now < st.last_ts:      # self._now(), inlined: its call cost ~80 ns a claim
-            now = st.last_ts
-        exp = self._sched.heartbeat(h, lid, now)
+        try:
+            exp = self._sched.heartbeat_hot(lease, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
         if exp < 0:
-            raise self._stale(lease, "heartbeat")
-        self._append_hot(events.encode_heartbeat(now, lease.task_id, lid, exp), now)
+            raise self._refused(lease, exp, "heartbeat")
         return exp / NS
 
     def complete(self, lease: Lease, result: Any = None) -> None:
@@ -543,18 +609,16 @@ class Kernel(Views, WorkflowCommands):
         """
         if self._blocked:
             self._writable()
-        h, lid = self._lease(lease)
         body = b"null" if result is None else events.dumps(result)
         if len(body) > self._max_payload:
-            raise InvalidSpecError(f"result of task {lease.task_id!r} is {len(body)} bytes, over "
-                                   f"the {self._max_payload}-byte limit")
-        st = self._state
-        now = self._time_ns()
-        if now < st.last_ts:      # self._now(), inlined: its call cost ~80 ns a claim
-            now = st.last_ts
-        if st.complete(h, lid, now, body) < 0:
-            raise self._stale(lease, "complete")
-        self._append_hot(events.encode_completed(now, lease.task_id, lid, body), now)
+            raise InvalidSpecError(f"result of task {getattr(lease, 'task_id', '?')!r} is "
+                                   f"{len(body)} bytes, over the {self._max_payload}-byte limit")
+        try:
+            code = self._sched.complete_hot(lease, body, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
+        if code is not None:
+            raise self._refused(lease, code, "complete")
         if self._wf_tasks and lease.task_id in self._wf_tasks:
             self._wf_after((lease.task_id,))
 
@@ -590,10 +654,9 @@ class Kernel(Views, WorkflowCommands):
         st = self._state
         # Checked, then applied in the core (each returns its record), then appended.
         records = self._sched.complete_many(leases, bodies, now, st.results)
-        if type(records) is int:
+        if isinstance(records, int):
             bad = leases[records]
-            self._lease(bad)                   # not a Lease / not issued here: raises
-            raise self._stale(bad, "complete")
+            raise self._refused(bad, self._sched.lease_code(bad, now), "complete")
         self._append_hot_many(records, now)
         if self._wf_tasks:
             self._wf_after([lease.task_id for lease in leases])
@@ -621,7 +684,27 @@ class Kernel(Views, WorkflowCommands):
         Raises:
             StaleLeaseError, InvalidSpecError (error not a str, retryable not a bool).
         """
-        self._writable()
+        if self._blocked:
+            self._writable()
+        if type(lease) is Lease and type(error) is str and type(retryable) is bool:
+            # A retried attempt in one core call; a dead letter (it cascades), an error JSON
+            # cannot hold and any refusal take the general path below, which names it.
+            err = error[:65536]
+            try:
+                err_json = events.dumps(err)
+            except InvalidSpecError:
+                err_json = None
+        else:
+            err_json = None
+        if err_json is not None:
+            try:
+                code = self._sched.fail_hot(lease, err_json, err, retryable,
+                                            self._u(lease.lease_id), self._time_ns())
+            except BaseException as exc:
+                raise self._hot_failed(exc)
+            if code is None:
+                self._maybe_snapshot()
+                return
         h, lid = self._lease(lease)
         if type(error) is not str:
             raise InvalidSpecError(f"error must be a str, got {error!r:.80}")
@@ -641,10 +724,13 @@ class Kernel(Views, WorkflowCommands):
     def release(self, lease: Lease) -> None:
         """Give a leased task back (READY again) without using up an attempt."""
         self._writable()
-        h, lid = self._lease(lease)
-        if not self._sched.lease_current(h, lid):
-            raise self._stale(lease, "release")
-        self._commit([{"t": "released", "ts": self._now(), "task": lease.task_id, "lease": lid}])
+        try:
+            code = self._sched.release_hot(lease, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
+        if code is not None:
+            raise self._refused(lease, code, "release")
+        self._maybe_snapshot()
 
     def cancel(self, task_id: str) -> list[str]:
         """Cancel a task and, transitively, its unfinished dependents; returns the ids
@@ -653,20 +739,19 @@ class Kernel(Views, WorkflowCommands):
         Raises:
             UnknownTaskError; InvalidStateError when the task already finished.
         """
-        self._writable()
-        h = self._task(task_id)
-        if self._sched.status_of(h) in TERMINAL_CODES:
-            raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[ROW_STATUS]}; "
-                                    "there is nothing to cancel")
-        now = self._now()
-        evs: list[dict[str, Any]] = [{"t": "cancelled", "ts": now, "task": task_id,
-                                      "reason": "cancelled", "cause": None}]
-        evs += [{"t": "cancelled", "ts": now, "task": self._sched.task_ids[d],
-                 "reason": "upstream", "cause": task_id} for d in self._sched.cancel_closure(h)]
-        self._commit(evs)
-        if self._wf_tasks:
-            self._wf_after([ev["task"] for ev in evs])
-        return [ev["task"] for ev in evs]
+        if self._blocked:
+            self._writable()
+        try:                    # decided, encoded, applied and appended in one core call
+            ids = self._sched.cancel_hot(task_id, self._time_ns())
+        except BaseException as err:
+            raise self._hot_failed(err)
+        if ids is not None:
+            if self._wf_tasks:
+                self._wf_after(ids)
+            return ids
+        h = self._task(task_id)           # unknown or malformed: raises; else finished
+        raise InvalidStateError(f"task {task_id!r} is already {self._sched.task_row(h)[ROW_STATUS]}; "
+                                "there is nothing to cancel")
 
     def requeue(self, task_id: str) -> None:
         """Bring a FAILED (dead-lettered) task back to READY with fresh attempts.

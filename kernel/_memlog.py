@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from .errors import InvalidArgumentError
 
@@ -23,6 +24,13 @@ class MemoryLog:
         # A compact copy: encoders may hand over bytes inside a much larger allocation.
         self._records.append(memoryview(record).tobytes())
         return len(self._records) - 1
+
+    append_unsynced = append
+
+    @property
+    def appender(self) -> Any:
+        """The callable appending one record (see ``eventlog.EventLog.appender``)."""
+        return self.append
 
     def append_many(self, records: Sequence[bytes]) -> int:
         first = len(self._records)

@@ -316,6 +316,11 @@ def _requeued(st: Any, ev: dict[str, Any]) -> None:
                           "requeued")
 
 
+def _epoch(st: Any, ev: dict[str, Any]) -> None:
+    nxt = st.sched.next_lease_id
+    _int(ev, "lease", min(nxt, MAX_LEASE), MAX_LEASE)    # lease ids never go back
+
+
 _CHECKS = {
     "queue_declared": _queue_declared,
     "queue_paused": lambda st, ev: _queue_toggle(st, ev, True),
@@ -325,7 +330,7 @@ _CHECKS = {
     "agent_online": lambda st, ev: _agent_toggle(st, ev, True),
     "submitted": _submitted, "claimed": _claimed, "heartbeat": _heartbeat,
     "completed": _completed, "failed": _failed, "expired": _expired, "released": _released,
-    "ready": _ready, "cancelled": _cancelled, "requeued": _requeued,
+    "ready": _ready, "cancelled": _cancelled, "requeued": _requeued, "epoch": _epoch,
 }
 _CHECKS.update(workflow_checks(RecordError))     # the workflow layer's records
 assert _CHECKS.keys() == events.EVENT_TYPES.keys()

@@ -259,7 +259,7 @@ def _decode(sec: dict[int, memoryview]) -> tuple[KernelState, bytes]:
                                                "agent_names"}:
         raise SnapshotCorruptError("the head section is not the expected map")
     applied, last_ts, tail = head["applied"], head["last_ts"], head["tail"]
-    if (type(applied) is not int or type(last_ts) is not int or applied < 0
+    if (type(applied) is not int or type(last_ts) is not int or not 0 <= applied < 2**62
             or not 0 <= last_ts <= MAX_TIME_S * NS
             or type(tail) is not bytes or len(tail) != (16 if applied else 0)):
         raise SnapshotCorruptError("the head section's counters are out of range")

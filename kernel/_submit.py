@@ -138,10 +138,28 @@ def submitted_event(state: KernelState, now: int, max_payload: int, tid: str,
           "payload": events.fragment(body), "_body": body, "depends_on": deps,
           "max_attempts": attempts, "timeout": timeout_ns, "not_before": due, "agent": agent,
           "backoff": bo, "name": name, "tags": tags, "key": key, "parent": parent}
-    if (not deps and agent is None and pol is None and name is None and tags is None
-            and key is None and parent is None):
-        ev["_rec"] = events.encode_submitted(now, tid, queue, prio, body, attempts, timeout_ns, due)
     return ev
+
+
+def hot_extra(state: KernelState, tags: Any, key: Any,
+              depends_on: Any) -> tuple[bytes | None, tuple[Any, ...] | None]:
+    """The encoded optional fields and the metadata of a one-call submit with tags or a key
+    (``Scheduler.submit_hot``); (None, None) sends the call to the general path (an
+    existing key returns its id there; bad input raises there)."""
+    if key is not None and (type(key) is not str or not key or key in state.keys):
+        return None, None
+    if type(depends_on) not in (list, tuple):
+        return None, None
+    try:
+        tags = check_tags(tags)
+    except InvalidSpecError:
+        return None, None
+    extra = b""
+    if tags is not None:
+        extra = b',"tags":' + events.dumps(tags)
+    if key is not None:
+        extra += b',"key":' + events.dumps(key)
+    return extra, (None, tags, key, None, tuple(depends_on))
 
 
 def topo_order(ids: list[str], deps: list[list[str]]) -> list[int]:
@@ -239,8 +257,8 @@ NO_IDS: frozenset[str] = frozenset()
 def simple_batch(state: KernelState, max_payload: int,
                  specs: list[Any]) -> tuple[list[str], list[tuple[Any, ...]]] | None:
     """Validate a batch of plain tasks (dicts with no dependencies or optional fields) in
-    one tight loop: the submit_many hot path.  ``Kernel._submit_simple`` repeats these
-    checks for a single task (see there why).
+    one tight loop: the submit_many hot path (one task at a time, ``Scheduler.submit_hot``
+    makes the same checks in C).
 
     Returns (ids, core arguments ``(id, queue handle, priority, max_attempts, timeout ns,
     payload JSON)`` per task), or None when any item needs the general path (which also

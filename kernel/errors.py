@@ -36,7 +36,8 @@ from eskernel.eventlog.errors import (
 __all__ = [
     "EskernelError", "InvalidArgumentError", "InvalidSpecError", "DuplicateTaskError",
     "DependencyError", "NotFoundError", "UnknownTaskError", "UnknownQueueError",
-    "UnknownAgentError", "ConflictError", "StaleLeaseError", "AgentOfflineError",
+    "UnknownAgentError", "ConflictError", "StaleLeaseError", "LeaseExpiredError",
+    "AgentOfflineError",
     "AgentAtCapacityError", "InvalidStateError", "KernelClosedError", "KernelFailedError",
     "KernelInternalError", "HandlerTimeoutError", "NonRetryableError", "WaitTimeoutError",
     "LogError",
@@ -145,6 +146,11 @@ class ConflictError(EskernelError):
 class StaleLeaseError(ConflictError):
     """The lease is no longer current (it expired, was released, or its task was cancelled
     or re-leased).  Stop working on the task and do not report its result."""
+
+
+class LeaseExpiredError(StaleLeaseError):
+    """The lease's expiry is past by the kernel's clock (whether or not ``tick()`` has run
+    yet): the attempt is over and the task will be retried.  Stop working on it."""
 
 
 class AgentOfflineError(ConflictError):

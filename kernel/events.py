@@ -36,18 +36,24 @@ type                    fields (besides v, t, ts)
 ``workflow_paused``     workflow
 ``workflow_resumed``    workflow
 ``workflow_finished``   workflow, status ("completed", "failed", "cancelled"), error
+``epoch``               lease: lease ids continue from here (see below)
 ======================  =================================================================
 
 The workflow events are decisions of ``eskernel.workflows``' interpreter, taken live and
 recorded; replay applies them as they are and evaluates no condition.
+
+``epoch`` is written, on disk, before the first claim a kernel answers ahead of the disk
+(``fsync`` mode on a log that has records): a claim lost in a crash only returns its task
+to the queue, and its lease id, below the epoch, is never issued again.
 
 Optional fields are omitted when null (``backoff`` when it is :data:`DEFAULT_BACKOFF`);
 :func:`decode` fills them back in, and DuckDB reads a missing key as NULL.
 
 Decisions that depend on the clock or the random source (which task a claim got, a lease's
 expiry, a retry's jittered due time) are recorded in these fields, so replay never reads a
-clock.  ``claimed`` is encoded in C by the scheduler core (byte-identical to
-:func:`encode` — a test holds them equal); all other events are encoded here.
+clock.  ``submitted``, ``claimed``, ``completed``, ``heartbeat`` and ``released`` are
+encoded in C by the scheduler core's hot calls (``_native/encode.pxi``); :func:`encode`
+is the readable reference they are tested byte-equal to, and encodes every other event.
 
 >>> ev = decode(encode({"t": "requeued", "ts": 5, "task": "a"}))
 >>> ev["v"], ev["t"], ev["task"]
@@ -64,7 +70,7 @@ import orjson
 from .errors import InvalidSpecError
 
 __all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "encode", "decode", "dumps", "loads",
-           "encode_completed", "encode_heartbeat", "encode_submitted", "encode_workflow_step",
+           "encode_workflow_step",
            "fragment",
            "OPTIONAL", "DEFAULT_BACKOFF"]
 
@@ -95,6 +101,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "workflow_paused": ("workflow",),
     "workflow_resumed": ("workflow",),
     "workflow_finished": ("workflow", "status", "error"),
+    "epoch": ("lease",),
 }
 
 loads = orjson.loads
@@ -109,9 +116,6 @@ OPTIONAL: dict[str, dict[str, Any]] = {
 DEFAULT_BACKOFF_KEY: tuple[int, float, int, float] = (1_000_000_000, 2.0, 60_000_000_000, 0.0)
 DEFAULT_BACKOFF: dict[str, float] = dict(zip(("initial", "factor", "max", "jitter"),
                                              DEFAULT_BACKOFF_KEY))
-_SUBMITTED_SIMPLE = (b'{"v":1,"t":"submitted","ts":%d,"task":"%s","queue":"%s","priority":%d,'
-                     b'"payload":%s,"depends_on":[],"max_attempts":%d,"timeout":%d,'
-                     b'"not_before":%d}')
 
 
 _ACCEPTED = ("pass dicts (str keys), lists, str (valid UTF-8, no lone surrogates), int, "
@@ -207,14 +211,6 @@ def encode(event: dict[str, Any]) -> bytes:
         raise
 
 
-def encode_submitted(ts: int, task: str, queue: str, priority: int, payload: bytes,
-                     max_attempts: int, timeout: int, not_before: int) -> bytes:
-    """The ``submitted`` record of a task with no optional fields and no dependencies, with
-    ``payload`` already JSON-encoded (hot path; byte-identical to :func:`encode`)."""
-    return _SUBMITTED_SIMPLE % (ts, task.encode(), queue.encode(), priority, payload,
-                                max_attempts, timeout, not_before)
-
-
 def decode(record: bytes) -> dict[str, Any]:
     """Decode one log record into its event dict; rejects unknown versions and types."""
     ev = orjson.loads(record)
@@ -225,18 +221,6 @@ def decode(record: bytes) -> dict[str, Any]:
         if name not in ev:
             ev[name] = DEFAULT_BACKOFF if name == "backoff" else default
     return ev
-
-
-def encode_completed(ts: int, task: str, lease: int, result: bytes) -> bytes:
-    """The ``completed`` record, with ``result`` already JSON-encoded (hot path)."""
-    return b'{"v":1,"t":"completed","ts":%d,"task":"%s","lease":%d,"result":%s}' % (
-        ts, task.encode(), lease, result)
-
-
-def encode_heartbeat(ts: int, task: str, lease: int, expires: int) -> bytes:
-    """The ``heartbeat`` record (hot path)."""
-    return b'{"v":1,"t":"heartbeat","ts":%d,"task":"%s","lease":%d,"expires":%d}' % (
-        ts, task.encode(), lease, expires)
 
 
 def encode_workflow_step(ts: int, workflow: str, path: str, status: str, task: str | None,

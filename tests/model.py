@@ -30,6 +30,7 @@ from eskernel.errors import (
     DuplicateTaskError,
     InvalidSpecError,
     InvalidStateError,
+    LeaseExpiredError,
     StaleLeaseError,
     UnknownAgentError,
     UnknownQueueError,
@@ -423,8 +424,16 @@ class Model:
             raise StaleLeaseError(f"lease {lease.lease_id} is stale")
         return t
 
-    def heartbeat(self, lease: Any) -> float:
+    def _unexpired(self, lease: Any) -> MTask:
+        # complete and heartbeat refuse a lease whose expiry is past by the clock, whether
+        # or not tick() has run.
         t = self._live(lease)
+        if t.expires_ns <= self.now_ns():
+            raise LeaseExpiredError(f"lease {lease.lease_id} expired")
+        return t
+
+    def heartbeat(self, lease: Any) -> float:
+        t = self._unexpired(lease)
         t.expires_ns = self.now_ns() + t.timeout_ns
         return t.expires_ns / NS
 
@@ -437,7 +446,7 @@ class Model:
             orjson.dumps(result)
         except TypeError as err:
             raise InvalidSpecError(f"result not JSON-serializable: {err}") from None
-        t = self._live(lease)
+        t = self._unexpired(lease)
         now = self.now_ns()
         self._drop_lease(t)
         t.status = "COMPLETED"
@@ -446,6 +455,15 @@ class Model:
         for d in self.tasks.values():
             if t.id in d.depends_on:
                 self._maybe_ready(d, now)
+
+    def complete_and_claim(self, lease: Any, result: Any = None) -> MLease | None:
+        """complete, then claim for the lease's agent; None when it can claim nothing now
+        (nothing eligible, or offline: the completion stands)."""
+        self.complete(lease, result)
+        a = self.agents[lease.agent_id]
+        if not a.online or self.active_of(lease.agent_id) >= a.capacity:
+            return None
+        return self.claim(lease.agent_id)
 
     def retry_due(self, t: MTask, now: int, retryable: bool, u: float) -> int:
         """Due time (ns) of the retry of t's failed attempt, or -1 when it dead-letters."""

@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eskernel import Kernel, ManualClock, events
+from eskernel._core import encode_record
 
 ids = st.from_regex(r"[A-Za-z0-9._:@/+\-]{1,40}", fullmatch=True)
 json_values = st.recursive(
@@ -17,14 +18,44 @@ json_values = st.recursive(
 def test_completed_round_trips_and_matches_the_fast_encoder(ts, task, lease, result):
     ev = {"t": "completed", "ts": ts, "task": task, "lease": lease, "result": result}
     rec = events.encode(ev)
-    assert rec == events.encode_completed(ts, task, lease, events.dumps(result))
+    assert rec == encode_record("completed", (ts, task, lease, events.dumps(result)))
     assert events.decode(rec) == {"v": events.SCHEMA_VERSION, **ev}
 
 
 @given(ts=st.integers(0, 2**62), task=ids, lease=st.integers(1, 2**62), exp=st.integers(0, 2**62))
 def test_heartbeat_fast_encoder_matches(ts, task, lease, exp):
     ev = {"t": "heartbeat", "ts": ts, "task": task, "lease": lease, "expires": exp}
-    assert events.encode(ev) == events.encode_heartbeat(ts, task, lease, exp)
+    assert events.encode(ev) == encode_record("heartbeat", (ts, task, lease, exp))
+
+
+@given(ts=st.integers(0, 2**62), task=ids, lease=st.integers(1, 2**62), error=st.text(),
+       retryable=st.booleans(), retry_at=st.none() | st.integers(0, 2**62))
+def test_failed_c_encoder_matches(ts, task, lease, error, retryable, retry_at):
+    ev = {"t": "failed", "ts": ts, "task": task, "lease": lease, "error": error,
+          "retryable": retryable, "retry_at": retry_at}
+    assert events.encode(ev) == encode_record(
+        "failed", (ts, task, lease, events.dumps(error), retryable, retry_at))
+
+
+@given(ts=st.integers(0, 2**62), task=ids, cause=st.none() | ids)
+def test_cancelled_c_encoder_matches(ts, task, cause):
+    ev = {"t": "cancelled", "ts": ts, "task": task,
+          "reason": "cancelled" if cause is None else "upstream", "cause": cause}
+    assert events.encode(ev) == encode_record("cancelled", (ts, task, cause))
+
+
+@given(ts=st.integers(0, 2**62), task=ids, lease=st.integers(1, 2**62))
+def test_released_c_encoder_matches(ts, task, lease):
+    ev = {"t": "released", "ts": ts, "task": task, "lease": lease}
+    assert events.encode(ev) == encode_record("released", (ts, task, lease))
+
+
+@given(ts=st.integers(0, 2**62), task=ids, lease=st.integers(1, 2**62), agent=ids,
+       attempt=st.integers(1, 10**6), exp=st.integers(0, 2**62))
+def test_claimed_c_encoder_matches(ts, task, lease, agent, attempt, exp):
+    ev = {"t": "claimed", "ts": ts, "task": task, "lease": lease, "agent": agent,
+          "attempt": attempt, "expires": exp}
+    assert events.encode(ev) == encode_record("claimed", (ts, task, lease, agent, attempt, exp))
 
 
 @given(task=ids, agent=ids)
@@ -86,10 +117,48 @@ def test_submitted_fast_encoder_matches_encode(ts, task, queue, prio, payload, a
     ev = {"t": "submitted", "ts": ts, "task": task, "queue": queue, "priority": prio,
           "payload": payload, "depends_on": [], "max_attempts": attempts, "timeout": timeout,
           "not_before": not_before}
-    fast = events.encode_submitted(ts, task, queue, prio, events.dumps(payload), attempts,
-                                   timeout, not_before)
+    fast = encode_record("submitted", (ts, task, queue, prio, events.dumps(payload), [],
+                                       attempts, timeout, not_before, b""))
     assert fast == events.encode(ev)
     assert events.decode(fast)["payload"] == payload
+
+
+@given(ts=st.integers(0, 2**62), task=ids, queue=ids, payload=json_values,
+       deps=st.lists(ids, max_size=5, unique=True),
+       tags=st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+       key=st.none() | st.text(min_size=1, max_size=10), not_before=st.integers(0, 2**62))
+def test_submitted_c_encoder_with_dependencies_tags_and_key_matches(ts, task, queue, payload,
+                                                                     deps, tags, key,
+                                                                     not_before):
+    ev = {"t": "submitted", "ts": ts, "task": task, "queue": queue, "priority": 3,
+          "payload": payload, "depends_on": deps, "max_attempts": 2, "timeout": 7,
+          "not_before": not_before, "tags": tags, "key": key}
+    extra = b""
+    if tags is not None:
+        extra += b',"tags":' + events.dumps(tags)
+    if key is not None:
+        extra += b',"key":' + events.dumps(key)
+    fast = encode_record("submitted", (ts, task, queue, 3, events.dumps(payload), deps, 2, 7,
+                                       not_before, extra))
+    assert fast == events.encode(ev)
+
+
+@given(payload=st.none() | st.integers(-2**63, 2**64 - 1) | json_values, deps=st.integers(0, 3),
+       tags=st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+       key=st.none() | st.text(min_size=1, max_size=10), delay=st.none() | st.floats(0, 1e6))
+def test_records_of_the_hot_submit_equal_events_encode(payload, deps, tags, key, delay):
+    # Every record the kernel writes on the hot paths is what events.encode makes of the
+    # event it decodes to.
+    k = Kernel.in_memory(clock=ManualClock(start=3.25))
+    k.declare_queue("q")
+    k.register_agent("w", ["q"])
+    firsts = [k.submit("q") for _ in range(deps)]
+    k.submit("q", payload, id="x", depends_on=firsts, tags=tags, key=key, delay=delay)
+    while (lease := k.claim("w")) is not None:
+        k.heartbeat(lease)
+        k.complete(lease, {"r": payload})
+    for _, rec in k._log.read():
+        assert events.encode(events.decode(rec)) == rec
 
 
 def test_unknown_version_or_type_is_rejected():

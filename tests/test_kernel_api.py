@@ -472,3 +472,22 @@ def test_replay_until_an_offset_is_a_read_only_past_state(tmp_logdir, manual_clo
             past.submit("q")
     finally:
         past.close()
+
+
+def test_the_common_calls_run_in_the_core_unless_a_subclass_overrides_them():
+    from eskernel import Kernel as K, ManualClock as MC
+
+    class Counting(K):
+        claims = 0
+
+        def claim(self, agent_id):
+            Counting.claims += 1
+            return super().claim(agent_id)
+
+    plain = K.in_memory(clock=MC())
+    assert plain.submit.__self__ is plain._sched      # the core's entry point
+    k = Counting.in_memory(clock=MC())
+    k.declare_queue("q")
+    k.register_agent("w", ["q"])
+    k.submit("q", id="a")
+    assert k.claim("w").task_id == "a" and Counting.claims == 1

@@ -58,6 +58,26 @@ def test_failed_append_poisons_the_kernel_and_reopen_recovers(tmp_path, command)
     k2.close()
 
 
+def test_a_failed_cancel_append_poisons_the_kernel_and_reopen_recovers(tmp_path):
+    k = _kernel(tmp_path)
+    k.submit("q", id="a")
+    k.submit("q", id="b", depends_on=["a"])
+    acknowledged, offset = k.digest(), k.next_offset
+
+    def full(records):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    k._log.append_many = full
+    k._append = k._append              # rebind the core's appends (the batch one is `full`)
+    with pytest.raises(KernelFailedError, match="No space left"):
+        k.cancel("a")                  # one append for the task and its dependent
+    with pytest.raises(KernelFailedError, match="reopen"):
+        k.cancel("b")
+    k.close()
+    with Kernel.open(tmp_path, clock=ManualClock()) as k2:
+        assert k2.next_offset == offset and k2.digest() == acknowledged
+        assert k2.cancel("a") == ["a", "b"]
+
+
 def test_closed_kernel_refuses_calls(tmp_path):
     k = _kernel(tmp_path)
     k.close()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from eskernel.eventlog import EventLog
 from eskernel import Kernel, LogCorruptError, LogRecordInvalidError, ManualClock
 from eskernel.cli import cli
-from eskernel.errors import InvalidSpecError
+from eskernel.errors import InvalidSpecError, LeaseExpiredError
 
 T = 1_700_000_000_000_000_000           # ManualClock's default start, in ns
 TS = T + 1_000_000_000
@@ -329,12 +329,16 @@ def test_a_log_written_at_the_apis_limits_replays(tmp_path: Path) -> None:
                  key="k", parent="p", name="é\n\x00", max_attempts=1)
         k.submit("q", id="c", not_before=4e9)
         k.submit("q", id="d", delay=1e9, depends_on=["b"])
+        k.submit("q", id="e", priority=999)
         with pytest.raises(InvalidSpecError, match="tags nest more than 250"):
             k.submit("q", id="x", tags={"t": nest(250)})
         la = k.claim("w" * 200)
+        le = k.claim("w" * 200)
         lb = k.claim("w" * 200)
         k.heartbeat(lb)
-        k.complete(la, result=nest(254))
+        with pytest.raises(LeaseExpiredError):         # a 0 ns lease is expired when granted
+            k.complete(la, result=nest(254))
+        k.complete(le, result=nest(254))
         k.fail(lb, error="e" * 70_000)                 # kept to 65536 characters
         clock.set(4e9)
         k.tick()
@@ -343,4 +347,5 @@ def test_a_log_written_at_the_apis_limits_replays(tmp_path: Path) -> None:
         assert k._state.digest() == digest
         k._sched._check()
         assert k.task("b").status == "FAILED" and k.task("d").status == "CANCELLED"
+        assert k.task("e").status == "COMPLETED" and k.task("a" * 200).status == "RETRYING"
     assert _cli("verify", str(tmp_path))[0] == 0

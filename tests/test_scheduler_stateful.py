@@ -289,7 +289,7 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.leases)
     @rule(i=picks, op=st.sampled_from(["complete", "complete", "fail", "fail-final", "release",
-                                       "heartbeat", "complete-twice"]),
+                                       "heartbeat", "complete-twice", "complete-and-claim"]),
           result=st.sampled_from([None, 1, "ok", {"a": [1, 2]}]))
     def lease_op(self, i, op, result):
         """complete / fail / release / heartbeat any lease ever issued (many are stale)."""
@@ -307,6 +307,14 @@ class SchedulerMachine(RuleBasedStateMachine):
             kr, mr, err = self.both(lambda: k.heartbeat(kl), lambda: m.heartbeat(ml))
             if err is None:
                 assert kr == mr
+        elif op == "complete-and-claim":
+            kr, mr, err = self.both(lambda: k.complete_and_claim(kl, result),
+                                    lambda: m.complete_and_claim(ml, result))
+            if err is None:
+                assert (kr is None) == (mr is None), f"kernel: {kr!r} / model: {mr!r}"
+                if kr is not None:
+                    self.same_lease(kr, mr)
+                    self.leases.append((kr, mr))
         else:
             self.both(lambda: k.complete(kl), lambda: m.complete(ml))
             _, _, err = self.both(lambda: k.complete(kl), lambda: m.complete(ml))

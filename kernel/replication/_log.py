@@ -29,7 +29,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import (EskernelError, InvalidSpecError, LeaderLeaseLostError,
@@ -108,6 +108,17 @@ class ReplicatedLog:
         if self.ack == "replicated":
             self._ship_through(off + 1)
         return off
+
+    def append_unsynced(self, record: bytes) -> int:
+        """As :meth:`append`: a replicated log answers nothing ahead of its acknowledgement
+        (the local log's early claims would bypass the chain)."""
+        return self.append(record)
+
+    @property
+    def appender(self) -> Callable[[bytes], int]:
+        """The append the kernel's hot calls go through: this log's own, never the local
+        log's (which :meth:`__getattr__` would hand out and so skip the chain)."""
+        return self.append
 
     def append_many(self, records: Sequence[bytes]) -> int:
         """Append a batch: one local write and (``replicated``) one PostgreSQL row."""

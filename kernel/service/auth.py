@@ -31,6 +31,7 @@ QUERY_OPS = frozenset({"ping", "task", "tasks", "stats", "history", "lease_task"
 PRODUCER_OPS = QUERY_OPS | {"submit", "submit_many", "cancel"}
 #: Worker operations; each names an agent (or a lease of one) that must be the worker's own.
 WORKER_OPS = QUERY_OPS | {"claim", "claim_many", "heartbeat", "complete", "complete_many",
+                          "complete_and_claim",
                           "fail", "release", "register_agent", "agent_online",
                           "agent_offline"}
 

@@ -507,6 +507,19 @@ class Client:
             raise
         self._done(lease)
 
+    def complete_and_claim(self, lease: Any, result: Any = None) -> RemoteLease | None:
+        """:meth:`Kernel.complete_and_claim`: complete ``lease`` and claim the next task for
+        its agent in one round trip."""
+        try:
+            r = self._call("complete_and_claim", {"lease": _ref(lease), "result": result})
+        except (errors.StaleLeaseError, errors.PermissionDeniedError):
+            self._done(lease)
+            raise
+        self._done(lease)
+        nxt = None if r is None else RemoteLease(r)
+        self._held(lease.agent_id, [nxt] if nxt is not None else [])
+        return nxt
+
     def complete_many(self, leases: Iterable[Any], results: Iterable[Any] | None = None) -> None:
         leases = list(leases)
         self._call("complete_many", {"leases": [_ref(x) for x in leases],
@@ -655,7 +668,8 @@ class AsyncClient:
     _METHODS = frozenset({
         "ping", "declare_queue", "pause_queue", "resume_queue", "register_agent",
         "agent_online", "agent_offline", "submit", "submit_many", "claim", "claim_many",
-        "heartbeat", "session_heartbeat", "complete", "complete_many", "fail", "release",
+        "heartbeat", "session_heartbeat", "complete", "complete_many", "complete_and_claim",
+        "fail", "release",
         "cancel", "requeue", "task", "tasks", "dead_letters", "stats", "history",
         "lease_task", "snapshot", "wait"})
 

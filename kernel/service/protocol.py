@@ -53,6 +53,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "session_heartbeat": ("leases",),
     "complete": ("lease", "result"),
     "complete_many": ("leases", "results"),
+    "complete_and_claim": ("lease", "result"),
     "fail": ("lease", "error", "retryable"),
     "release": ("lease",),
     "cancel": ("task",),

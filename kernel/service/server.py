@@ -593,6 +593,18 @@ class Server:
         self.kernel.complete(lease, a.get("result"))
         self.counters["completed"] += 1
 
+    def op_complete_and_claim(self, conn: Connection, sess: Session, rid: int,
+                              a: dict[str, Any]) -> Any:
+        """Complete a lease and claim the next task for the same agent in one round (and
+        one sync in fsync mode); the reply is the new lease or nil."""
+        lease = lease_of(self.kernel, sess.ident, a.get("lease"), "complete")
+        nxt = self.kernel.complete_and_claim(lease, a.get("result"))
+        self.counters["completed"] += 1
+        if nxt is None:
+            return None
+        self.counters["claimed"] += 1
+        return lease_wire(self.kernel, nxt)
+
     def op_complete_many(self, conn: Connection, sess: Session, rid: int,
                          a: dict[str, Any]) -> Any:
         refs, results = a.get("leases"), a.get("results")

@@ -44,6 +44,7 @@ class WorkflowCommands:
     """Mixed into :class:`~eskernel.Kernel`: the workflow API."""
 
     _state: Any
+    _wf_tasks: dict[str, Any]
     _max_payload: int
     _failed: BaseException | None
     _writable: Callable[[], None]
@@ -76,6 +77,19 @@ class WorkflowCommands:
                 gc.enable()
         if pending:
             self._maybe_snapshot()
+        self._wf_route()
+
+    def _wf_route(self) -> None:
+        # Kernel.__init__ binds the core's entry point as the instance's `complete`, and it
+        # does not reach this layer: while runs have open tasks, `complete` is the method
+        # (which hands a workflow task's outcome over), then the entry point again.
+        bound = self.__dict__.get("complete")
+        if self._wf_tasks:
+            if bound is not None:
+                self.__dict__["_k_complete"] = bound
+                del self.__dict__["complete"]
+        elif bound is None and self.__dict__.get("_k_complete") is not None:
+            self.__dict__["complete"] = self.__dict__["_k_complete"]
 
     def _wf_after(self, task_ids: Iterable[str]) -> None:
         """Take the decisions of the runs owning ``task_ids`` (tasks just finished)."""

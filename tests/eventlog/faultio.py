@@ -37,8 +37,10 @@ def fd_path(fd: int) -> str:
 class PassThroughIO:
     """Does what the system calls do and counts them; subclasses inject the faults.
 
-    ``durable_bytes`` is the size of the last file whose ``fdatasync`` returned, read after
-    it returned: a record ending at or below it is on disk.
+    ``durable_bytes`` is the end of the bytes written to the last file whose ``fdatasync``
+    returned (its file offset; the size of the file, but for the space fsync mode
+    preallocates past it), read after it returned: a record ending at or below it is on
+    disk.
     """
 
     def __init__(self) -> None:
@@ -52,7 +54,7 @@ class PassThroughIO:
     def fdatasync(self, fd: int) -> None:
         self.syncs += 1
         os.fdatasync(fd)
-        self.durable_bytes = os.fstat(fd).st_size
+        self.durable_bytes = os.lseek(fd, 0, os.SEEK_CUR)
 
     def fsync(self, fd: int) -> None:
         self.fsyncs += 1
