@@ -63,4 +63,4 @@ def test_the_plugin_rejects_a_model_built_wrongly(tmp_path):
     out = res.stdout
     assert res.returncode != 0
     assert 'Unexpected keyword argument "colour"' in out, out
-    assert '"initial" of "BackoffPolicy" has incompatible type "str"' in out, out
+    assert 'Argument "initial" to "BackoffPolicy" has incompatible type "str"' in out, out
