@@ -40,7 +40,7 @@ SHOWN = 64 << 10              # payload / result characters shown on a task page
 CSRF_HEADER = "x-eskernel-csrf"
 COOKIE = "eskernel_token"
 ASSETS = {"dashboard.css": "text/css; charset=utf-8",
-          "dashboard.js": "text/javascript; charset=utf-8"}
+          "dashboard.js": "text/javascript; charset=utf-8", "favicon.svg": "image/svg+xml"}
 HEADERS = [("Content-Security-Policy", "default-src 'none'; script-src 'self'; "
             "style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'"),
