@@ -52,8 +52,23 @@ def text(driver, css):
 
 
 def wait(driver, condition):
+    from selenium.common.exceptions import (NoSuchElementException,
+                                            StaleElementReferenceException)
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, WAIT).until(lambda d: condition())
+    return WebDriverWait(driver, WAIT, ignored_exceptions=(
+        NoSuchElementException, StaleElementReferenceException)).until(lambda d: condition())
+
+
+def click_and_reload(driver, element):
+    """Click a button whose success reloads the page; return once a new page has loaded
+    (the old document is marked, so the new one is the one without the mark)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.execute_script("document.documentElement.dataset.old = '1'")
+    element.click()
+    WebDriverWait(driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return document.readyState === 'complete' && "
+                                   "document.documentElement.dataset.old === undefined"))
 
 
 def test_dashboard_in_a_browser(served, browser, tmp_path):
@@ -109,11 +124,13 @@ def test_dashboard_in_a_browser(served, browser, tmp_path):
     browser.get(f"{base}/ui/login")
     browser.find_element(By.ID, "token").send_keys(ADMIN)
     browser.find_element(By.ID, "login").click()
-    wait(browser, lambda: browser.current_url == f"{base}/ui/")
+    wait(browser, lambda: browser.current_url == f"{base}/ui/" and browser.execute_script(
+        "return document.readyState") == "complete")
     browser.get(f"{base}/ui/queues")
-    browser.find_element(By.ID, "pause-q").click()
-    wait(browser, lambda: kernel_call(served, lambda k: k.stats().queues[0].paused))
-    wait(browser, lambda: text(browser, 'tr[data-queue="q"] .state') == "paused")
+    click_and_reload(browser, browser.find_element(By.ID, "pause-q"))
+    assert kernel_call(served, lambda k: k.stats().queues[0].paused) is True
+    assert text(browser, 'tr[data-queue="q"] .state') == "paused"
+    assert browser.find_elements(By.ID, "resume-q")
     browser.save_screenshot(str(tmp_path / "queues.png"))
 
     # Dead letters: requeue one.
@@ -124,13 +141,15 @@ def test_dashboard_in_a_browser(served, browser, tmp_path):
     assert "dead" in dead
     browser.save_screenshot(str(tmp_path / "dead.png"))
     row = browser.find_element(By.XPATH, "//tr[td/a[text()='dead']]")
-    row.find_element(By.TAG_NAME, "button").click()
-    wait(browser, lambda: kernel_call(served, lambda k: k.task("dead").status) == "READY")
+    click_and_reload(browser, row.find_element(By.TAG_NAME, "button"))
+    assert kernel_call(served, lambda k: k.task("dead").status) == "READY"
+    assert "dead" not in [r.text for r in browser.find_elements(
+        By.CSS_SELECTOR, "#task-table td:first-child a")]
 
     # A task page: cancel.
     browser.get(f"{base}/ui/tasks/t2")
-    browser.find_element(By.ID, "cancel").click()
-    wait(browser, lambda: kernel_call(served, lambda k: k.task("t2").status) == "CANCELLED")
-    wait(browser, lambda: text(browser, "#f-status") == "CANCELLED")
+    click_and_reload(browser, browser.find_element(By.ID, "cancel"))
+    assert kernel_call(served, lambda k: k.task("t2").status) == "CANCELLED"
+    assert text(browser, "#f-status") == "CANCELLED"
     for name in ("overview", "tasks", "task", "queues", "dead"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0
