@@ -85,6 +85,17 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _local_host(headers: dict[str, str]) -> bool:
+    """Whether the ``Host`` header names this machine by a loopback address or
+    ``localhost`` (a page of another site that rebinds its name to 127.0.0.1 does not)."""
+    host = headers.get("host", "")
+    if host.startswith("["):                       # [::1]:8080
+        name = host[1:].partition("]")[0]
+    else:
+        name = host.rpartition(":")[0] if ":" in host else host
+    return name == "localhost" or _loopback(name)
+
+
 def _cookie(headers: dict[str, str]) -> str | None:
     for part in headers.get("cookie", "").split(";"):
         name, _, value = part.strip().partition("=")
@@ -103,10 +114,23 @@ class Dashboard:
 
     # -- access ------------------------------------------------------------------------
 
+    def _on_loopback(self) -> bool:
+        addrs = getattr(self.server, "http_addresses", [])
+        return bool(addrs) and all(_loopback(str(a[0])) for a in addrs)
+
     def _identity(self, headers: dict[str, str]) -> tuple[Identity | None, bool]:
-        """Who asks (None when no token was accepted), and whether a token was sent."""
+        """Who asks (None when no token was accepted), and whether a token was sent.
+
+        A request without a token to a loopback listener must name a loopback ``Host``:
+        otherwise a page of another site whose name was rebound to 127.0.0.1 could use
+        the access loopback grants.
+        """
         auth = headers.get("authorization", "")
         token = auth[7:] if auth[:7].lower() == "bearer " else _cookie(headers)
+        if token is None and self._on_loopback() and not _local_host(headers):
+            raise errors.PermissionDeniedError(
+                f"host {headers.get('host', '')[:80]!r} is not a loopback address; open the "
+                "dashboard at http://127.0.0.1:PORT/ui/ or send a token")
         tokens = self.server.tokens
         if token is None and tokens.required:
             return None, False
@@ -119,20 +143,22 @@ class Dashboard:
         if sent:
             raise errors.AuthenticationError("the token is not one of the server's; log in "
                                              "again at /ui/login")
-        addrs = getattr(self.server, "http_addresses", [])
-        if not addrs or not all(_loopback(str(a[0])) for a in addrs):
+        if not self._on_loopback():
             raise errors.AuthenticationError("this server is not on loopback: log in at "
                                              "/ui/login with a token of its token file")
+
+    def _same_origin(self, headers: dict[str, str]) -> None:
+        origin = headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != headers.get("host"):
+            raise errors.PermissionDeniedError(f"origin {origin[:80]!r} is not this server's; "
+                                               "refused")
 
     def _may_change(self, headers: dict[str, str]) -> None:
         if headers.get(CSRF_HEADER) != "1":
             raise errors.PermissionDeniedError(
                 f"a dashboard action must carry the header '{CSRF_HEADER}: 1' (the "
                 "dashboard's buttons send it); refused")
-        origin = headers.get("origin")
-        if origin is not None and origin.split("://", 1)[-1] != headers.get("host"):
-            raise errors.PermissionDeniedError(f"origin {origin[:80]!r} is not this server's; "
-                                               "refused")
+        self._same_origin(headers)
         ident, _ = self._identity(headers)
         if ident is None:
             raise errors.AuthenticationError("actions need the admin token: log in at "
@@ -180,6 +206,7 @@ class Dashboard:
 
     def _login(self, method: str, headers: dict[str, str], body: bytes) -> Reply:
         if method == "POST":
+            self._same_origin(headers)
             token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[-1]
             if self.server.tokens.identify(token) is None:
                 raise errors.AuthenticationError("that token is not one of the server's")

@@ -183,3 +183,25 @@ def test_reads_need_a_token_off_loopback(served):
         assert get("/ui/login") == 200          # the way in stays open
     finally:
         served.call(lambda: setattr(server, "http_addresses", real))
+
+
+def test_a_rebound_host_name_gets_no_loopback_access(served):
+    before = state(served)
+    for host in ("evil.example", "evil.example:80", "127.0.0.1.evil.example"):
+        assert request(served, "GET", "/ui/", {"Host": host})[0] == 403
+        assert request(served, "GET", "/ui/api/overview", {"Host": host})[0] == 403
+        assert request(served, "POST", "/ui/api/queues/q/pause", {**CSRF, "Host": host}
+                       )[0] == 403
+    port = served.server.http_addresses[0][1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "[::1]:80"):
+        assert request(served, "GET", "/ui/", {"Host": host})[0] == 200, host
+    assert request(served, "GET", "/ui/", {"Host": "evil.example", **bearer(PRODUCER)}
+                   )[0] == 200                     # a token is accepted under any name
+    assert state(served) == before
+
+
+def test_login_from_another_origin_is_refused(served):
+    status, headers, _ = request(served, "POST", "/ui/login",
+                                 {"Content-Type": "application/x-www-form-urlencoded",
+                                  "Origin": "http://evil.example"}, f"token={ADMIN}".encode())
+    assert status == 403 and "set-cookie" not in headers
