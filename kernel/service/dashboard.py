@@ -265,11 +265,14 @@ class Dashboard:
         st = self.server.kernel.stats()
         return {
             "counts": dict(st.counts), "tasks": st.tasks, "events": st.events,
+            "by_priority": {str(p): dict(c) for p, c in st.by_priority.items()},
             "queues": {qs.name: {"paused": qs.paused, "max_concurrent": qs.max_concurrent,
                                  "running": qs.running, "ready": qs.ready,
                                  "total": sum(qs.counts.values())} for qs in st.queues},
             "agents": {a.id: {"capacity": a.capacity, "active": a.active, "online": a.online,
-                              "capabilities": list(a.capabilities)} for a in st.agents},
+                              "capabilities": list(a.capabilities),
+                              "leases": [[x["task_id"], x["expires_at"]] for x in a.leases]}
+                       for a in st.agents},
             "sessions": sum(1 for c in self.server.conns if c.session is not None),
         }
 
@@ -311,7 +314,17 @@ class Dashboard:
             + "".join(f'<td class="num" data-stat="agents" data-key="{e(name)}" '
                       f'data-field="{f}">{e(v[f])}</td>' for f in ("capacity", "active",
                                                                     "online"))
-            + "</tr>" for name, v in d["agents"].items())
+            + '<td class="leases">' + ", ".join(
+                f'<a href="/ui/tasks/{e(quote(t, safe=""))}">{e(t)}</a> (until '
+                f'{e(_when(exp)[11:])})' for t, exp in v["leases"][:10])
+            + (f' and {len(v["leases"]) - 10} more' if len(v["leases"]) > 10 else "")
+            + "</td></tr>" for name, v in d["agents"].items())
+        shown = ("READY", "RUNNING", "RETRYING", "PENDING")
+        prios = "".join(
+            f'<tr><th>{e(p)}</th>' + "".join(
+                f'<td class="num" data-stat="by_priority" data-key="{e(p)}" '
+                f'data-field="{s}">{c.get(s, 0)}</td>' for s in shown) + "</tr>"
+            for p, c in d["by_priority"].items())
         body = (
             '<h1>Overview</h1><p class="live" data-poll="/ui/api/overview">Tasks '
             f'<span class="num" data-stat="tasks">{d["tasks"]}</span>, events '
@@ -322,8 +335,11 @@ class Dashboard:
             '<h2>Queues</h2><table id="queues"><tr><th>queue</th><th>ready</th><th>running'
             '</th><th>max concurrent</th><th>paused</th><th>tasks</th></tr>'
             f'{queues}</table>'
+            '<h2>By priority</h2><table id="priorities"><tr><th>priority</th>'
+            + "".join(f"<th>{s.lower()}</th>" for s in shown) + f'</tr>{prios}</table>'
             '<h2>Agents</h2><table id="agents"><tr><th>agent</th><th>capabilities</th>'
-            f'<th>capacity</th><th>active leases</th><th>online</th></tr>{agents}</table>')
+            '<th>capacity</th><th>active leases</th><th>online</th><th>leases (UTC)</th></tr>'
+            f'{agents}</table>')
         return self._wrap("Overview", body)
 
     def page_queues(self) -> str:

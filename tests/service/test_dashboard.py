@@ -61,6 +61,13 @@ def test_overview_numbers_are_the_kernels(served):
     page = request(served, "GET", "/ui/")[2].decode()
     for name, n in st.counts.items():
         assert f'data-stat="counts" data-key="{name}">{n}</td>' in page
+    assert data["by_priority"] == {str(p): c for p, c in st.by_priority.items()}
+    for p, c in st.by_priority.items():
+        assert f'data-key="{p}" data-field="READY">{c["READY"]}</td>' in page
+    leases = {a.id: [x["task_id"] for x in a.leases] for a in st.agents}
+    assert {n: [t for t, _ in a["leases"]] for n, a in data["agents"].items()} == leases
+    for task_id in leases["w"]:
+        assert f'<a href="/ui/tasks/{task_id}">{task_id}</a> (until' in page
 
 
 def test_task_list_is_paginated_on_the_server(tmp_path, sockdir):

@@ -87,6 +87,9 @@ def test_dashboard_in_a_browser(served, browser, tmp_path):
             assert text(browser, cell) == str(getattr(q, field))
     assert text(browser, 'td[data-stat="agents"][data-key="w"][data-field="active"]') == \
         str(stats.agents[0].active)
+    for prio, counts in stats.by_priority.items():
+        cell = f'td[data-stat="by_priority"][data-key="{prio}"][data-field="READY"]'
+        assert text(browser, cell) == str(counts["READY"])
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     with Client(served.address, token=ADMIN) as c:
         c.submit("q", {"late": 1}, id="late")
