@@ -36,6 +36,8 @@ from .auth import Identity
 __all__ = ["Dashboard", "PAGE", "CSRF_HEADER", "COOKIE"]
 
 PAGE = 50                     # task rows per page
+BATCH = 1000                  # dead letters one "requeue all" click requeues at most
+HISTORY = 500                 # timeline entries shown on a task page (the latest)
 SHOWN = 64 << 10              # payload / result characters shown on a task page
 CSRF_HEADER = "x-eskernel-csrf"
 COOKIE = "eskernel_token"
@@ -232,6 +234,14 @@ class Dashboard:
         elif len(path) == 3 and path[0] == "tasks" and path[2] == "requeue":
             k.requeue(path[1])
             out = {"requeued": path[1]}
+        elif path == ["dead", "requeue"]:
+            # FAILED tasks, oldest first, at most BATCH a request: the loop serves the other
+            # clients between clicks.
+            failed = k._sched.handles(STATUSES.index("FAILED"), -1, -1)
+            for h in failed[:BATCH]:
+                k.requeue(k._sched.task_ids[h])
+            out = {"requeued": min(len(failed), BATCH),
+                   "remaining": max(0, len(failed) - BATCH)}
         else:
             raise NotFoundError(f"no action /ui/api/{'/'.join(path)}")
         srv.changed = srv.dirty = True
@@ -243,6 +253,8 @@ class Dashboard:
             return self.page_overview()
         if path == ["queues"]:
             return self.page_queues()
+        if path == ["tasks"] and q.get("id"):
+            return self.page_task(q["id"])
         if path == ["tasks"]:
             return self.page_tasks(q.get("status") or None, q.get("queue") or None,
                                    q.get("page", "1"), "/ui/tasks", "Tasks")
@@ -388,11 +400,14 @@ class Dashboard:
         status_opts = "".join(f'<option{" selected" if s == status else ""}>{e(s)}</option>'
                               for s in ("", *STATUSES))
         form = "" if dead else (
-            '<form method="get" action="/ui/tasks" class="filter"><label>status '
+            '<form method="get" action="/ui/tasks" class="filter"><label>id <input name="id">'
+            '</label> <label>status '
             f'<select name="status">{status_opts}</select></label> <label>queue <input '
             f'name="queue" value="{e(queue or "")}"></label> <button type="submit">filter'
             '</button></form>')
-        body = (f'<h1>{e(title)}</h1>{form}<p id="msg" class="msg"></p>{nav}'
+        bulk = ('<p><button data-post="/ui/api/dead/requeue" id="requeue-all">requeue all'
+                f'</button> (at most {BATCH} a click)</p>') if dead and total else ""
+        body = (f'<h1>{e(title)}</h1>{form}{bulk}<p id="msg" class="msg"></p>{nav}'
                 '<table id="task-table"><tr><th>id</th><th>queue</th><th>name</th>'
                 '<th>status</th><th>priority</th><th>attempts</th><th>agent</th>'
                 f'<th>submitted</th><th>error</th>{"<th></th>" if dead else ""}</tr>{rows}'
@@ -414,7 +429,10 @@ class Dashboard:
         deps = "".join(f'<li><a href="/ui/tasks/{e(quote(d, safe=""))}">{e(d)}</a></li>'
                        for d in v.depends_on) or "<li>none</li>"
         timeline = []
-        for ev in k.history(task_id):
+        hist = k.history(task_id)
+        if len(hist) > HISTORY:
+            timeline.append(f"<li>{len(hist) - HISTORY} earlier events not shown</li>")
+        for ev in hist[-HISTORY:]:
             extra = {n: x for n, x in ev.items()
                      if n not in ("v", "t", "task", "offset", "ts", "payload", "result")}
             timeline.append(

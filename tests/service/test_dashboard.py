@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from eskernel.service import Client
 from eskernel.service.dashboard import PAGE
 from tests.service.dashboard_workload import (ADMIN, CSRF, HOSTILE, PRODUCER, kernel_call,
                                               request, start)
@@ -113,7 +114,8 @@ def test_html_payload_is_escaped(served):
     assert "<b>bold</b>" not in listing and "&lt;b&gt;bold&lt;/b&gt;" in listing
 
 
-ACTIONS = ("/ui/api/queues/q/pause", "/ui/api/tasks/t1/cancel", "/ui/api/tasks/dead/requeue")
+ACTIONS = ("/ui/api/queues/q/pause", "/ui/api/tasks/t1/cancel", "/ui/api/tasks/dead/requeue",
+           "/ui/api/dead/requeue")
 
 
 def test_no_action_without_the_admin_token(served):
@@ -166,6 +168,30 @@ def test_admin_actions_change_the_kernel(served):
     assert views == ("READY", "CANCELLED", False)
     status, _, body = request(served, "POST", "/ui/api/tasks/t1/requeue", same)
     assert status == 409 and json.loads(body)["message"]
+
+
+def test_requeue_all_dead_letters(served):
+    with Client(served.address, token=ADMIN) as c:
+        for i in range(3):
+            c.submit("batch", id=f"x{i}", max_attempts=1, priority=0)
+        for _ in range(3):
+            lease = c.claim("w")
+            c.fail(lease, "no", retryable=False)
+    dead = kernel_call(served, lambda k: [v.id for v in k.dead_letters()])
+    assert len(dead) >= 3
+    page = request(served, "GET", "/ui/dead")[2].decode()
+    assert 'id="requeue-all"' in page
+    status, _, body = request(served, "POST", "/ui/api/dead/requeue", {**CSRF, **bearer(ADMIN)})
+    assert (status, json.loads(body)) == (200, {"requeued": len(dead), "remaining": 0})
+    assert kernel_call(served, lambda k: ([v.id for v in k.dead_letters()],
+                                          {k.task(t).status for t in dead})) == ([], {"READY"})
+    assert 'id="requeue-all"' not in request(served, "GET", "/ui/dead")[2].decode()
+
+
+def test_search_by_id(served):
+    status, _, body = request(served, "GET", "/ui/tasks?id=t3")
+    assert status == 200 and b'<span id="task-id">t3</span>' in body
+    assert request(served, "GET", "/ui/tasks?id=nope")[0] == 404
 
 
 def test_reads_need_a_token_off_loopback(served):
