@@ -26,7 +26,7 @@ import time
 from importlib import resources
 from string import Template
 from typing import Any, Callable
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from .. import errors, events
 from .._codes import STATUSES
@@ -102,7 +102,7 @@ def _cookie(headers: dict[str, str]) -> str | None:
     for part in headers.get("cookie", "").split(";"):
         name, _, value = part.strip().partition("=")
         if name == COOKIE and value:
-            return value
+            return unquote(value)
     return None
 
 
