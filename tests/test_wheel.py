@@ -51,7 +51,10 @@ def test_the_wheel_holds_one_top_level_package(wheel):
     for part in ("eskernel/__init__.py", "eskernel/eventlog/__init__.py",
                  "eskernel/analytics/__init__.py", "eskernel/runtime/__init__.py",
                  "eskernel/cli/__init__.py", "eskernel/verify.py", "eskernel/py.typed",
-                 "eskernel/eventlog/py.typed", "eskernel/analytics/py.typed"):
+                 "eskernel/eventlog/py.typed", "eskernel/analytics/py.typed",
+                 "eskernel/service/dashboard.py", "eskernel/service/assets/layout.html",
+                 "eskernel/service/assets/dashboard.css", "eskernel/service/assets/dashboard.js",
+                 "eskernel/service/assets/favicon.svg"):
         assert part in names, part
     assert any(n.startswith("eskernel/_core.") and n.endswith(".so") for n in names)
     assert any(n.startswith("eskernel/eventlog/_framing.") and n.endswith(".so") for n in names)

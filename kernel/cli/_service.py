@@ -32,7 +32,8 @@ __all__ = ["serve", "worker"]
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
               help="PEM private key of --tls-cert.")
 @click.option("--http", default=None, metavar="HOST:PORT",
-              help="Serve /metrics, /healthz, /readyz and the REST API here.")
+              help="Serve /metrics, /healthz, /readyz, the REST API and the web dashboard "
+                   "(/ui/) here.")
 @click.option("--max-connections", type=click.IntRange(1, 1_000_000), default=1024,
               show_default=True)
 @click.option("--max-frame", type=click.IntRange(1024, 1 << 30), default=8 << 20,

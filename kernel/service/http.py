@@ -1,6 +1,6 @@
 """The HTTP side of a server (``eskernel serve --http HOST:PORT``): Prometheus ``/metrics``,
-``/healthz``, ``/readyz``, and a JSON REST API for task operations described by
-``/openapi.json``.
+``/healthz``, ``/readyz``, a JSON REST API for task operations described by
+``/openapi.json``, and the web dashboard under ``/ui/`` (:mod:`.dashboard`).
 
 Invariants: it runs on the server's loop and calls the kernel like a wire request does
 (same validation, same roles: ``Authorization: Bearer TOKEN``); a request line or headers
@@ -19,13 +19,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .. import errors, events
 from ..errors import InvalidSpecError, NotFoundError
 from .auth import check
+from .dashboard import Dashboard
 from .ops import spec_kwargs, stats_wire, view_wire
 
 __all__ = ["start_http", "openapi", "Metrics"]
 
 MAX_HEAD = 16 << 10
 MAX_BODY = 1 << 20
-_STATUS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized",
+_STATUS = {200: "OK", 201: "Created", 303: "See Other", 400: "Bad Request", 401: "Unauthorized",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
            413: "Payload Too Large", 503: "Service Unavailable", 500: "Internal Server Error"}
 
@@ -176,6 +177,7 @@ class Http:
         except ImportError:         # prometheus-client is an optional dependency
             self.metrics = None
         server.metrics = self.metrics
+        self.dashboard = Dashboard(server, _code)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open += 1
@@ -216,15 +218,22 @@ class Http:
                 body = await reader.readexactly(length) if length else b""
                 close = headers.get("connection", "").lower() == "close"
                 reply: Any
+                extra: list[tuple[str, str]] = []
                 try:
-                    status, reply, ctype = self.route(parts[0], parts[1], headers, body)
+                    url = urlsplit(parts[1])
+                    path = [unquote(p) for p in url.path.split("/") if p]
+                    if path[:1] == ["ui"]:
+                        status, reply, ctype, extra = self.dashboard.route(
+                            parts[0], path, url.query, headers, body)
+                    else:
+                        status, reply, ctype = self.route(parts[0], parts[1], headers, body)
                     if not isinstance(reply, bytes):
                         reply = events.dumps(reply)
                 except Exception as err:    # a bug: answered, never a dropped connection
                     status, ctype = 500, "application/json"
                     reply = {"type": "KernelInternalError", "message": f"{type(err).__name__}: "
                              f"{err}; this is a bug in eskernel, please report it"}
-                await self._reply(writer, status, reply, close, ctype)
+                await self._reply(writer, status, reply, close, ctype, extra)
                 if close:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -234,10 +243,12 @@ class Http:
             writer.close()
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, value: Any,
-                     close: bool, ctype: str = "application/json") -> None:
+                     close: bool, ctype: str = "application/json",
+                     extra: list[tuple[str, str]] | None = None) -> None:
         body = value if isinstance(value, bytes) else events.dumps(value)
+        more = "".join(f"{name}: {v}\r\n" for name, v in extra or ())
         writer.write(f"HTTP/1.1 {status} {_STATUS.get(status, 'Error')}\r\nContent-Type: "
-                     f"{ctype}\r\nContent-Length: {len(body)}\r\n"
+                     f"{ctype}\r\nContent-Length: {len(body)}\r\n{more}"
                      f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
                      .encode() + body)
         await writer.drain()
