@@ -684,9 +684,7 @@ class Kernel(WorkflowCommands):
             if code in (CHOOSE_OFFLINE, CHOOSE_AT_CAPACITY):
                 raise self._refusal(agent_id, code)
             return leases
-        self._write([lease._event for lease in leases])
-        self._state.applied += len(leases)
-        self._state.last_ts = now
+        self._append_hot_many([lease._event for lease in leases], now)
         return leases
 
     def heartbeat(self, lease: Lease) -> float:
