@@ -106,18 +106,24 @@ while True:
 def run_child_and_kill(path: Path, seed: int, every: int, rng: random.Random) -> list[dict]:
     """Start the child, let it acknowledge a random number of commands, SIGKILL it at a
     random moment; return every acknowledged line (complete lines only)."""
+    return kill_after_acks([CHILD, str(path), str(seed), str(every)], rng.randint(1, 250),
+                           rng.random() * 0.01)
+
+
+def kill_after_acks(args: list[str], want: int, linger: float) -> list[dict]:
+    """Run ``python -c *args`` from the repository, read ``want`` acknowledged lines, wait
+    ``linger`` seconds, SIGKILL it; return every complete acknowledged line, parsed."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(seed), str(every)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: list[bytes] = []
     try:
-        want = rng.randint(1, 250)
         while len(lines) < want:
             line = proc.stdout.readline()
             if not line:
                 break
             lines.append(line)
-        time.sleep(rng.random() * 0.01)
+        time.sleep(linger)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

@@ -21,14 +21,12 @@ kill -9), and tails damaged under the newest snapshot (truncated, flipped, zeroe
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +35,7 @@ from eskernel.eventlog import EventLog
 from eskernel.eventlog.snapshots import list_snapshots
 from eskernel.verify import verify_log
 from eskernel import Kernel, ManualClock
+from tests.test_kernel_crash import kill_after_acks
 
 ROOT = Path(__file__).resolve().parent.parent
 TORTURE = int(os.environ.get("ESKERNEL_TORTURE", "3"))
@@ -121,28 +120,8 @@ def run_child_and_kill(path: Path, mode: str, seed: int, every: int, rng: random
                        start: float) -> list[dict]:
     """Run the child (its clock starting at ``start``) until it acknowledged a random number
     of calls, then SIGKILL it at a random moment; return every complete acknowledged line."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), mode, str(seed),
-                             str(every), repr(start)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    lines: list[bytes] = []
-    try:
-        want = rng.randint(20, 600)
-        while len(lines) < want:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-        time.sleep(rng.random() * 0.005)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        rest, err = proc.stdout.read(), proc.stderr.read()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL, f"the child died:\n{err.decode()[-3000:]}"
-    lines += rest.splitlines(keepends=True)
-    return [json.loads(line) for line in lines if line.endswith(b"\n")]
+    return kill_after_acks([CHILD, str(path), mode, str(seed), str(every), repr(start)],
+                           rng.randint(20, 600), rng.random() * 0.005)
 
 
 def check_effects(k: Kernel, acked: list[dict]) -> None:
