@@ -24,6 +24,7 @@ from ._core import Lease
 from ._memlog import MemoryLog
 from ._submit import (NO_IDS, batch_events, hot_extra, keyed_task, new_id, simple_batch,
                       spec_dict, spec_list, submitted_event)
+from ._explain import explain
 from ._views import ReadModel, lease_handle
 from ._validate import NS, check_capabilities, check_id, check_int, check_kernel_options, lookup
 from ._snapshotter import Snapshotter
@@ -356,6 +357,18 @@ class Kernel(WorkflowCommands):
             InvalidSpecError: not a Lease; StaleLeaseError: not issued by this kernel.
         """
         return self._read.lease_task(lease)
+
+    def explain(self, task_id: str) -> list[dict[str, Any]]:
+        """Why the task is not running now, as structured reasons (each a dict with a
+        ``code``, a ``message`` and the fields its code names; see :mod:`eskernel._explain`):
+        its dependencies, a delay or backoff, a paused or full queue, no online agent with
+        the capability or room, a pinned agent offline or busy; ``claimable`` when nothing
+        blocks it.  Changes nothing.
+
+        Raises:
+            UnknownTaskError: no task has this id.
+        """
+        return explain(self._state, task_id, self._now())
 
     def _view(self, h: int) -> TaskView:
         return self._read.view(h)

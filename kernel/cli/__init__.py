@@ -23,6 +23,7 @@ from eskernel.analytics.query import Table, check_read_only
 from eskernel.analytics.report import TITLES, build_report
 from eskernel.eventlog.errors import EskernelError
 
+from .. import events
 from .._version import __version__
 from . import _bench, _restore, _service
 from ._format import (emit, emit_sections, ns_time, progress, seconds_fields,
@@ -387,6 +388,29 @@ def replay(directory: str, until: str | None, task: str | None, as_json: bool,
     finally:
         k.close()
     emit_sections(sections, fmt, _STATUS_TITLES, table=table)
+
+
+@cli.command("explain")
+@_DIR
+@click.argument("task")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_guard
+def explain_cmd(directory: str, task: str, as_json: bool) -> None:
+    """Why TASK is not running: its dependencies, a delay, a paused or full queue, no
+    online agent with room... (read-only; works beside a running writer)."""
+    from .._kernel import Kernel
+    log_dir = _log_dir(directory)
+    with progress("replaying the log"):
+        k = Kernel.replay(log_dir)
+    try:
+        reasons = k.explain(task)
+    finally:
+        k.close()
+    if as_json:
+        click.echo(events.dumps({"task": task, "reasons": reasons}).decode())
+        return
+    for r in reasons:
+        click.echo(f"{r['code']:<22} {r['message']}")
 
 
 # -- verify, snapshot --------------------------------------------------------------------

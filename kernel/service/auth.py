@@ -26,7 +26,7 @@ __all__ = ["Identity", "Tokens", "ROLES", "PRODUCER_OPS", "WORKER_OPS", "QUERY_O
            "ADMIN", "check"]
 
 ROLES = ("producer", "worker", "admin")
-QUERY_OPS = frozenset({"ping", "task", "tasks", "stats", "history", "lease_task",
+QUERY_OPS = frozenset({"ping", "task", "tasks", "stats", "history", "explain", "lease_task",
                        "next_offset", "wait", "subscribe", "session_heartbeat"})
 PRODUCER_OPS = QUERY_OPS | {"submit", "submit_many", "cancel"}
 #: Worker operations; each names an agent (or a lease of one) that must be the worker's own.

@@ -570,6 +570,10 @@ class Client:
     def history(self, task_id: str) -> list[dict[str, Any]]:
         return list(self._call("history", {"task": task_id}))
 
+    def explain(self, task_id: str) -> list[dict[str, Any]]:
+        """:meth:`Kernel.explain`: why the task is not running, as the server sees it."""
+        return list(self._call("explain", {"task": task_id}))
+
     def lease_task(self, lease: Any) -> tuple[str | None, str, Any, int, float]:
         """What a worker needs to run a leased task; no round trip for a lease this client
         claimed."""
@@ -670,7 +674,7 @@ class AsyncClient:
         "agent_online", "agent_offline", "submit", "submit_many", "claim", "claim_many",
         "heartbeat", "session_heartbeat", "complete", "complete_many", "complete_and_claim",
         "fail", "release",
-        "cancel", "requeue", "task", "tasks", "dead_letters", "stats", "history",
+        "cancel", "requeue", "task", "tasks", "dead_letters", "stats", "history", "explain",
         "lease_task", "snapshot", "wait"})
 
     def __init__(self, address: str, **kwargs: Any) -> None:

@@ -62,6 +62,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "tasks": ("status", "queue", "agent", "limit"),
     "stats": (),
     "history": ("task",),
+    "explain": ("task",),
     "lease_task": ("lease",),
     "next_offset": (),
     "tick": (),
@@ -70,7 +71,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "subscribe": ("kinds",),
 }
 #: Requests that change nothing: a replayed request id of one of these is simply run again.
-READ_ONLY = frozenset({"ping", "task", "tasks", "stats", "history", "lease_task",
+READ_ONLY = frozenset({"ping", "task", "tasks", "stats", "history", "explain", "lease_task",
                        "next_offset", "wait", "subscribe"})
 
 _packer = msgpack.Packer(use_bin_type=True, datetime=False)

@@ -646,6 +646,9 @@ class Server:
     def op_history(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
         return self.kernel.history(a.get("task"))
 
+    def op_explain(self, conn: Connection, sess: Session, rid: int, a: dict[str, Any]) -> Any:
+        return self.kernel.explain(a.get("task"))   # the kernel checks the id
+
     def op_lease_task(self, conn: Connection, sess: Session, rid: int,
                       a: dict[str, Any]) -> Any:
         return list(self.kernel.lease_task(lease_of(self.kernel, sess.ident, a.get("lease"),
