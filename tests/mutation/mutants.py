@@ -40,12 +40,13 @@ MUTANTS: tuple[Mutant, ...] = (
                  "return eskcrc_update(c, payload, n - (n > 0)) ^ 0xFFFFFFFFu"),)),
     Mutant("durable-before-io",
            "group commit: self.durable = self.written + n moved ahead of write + fdatasync",
-           (Edit(WRITER, "            fd = self.fd\n            try:\n",
+           (Edit(WRITER, "            fd = self.fd\n            if self.mode == MODE_FSYNC",
                  "            fd = self.fd\n            if sync:\n"
-                 "                self.durable = self.written + n\n            try:\n"),
-            Edit(WRITER, "                    self.written += n\n                    if sync:\n"
+                 "                self.durable = self.written + n\n"
+                 "            if self.mode == MODE_FSYNC"),
+            Edit(WRITER, "                    self.file_pos += n\n                    if sync:\n"
                          "                        self.durable = self.written\n",
-                 "                    self.written += n\n"))),
+                 "                    self.file_pos += n\n"))),
     Mutant("crc-frame-skips-length",
            "crc32c_frame leaves the 4 length bytes out of the checksum",
            (Edit(CRC, "cdef uint32_t c = eskcrc_update(0xFFFFFFFFu, lb, 4)",
@@ -103,8 +104,9 @@ MUTANTS: tuple[Mutant, ...] = (
                  " - FRAME_HEADER\n"),)),
     Mutant("written-before-io",
            "write mode: self.written += n moved ahead of the write (flush returns early)",
-           (Edit(WRITER, "            fd = self.fd\n            try:\n",
-                 "            fd = self.fd\n            self.written += n\n            try:\n"),
+           (Edit(WRITER, "            fd = self.fd\n            if self.mode == MODE_FSYNC",
+                 "            fd = self.fd\n            self.written += n\n"
+                 "            if self.mode == MODE_FSYNC"),
             Edit(WRITER, "                if err == 0:\n                    self.written += n\n",
                  "                if err == 0:\n"))),
     Mutant("fdatasync-error-ignored",

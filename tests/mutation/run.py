@@ -1,7 +1,7 @@
 """Mutation check for the event log: every mutant in ``mutants.py`` must be killed.
 
-Run from the repository root, with the interpreter that has the test dependencies and
-Cython (the build requirement)::
+Run from the repository root, with the interpreter that has the test dependencies and the
+build requirements (``pip install 'Cython>=3.1' 'setuptools>=77'``)::
 
     python -m tests.mutation.run                 # all mutants
     python -m tests.mutation.run --only durable-before-io crc-frame-skips-last-byte
@@ -118,8 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         mutants = [m for m in mutants if m.name in args.only]
     try:
         import Cython  # noqa: F401
+        import setuptools
     except ImportError:
-        raise SystemExit("Cython is needed to rebuild the mutants: pip install 'Cython>=3.1'")
+        raise SystemExit("Cython and setuptools are needed to rebuild the mutants: "
+                         "pip install 'Cython>=3.1' 'setuptools>=77'")
+    if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (77, 0):
+        raise SystemExit(f"setuptools {setuptools.__version__} cannot read pyproject.toml's "
+                         "license field: pip install 'setuptools>=77'")
 
     scratch = Path(tempfile.mkdtemp(prefix="eskernel-mutants-"))
     rows: list[tuple[str, str, str, float]] = []
