@@ -4,16 +4,16 @@ rendered by a real browser (headless Chromium) and judged as a picture."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from eskernel.analytics import Projection
-from eskernel.analytics.html import column_chart, hbar_chart, nice_ticks, time_ticks
+from eskernel.analytics.html import hbar_chart, nice_ticks, time_ticks
 from eskernel.analytics.report import build_report
 from eskernel.eventlog import EventLog
 from eskernel.cli._demo import run_demo
+from tests.browser import headless_chromium
 
 
 @pytest.fixture(scope="module")
@@ -97,24 +97,9 @@ def test_charts_of_the_report(page: Path) -> None:
     assert 'class="scroll"' in html
 
 
-def _browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
-                                    "(pip install -e '.[test]')")
-    driver_path = shutil.which("chromedriver")
-    if shutil.which("chromium") is None or driver_path is None:
-        pytest.skip("headless Chromium is not installed: apt-get install chromium "
-                    "chromium-driver to run the browser test of the HTML report")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    opts = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(options=opts, service=Service(driver_path))
-
-
 @pytest.mark.parametrize("width", [1000, 700])
 def test_the_page_in_a_browser(page: Path, tmp_path: Path, width: int) -> None:
-    driver = _browser()
+    driver = headless_chromium("the HTML report")
     try:
         driver.set_window_size(width, 1200)
         driver.get(page.as_uri())

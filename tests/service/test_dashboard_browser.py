@@ -4,37 +4,20 @@ and a screenshot of each page in the test's directory."""
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
 from eskernel.service import Client
 from eskernel.service.dashboard import PAGE
+from tests.browser import headless_chromium
 from tests.service.dashboard_workload import ADMIN, HOSTILE, kernel_call, start
 
 WAIT = 30       # seconds a page may take to reach a state (a bound, not a measurement)
 
 
-def _browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
-                                    "(pip install -e '.[test]')")
-    driver_path = shutil.which("chromedriver")
-    if shutil.which("chromium") is None or driver_path is None:
-        pytest.skip("headless Chromium is not installed: apt-get install chromium "
-                    "chromium-driver to run the browser test of the dashboard")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    opts = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=opts, service=Service(driver_path))
-
-
 @pytest.fixture
 def browser():
-    driver = _browser()
+    driver = headless_chromium("the dashboard", "--window-size=1280,1000", logs=True)
     yield driver
     driver.quit()
 
